@@ -1,0 +1,182 @@
+//! The `discovery` and `pluginMetadata` services.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::config::RootConfig;
+use crate::error::{Error, Result};
+use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
+
+/// Where the backend listens: `backend.listen` in any of Backstage's forms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// The host to bind; empty for every interface.
+    pub host: String,
+    /// The port; 0 for any free port.
+    pub port: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ListenForm {
+    Port(u16),
+    Text(String),
+    Object {
+        host: Option<String>,
+        port: Option<PortForm>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PortForm {
+    Number(u16),
+    Text(String),
+}
+
+impl Listen {
+    /// Reads `backend.listen`: `7007`, `":7007"`, `"host:port"`, or `{ host, port }`. Absent:
+    /// every interface, port 7007.
+    ///
+    /// ```
+    /// use backstage::discovery::Listen;
+    /// use backstage::RootConfig;
+    /// let config = RootConfig::from_value(serde_json::json!({"backend": {"listen": "127.0.0.1:8080"}}));
+    /// assert_eq!(Listen::from_config(&config).unwrap(), Listen { host: "127.0.0.1".into(), port: 8080 });
+    /// ```
+    pub fn from_config(config: &RootConfig) -> Result<Self> {
+        let bad = |what: &str| {
+            Error::input(format!(
+                "backend.listen: {what}; write a port (7007), \"host:port\" or {{ host, port }}"
+            ))
+        };
+        let form: Option<ListenForm> = config
+            .get_optional("backend.listen")
+            .map_err(|_| bad("not a valid listen address"))?;
+        let parse_port = |text: &str| {
+            text.trim()
+                .parse::<u16>()
+                .map_err(|_| bad(&format!("'{text}' is not a port")))
+        };
+        Ok(match form {
+            None => Listen {
+                host: String::new(),
+                port: 7007,
+            },
+            Some(ListenForm::Port(port)) => Listen {
+                host: String::new(),
+                port,
+            },
+            Some(ListenForm::Text(text)) => match text.rsplit_once(':') {
+                Some((host, port)) => Listen {
+                    host: host.trim_matches(['[', ']']).to_owned(),
+                    port: parse_port(port)?,
+                },
+                None => Listen {
+                    host: String::new(),
+                    port: parse_port(&text)?,
+                },
+            },
+            Some(ListenForm::Object { host, port }) => Listen {
+                host: host.unwrap_or_default(),
+                port: match port {
+                    None => 7007,
+                    Some(PortForm::Number(port)) => port,
+                    Some(PortForm::Text(text)) => parse_port(&text)?,
+                },
+            },
+        })
+    }
+}
+
+/// The `discovery` service: the URLs of plugins.
+///
+/// Internal URLs point at this backend as other backends on the network reach it
+/// (`http://<listen host or localhost>:<port>/api/<id>`); external URLs start from
+/// `backend.baseUrl` (`<baseUrl>/api/<id>`).
+///
+/// ```
+/// use backstage::Discovery;
+/// let discovery = Discovery::new("http://localhost:7007", "https://backstage.example.com");
+/// assert_eq!(discovery.base_url("catalog"), "http://localhost:7007/api/catalog");
+/// assert_eq!(discovery.external_base_url("catalog"), "https://backstage.example.com/api/catalog");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Discovery {
+    internal: Arc<str>,
+    external: Arc<str>,
+}
+
+impl Discovery {
+    /// Discovery with the given internal and external backend base URLs.
+    pub fn new(internal: &str, external: &str) -> Self {
+        Discovery {
+            internal: internal.trim_end_matches('/').into(),
+            external: external.trim_end_matches('/').into(),
+        }
+    }
+
+    /// The URL other backends use to call plugin `plugin_id`.
+    pub fn base_url(&self, plugin_id: &str) -> String {
+        format!("{}/api/{plugin_id}", self.internal)
+    }
+
+    /// The URL browsers use to call plugin `plugin_id`.
+    pub fn external_base_url(&self, plugin_id: &str) -> String {
+        format!("{}/api/{plugin_id}", self.external)
+    }
+}
+
+impl Service for Discovery {
+    type Scope = Root;
+    const ID: &'static str = "core.discovery";
+    const DEPENDENCIES: &'static [&'static str] = &["core.rootConfig"];
+    fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
+        Box::pin(async move {
+            let config = ctx.config();
+            let listen = Listen::from_config(config)?;
+            let port = ctx.registry.bound.map_or(listen.port, |addr| addr.port());
+            let host = match listen.host.as_str() {
+                "" | "0.0.0.0" | "::" => "localhost".to_owned(),
+                host if host.contains(':') => format!("[{host}]"),
+                host => host.to_owned(),
+            };
+            let internal = format!("http://{host}:{port}");
+            let external: Option<String> = config.get_optional("backend.baseUrl")?;
+            Ok(Discovery::new(
+                &internal,
+                external.as_deref().unwrap_or(&internal),
+            ))
+        })
+    }
+}
+
+/// The `pluginMetadata` service: which plugin this is.
+///
+/// ```
+/// # async fn example(meta: backstage::PluginMetadata) { println!("{}", meta.id()); }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PluginMetadata {
+    id: &'static str,
+}
+
+impl PluginMetadata {
+    /// The plugin id.
+    pub fn id(&self) -> &'static str {
+        self.id
+    }
+}
+
+impl Service for PluginMetadata {
+    type Scope = PluginScoped;
+    const ID: &'static str = "core.pluginMetadata";
+    fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
+        Box::pin(async move {
+            ctx.plugin_id()
+                .map(|id| PluginMetadata { id })
+                .ok_or_else(|| Error::internal("plugin metadata asked for outside of a plugin"))
+        })
+    }
+}

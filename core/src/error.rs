@@ -1,0 +1,313 @@
+//! One error type with Backstage's error names, and its wire form.
+//!
+//! Every failure a plugin reports, and every failure the framework itself reports, is a
+//! [`Error`]. On the wire it becomes Backstage's error body:
+//!
+//! ```json
+//! {"error":{"name":"NotFoundError","message":"no item 7"},
+//!  "request":{"method":"GET","url":"/api/carmen/items/7"},
+//!  "response":{"statusCode":404}}
+//! ```
+//!
+//! The status code follows Backstage's table (see [`ErrorKind`]). An [`Error`] converted with `?`
+//! from any other error type is an *internal* error: the caller sees only
+//! `An internal error occurred logId=<id>` and the cause is logged with that id, as Backstage's
+//! internal error filter does, so database messages and the like never leave the server.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// `Result` with [`Error`] as its error type; what plugin code returns.
+///
+/// ```
+/// use backstage::{Error, Result};
+///
+/// fn parse(raw: &str) -> Result<u32> {
+///     raw.parse().map_err(|_| Error::input(format!("'{raw}' is not a number")))
+/// }
+/// assert!(parse("7").is_ok());
+/// ```
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The kinds of error Backstage knows, each with its name and HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// `NotModifiedError`, 304.
+    NotModified,
+    /// `InputError`, 400: the request is malformed or invalid.
+    Input,
+    /// `AuthenticationError`, 401: credentials are missing or invalid.
+    Authentication,
+    /// `NotAllowedError`, 403: the caller may not do this.
+    NotAllowed,
+    /// `NotFoundError`, 404.
+    NotFound,
+    /// `ConflictError`, 409.
+    Conflict,
+    /// `PayloadTooLargeError`, 413: the request body is over the limit.
+    PayloadTooLarge,
+    /// `NotImplementedError`, 501.
+    NotImplemented,
+    /// `ServiceUnavailableError`, 503.
+    ServiceUnavailable,
+    /// `Error`, 500: anything else. Its message is replaced by a log id on the wire.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Backstage's name for this kind, as it appears in `error.name`.
+    ///
+    /// ```
+    /// assert_eq!(backstage::ErrorKind::NotFound.name(), "NotFoundError");
+    /// ```
+    pub const fn name(self) -> &'static str {
+        match self {
+            ErrorKind::NotModified => "NotModifiedError",
+            ErrorKind::Input => "InputError",
+            ErrorKind::Authentication => "AuthenticationError",
+            ErrorKind::NotAllowed => "NotAllowedError",
+            ErrorKind::NotFound => "NotFoundError",
+            ErrorKind::Conflict => "ConflictError",
+            ErrorKind::PayloadTooLarge => "PayloadTooLargeError",
+            ErrorKind::NotImplemented => "NotImplementedError",
+            ErrorKind::ServiceUnavailable => "ServiceUnavailableError",
+            ErrorKind::Internal => "Error",
+        }
+    }
+
+    /// The HTTP status Backstage answers this kind with.
+    ///
+    /// ```
+    /// assert_eq!(backstage::ErrorKind::Conflict.status().as_u16(), 409);
+    /// ```
+    pub const fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::NotModified => StatusCode::NOT_MODIFIED,
+            ErrorKind::Input => StatusCode::BAD_REQUEST,
+            ErrorKind::Authentication => StatusCode::UNAUTHORIZED,
+            ErrorKind::NotAllowed => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ErrorKind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// A failure with one of Backstage's error names and a message for the caller.
+///
+/// Build one with the constructor named after its kind, or convert any
+/// `std::error::Error` with `?` (that makes an internal error whose message stays in the log):
+///
+/// ```
+/// use backstage::{Error, ErrorKind};
+///
+/// let e = Error::not_found("no item 7");
+/// assert_eq!(e.kind(), ErrorKind::NotFound);
+/// assert_eq!(e.message(), "no item 7");
+///
+/// fn read() -> backstage::Result<String> {
+///     Ok(std::fs::read_to_string("/definitely/not/here")?)
+/// }
+/// assert_eq!(read().unwrap_err().kind(), ErrorKind::Internal);
+/// ```
+pub struct Error {
+    kind: ErrorKind,
+    message: Cow<'static, str>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Error {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// `InputError` (400).
+    pub fn input(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Input, message)
+    }
+
+    /// `AuthenticationError` (401).
+    pub fn authentication(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Authentication, message)
+    }
+
+    /// `NotAllowedError` (403).
+    pub fn not_allowed(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::NotAllowed, message)
+    }
+
+    /// `NotFoundError` (404).
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    /// `ConflictError` (409).
+    pub fn conflict(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+
+    /// `NotModifiedError` (304).
+    pub fn not_modified(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::NotModified, message)
+    }
+
+    /// `NotImplementedError` (501).
+    pub fn not_implemented(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::NotImplemented, message)
+    }
+
+    /// `ServiceUnavailableError` (503).
+    pub fn service_unavailable(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::ServiceUnavailable, message)
+    }
+
+    /// An internal error (500). The message is logged, never sent: the caller sees a log id.
+    pub fn internal(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// Attaches the error that caused this one; it is logged with the error, never sent.
+    ///
+    /// ```
+    /// let io = std::io::Error::other("disk on fire");
+    /// let e = backstage::Error::internal("could not save").with_source(io);
+    /// assert_eq!(e.to_string(), "could not save: disk on fire");
+    /// ```
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// This error's kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message for the caller (for internal errors: the message that is logged).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The underlying cause, if any.
+    pub fn source(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {self}", self.kind.name())
+    }
+}
+
+impl<E> From<E> for Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn from(source: E) -> Self {
+        Error {
+            kind: ErrorKind::Internal,
+            message: Cow::Owned(source.to_string()),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+/// What a response carries from an [`Error`] until the backend's HTTP layer, which knows the
+/// request's method and URL, writes Backstage's error body.
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorReport {
+    pub(crate) name: &'static str,
+    pub(crate) message: Cow<'static, str>,
+}
+
+impl IntoResponse for Error {
+    /// Answers with the error's status and leaves the body to the backend's HTTP layer, which
+    /// writes Backstage's error body with the request's method and URL. Internal errors are
+    /// logged here with a fresh log id, and only the id is sent.
+    fn into_response(self) -> Response {
+        let message = if self.kind == ErrorKind::Internal {
+            let log_id = crate::http::log_id();
+            tracing::error!(log_id = %log_id, error = %self, "Filtered internal error with logId={log_id} from response");
+            Cow::Owned(format!("An internal error occurred logId={log_id}"))
+        } else {
+            self.message
+        };
+        let mut response = self.kind.status().into_response();
+        response.extensions_mut().insert(ErrorReport {
+            name: self.kind.name(),
+            message,
+        });
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_statuses_follow_backstage() {
+        let table = [
+            (ErrorKind::NotModified, "NotModifiedError", 304),
+            (ErrorKind::Input, "InputError", 400),
+            (ErrorKind::Authentication, "AuthenticationError", 401),
+            (ErrorKind::NotAllowed, "NotAllowedError", 403),
+            (ErrorKind::NotFound, "NotFoundError", 404),
+            (ErrorKind::Conflict, "ConflictError", 409),
+            (ErrorKind::NotImplemented, "NotImplementedError", 501),
+            (
+                ErrorKind::ServiceUnavailable,
+                "ServiceUnavailableError",
+                503,
+            ),
+            (ErrorKind::Internal, "Error", 500),
+        ];
+        for (kind, name, status) in table {
+            assert_eq!(kind.name(), name);
+            assert_eq!(kind.status().as_u16(), status);
+        }
+    }
+
+    #[test]
+    fn internal_errors_hide_their_message() {
+        let response = Error::internal("password=hunter2 leaked").into_response();
+        let report = response.extensions().get::<ErrorReport>().expect("report");
+        assert_eq!(report.name, "Error");
+        assert!(
+            report
+                .message
+                .starts_with("An internal error occurred logId="),
+            "{}",
+            report.message
+        );
+        assert!(!report.message.contains("hunter2"));
+    }
+}

@@ -1,0 +1,153 @@
+//! The auth gate in front of plugin routes, and the glue generated route handlers call.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+
+use super::policy::{PathPolicy, policy_for};
+use super::{Allow, AuthPolicyKind};
+use crate::auth::{HttpAuth, RequestAuth};
+use crate::error::{Error, ErrorKind, ErrorReport, Result};
+use crate::plugin::ServiceContext;
+
+/// Checks a plugin's requests against auth policies and leaves the verified credentials in the
+/// request for the [`crate::Credentials`] extractor.
+#[derive(Clone)]
+pub struct Gate {
+    http_auth: HttpAuth,
+    policies: Arc<[PathPolicy]>,
+}
+
+impl Gate {
+    /// The gate of the plugin `ctx` is building, with the path policies added so far.
+    pub async fn for_plugin(ctx: &ServiceContext<'_>) -> Result<Self> {
+        let http_auth = ctx.get::<HttpAuth>().await?;
+        let policies = ctx.get::<super::HttpRouter>().await?.policies();
+        Ok(Gate {
+            http_auth,
+            policies: policies.into(),
+        })
+    }
+
+    /// Applies a route's own policy. `Err` is the response to send instead of running the route.
+    pub async fn check(
+        &self,
+        policy: AuthPolicyKind,
+        parts: &mut Parts,
+    ) -> std::result::Result<(), Response> {
+        match policy {
+            AuthPolicyKind::Default | AuthPolicyKind::UserCookie => self.require(parts).await,
+            AuthPolicyKind::Unauthenticated => {
+                self.optional(parts).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies the path policies to a request of a hand-written router (or an unknown path).
+    pub(crate) async fn check_path(&self, parts: &mut Parts) -> std::result::Result<(), Response> {
+        match policy_for(&self.policies, parts.uri.path()) {
+            Some(Allow::Unauthenticated) => {
+                self.optional(parts).await;
+                Ok(())
+            }
+            Some(Allow::UserCookie) | None => self.require(parts).await,
+        }
+    }
+
+    async fn require(&self, parts: &mut Parts) -> std::result::Result<(), Response> {
+        match self.http_auth.credentials(&parts.headers).await {
+            Ok(creds) => {
+                parts.extensions.insert(RequestAuth::Verified(creds));
+                Ok(())
+            }
+            Err(e) => Err(e.into_response()),
+        }
+    }
+
+    /// Verifies credentials only when some were sent; a request without any has none, which
+    /// the extractor sees as a missing entry (no allocation on the anonymous path).
+    async fn optional(&self, parts: &mut Parts) {
+        if !parts.headers.contains_key(http::header::AUTHORIZATION) {
+            return;
+        }
+        let auth = match self.http_auth.optional_credentials(&parts.headers).await {
+            Ok(creds) => RequestAuth::Verified(creds),
+            Err(e) => RequestAuth::Failed(Arc::new((e.kind(), e.message().to_owned()))),
+        };
+        parts.extensions.insert(auth);
+    }
+
+    /// Answers a path no route matched: the path policies first (so anonymous callers get 401),
+    /// then 404 `NotFoundError`.
+    pub(crate) async fn not_found(self, request: Request) -> Response {
+        let (mut parts, _body) = request.into_parts();
+        if let Err(response) = self.check_path(&mut parts).await {
+            return response;
+        }
+        Error::not_found("Not Found").into_response()
+    }
+}
+
+/// Extracts a route parameter that is not the last: axum's `FromRequestParts`, with
+/// rejections turned into Backstage errors.
+pub async fn from_parts<T: FromRequestParts<()>>(
+    parts: &mut Parts,
+) -> std::result::Result<T, Response> {
+    match T::from_request_parts(parts, &()).await {
+        Ok(value) => Ok(value),
+        Err(rejection) => Err(rejection_to_error(rejection.into_response()).await),
+    }
+}
+
+/// Extracts the last route parameter (it may consume the body): axum's `FromRequest`, with
+/// rejections turned into Backstage errors.
+pub async fn from_request<T: FromRequest<(), M>, M>(
+    request: Request,
+) -> std::result::Result<T, Response> {
+    match T::from_request(request, &()).await {
+        Ok(value) => Ok(value),
+        Err(rejection) => Err(rejection_to_error(rejection.into_response()).await),
+    }
+}
+
+/// Turns an axum rejection into Backstage's error: client errors (bad JSON, bad path
+/// parameters, wrong content type) become 400 `InputError` with axum's explanation as message,
+/// 413 stays 413; an error already in Backstage's form passes unchanged.
+async fn rejection_to_error(response: Response) -> Response {
+    if response.extensions().get::<ErrorReport>().is_some() {
+        return response;
+    }
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&body).trim().to_owned();
+    let kind = match status.as_u16() {
+        413 => ErrorKind::PayloadTooLarge,
+        401 => ErrorKind::Authentication,
+        403 => ErrorKind::NotAllowed,
+        404 => ErrorKind::NotFound,
+        409 => ErrorKind::Conflict,
+        400..=499 => ErrorKind::Input,
+        _ => ErrorKind::Internal,
+    };
+    Error::new(kind, message).into_response()
+}
+
+/// Turns what a route handler returned into a response. The bound names the rule when a handler
+/// returns something that is not a response.
+pub fn respond<T: Respond>(value: T) -> Response {
+    value.into_response()
+}
+
+/// Route handlers return a response: anything `IntoResponse`, or `backstage::Result<T>` of one.
+#[diagnostic::on_unimplemented(
+    message = "a route handler must return a response, and `{Self}` is not one",
+    label = "not a response",
+    note = "return something that implements axum's `IntoResponse` (`Json<T>`, `String`, `StatusCode`, ...) or `backstage::Result<T>` of one"
+)]
+pub trait Respond: IntoResponse {}
+impl<T: IntoResponse> Respond for T {}

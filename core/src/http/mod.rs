@@ -1,0 +1,207 @@
+//! HTTP: the root router, plugin routers, auth policies, error bodies and security headers.
+//!
+//! Plugins are served under `/api/<pluginId>`. Each request passes, in order: the security
+//! headers (Backstage's helmet defaults), the dispatch by plugin id (unknown plugin: 404 with an
+//! empty body), the route's auth policy (secure by default: user or service credentials, else
+//! 401), the handler, and the error layer that writes Backstage's error body with the request's
+//! method and URL. A panicking handler answers 500 and the server keeps serving.
+//!
+//! Auth policies: a `#[route]` carries its own policy, for exactly its method and path. Routers
+//! added by hand through [`HttpRouter::use_router`] are guarded by the plugin's path policies
+//! ([`HttpRouter::add_auth_policy`]), which match as Backstage's do: a policy path matches
+//! itself and every path below it, segment by segment, `{param}` matching any one segment,
+//! letters compared case-insensitively; `/` matches everything.
+//!
+//! `user-cookie` routes accept what default routes accept; cookie-based limited user tokens
+//! come with the full auth implementation.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
+
+pub(crate) mod dispatch;
+pub(crate) mod gate;
+mod policy;
+
+pub use policy::PathPolicy;
+
+/// The auth policy of a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthPolicyKind {
+    /// User or service credentials are required (Backstage's default).
+    Default,
+    /// Anyone may call; credentials, when sent, are still verified.
+    Unauthenticated,
+    /// Like the default, and also a user's cookie (limited access).
+    UserCookie,
+}
+
+impl AuthPolicyKind {
+    /// The policy's name as written in `auth = "..."`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthPolicyKind::Default => "default",
+            AuthPolicyKind::Unauthenticated => "unauthenticated",
+            AuthPolicyKind::UserCookie => "user-cookie",
+        }
+    }
+}
+
+/// What a path policy allows, as in Backstage's `addAuthPolicy({ path, allow })`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Allow {
+    /// No credentials needed.
+    Unauthenticated,
+    /// A user cookie is enough.
+    UserCookie,
+}
+
+/// The `httpRouter` service: lets a plugin serve hand-written axum routers next to its
+/// `#[routes]`, and open paths with auth policies.
+///
+/// ```
+/// use backstage::prelude::*;
+/// use backstage::http::Allow;
+///
+/// #[backend_plugin(id = "legacy")]
+/// pub struct Legacy {
+///     #[inject]
+///     router: HttpRouter,
+/// }
+///
+/// #[routes]
+/// impl Legacy {
+///     #[init]
+///     async fn init(&self) -> Result<()> {
+///         let router = axum::Router::new().route("/ping", axum::routing::get(|| async { "pong" }));
+///         self.router.use_router(router);
+///         self.router.add_auth_policy("/ping", Allow::Unauthenticated)
+///     }
+/// }
+/// # fn main() {}
+/// ```
+#[derive(Clone)]
+pub struct HttpRouter {
+    state: Arc<Mutex<RouterParts>>,
+}
+
+#[derive(Default)]
+pub(crate) struct RouterParts {
+    pub(crate) routers: Vec<axum::Router>,
+    pub(crate) policies: Vec<PathPolicy>,
+}
+
+impl fmt::Debug for HttpRouter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HttpRouter")
+    }
+}
+
+impl HttpRouter {
+    /// Serves `router` under the plugin's base path, guarded by the plugin's path policies.
+    pub fn use_router(&self, router: axum::Router) {
+        self.lock().routers.push(router);
+    }
+
+    /// Opens `path` (and everything below it) for `allow`.
+    pub fn add_auth_policy(&self, path: &str, allow: Allow) -> Result<()> {
+        let policy = PathPolicy::new(path, allow)?;
+        self.lock().policies.push(policy);
+        Ok(())
+    }
+
+    pub(crate) fn take(&self) -> RouterParts {
+        std::mem::take(&mut *self.lock())
+    }
+
+    pub(crate) fn policies(&self) -> Vec<PathPolicy> {
+        self.lock().policies.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RouterParts> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Service for HttpRouter {
+    type Scope = PluginScoped;
+    const ID: &'static str = "core.httpRouter";
+    fn create<'a>(_ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
+        Box::pin(async {
+            Ok(HttpRouter {
+                state: Arc::default(),
+            })
+        })
+    }
+}
+
+/// The `rootHttpRouter` service: serves routers outside `/api`, at a path of the backend's.
+///
+/// ```
+/// # async fn example(root: backstage::RootHttpRouter) -> backstage::Result<()> {
+/// root.use_router("/metrics", axum::Router::new().route("/", axum::routing::get(|| async { "up 1" })))?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RootHttpRouter {
+    routers: Arc<Mutex<Vec<(String, axum::Router)>>>,
+}
+
+impl fmt::Debug for RootHttpRouter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RootHttpRouter")
+    }
+}
+
+impl RootHttpRouter {
+    /// Serves `router` at `path`. Paths under `/api/` and `/.backstage/` belong to the backend.
+    pub fn use_router(&self, path: &str, router: axum::Router) -> Result<()> {
+        if !path.starts_with('/') {
+            return Err(Error::input(format!(
+                "root router paths start with '/'; write '/{path}'"
+            )));
+        }
+        if path == "/api" || path.starts_with("/api/") || path.starts_with("/.backstage") {
+            return Err(Error::input(format!(
+                "the root router path '{path}' is reserved for plugins and health checks"
+            )));
+        }
+        self.routers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((path.to_owned(), router));
+        Ok(())
+    }
+
+    pub(crate) fn take(&self) -> Vec<(String, axum::Router)> {
+        std::mem::take(&mut *self.routers.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Service for RootHttpRouter {
+    type Scope = Root;
+    const ID: &'static str = "core.rootHttpRouter";
+    fn create<'a>(_ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
+        Box::pin(async {
+            Ok(RootHttpRouter {
+                routers: Arc::default(),
+            })
+        })
+    }
+}
+
+/// A fresh log id: 20 hex digits, as Backstage's internal error filter makes them.
+pub(crate) fn log_id() -> String {
+    let mut bytes = [0u8; 10];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No entropy source: fall back to the clock, which is unique enough for a log id.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes.copy_from_slice(&nanos.to_le_bytes()[..10]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

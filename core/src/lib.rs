@@ -1,0 +1,193 @@
+//! Backstage backend plugins in Rust.
+//!
+//! A plugin is a struct with [`backend_plugin`]; its `#[inject]` fields are its dependencies.
+//! Its routes are `async` methods in a [`routes`] block. Linking the plugin's crate into a binary
+//! whose `main` calls [`start`] is all it takes to serve it under `/api/<pluginId>`, with
+//! Backstage's auth, error bodies, health checks and config files.
+//!
+//! ```
+//! use backstage::prelude::*;
+//! use serde::Serialize;
+//!
+//! #[derive(Serialize)]
+//! pub struct Health { status: &'static str }
+//!
+//! /// The carmen plugin.
+//! #[backend_plugin(id = "carmen")]
+//! pub struct Carmen {
+//!     #[inject]
+//!     logger: Logger,
+//! }
+//!
+//! #[routes]
+//! impl Carmen {
+//!     #[route(get, "/health", auth = "unauthenticated")]
+//!     async fn health(&self) -> Json<Health> {
+//!         self.logger.info("PONG!");
+//!         Json(Health { status: "ok" })
+//!     }
+//!
+//!     #[route(get, "/items/{id}")]                      // secure by default
+//!     async fn item(&self, Path(id): Path<i64>, _creds: Credentials) -> Result<String> {
+//!         Err(Error::not_found(format!("no item {id}")))
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! See the README for a tour of the DSL and `DESIGN.md` for the architecture.
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod auth;
+pub mod backend;
+pub mod config;
+pub mod discovery;
+mod error;
+pub mod http;
+pub mod lifecycle;
+pub mod logging;
+pub mod plugin;
+
+pub use auth::{
+    AccessRestrictions, Auth, Authenticator, BackstageUserInfo, Credentials, HttpAuth, Principal,
+    Service, StaticTokens, User, UserInfo,
+};
+pub use backend::{Backend, BackendBuilder, start};
+pub use backstage_macros::{backend_plugin, routes};
+pub use config::RootConfig;
+pub use discovery::{Discovery, PluginMetadata};
+pub use error::{Error, ErrorKind, Result};
+pub use http::{HttpRouter, RootHttpRouter};
+pub use lifecycle::{Lifecycle, RootHealth, RootLifecycle};
+pub use logging::{Logger, RootLogger};
+
+/// axum, as this crate uses it: build hand-written routers and extractors with this one.
+pub use axum;
+
+/// What a plugin author needs in scope: the macros, the core services, `Error`/`Result`, and
+/// axum's extractors and responses.
+///
+/// ```
+/// use backstage::prelude::*;
+/// fn not_found(id: i64) -> Result<Json<()>> {
+///     Err(Error::not_found(format!("no item {id}")))
+/// }
+/// ```
+pub mod prelude {
+    pub use crate::axum;
+    pub use crate::{
+        Auth, Credentials, Discovery, Error, ErrorKind, HttpAuth, HttpRouter, Lifecycle, Logger,
+        PluginMetadata, Principal, Result, RootConfig, RootHealth, RootHttpRouter, RootLifecycle,
+        RootLogger, Service, User, UserInfo, backend_plugin, routes,
+    };
+    pub use axum::Json;
+    pub use axum::extract::{Path, Query};
+    pub use axum::http::{HeaderMap, StatusCode};
+    pub use axum::response::IntoResponse;
+}
+
+impl plugin::Service for RootConfig {
+    type Scope = plugin::Root;
+    const ID: &'static str = "core.rootConfig";
+    fn create<'a>(ctx: &'a plugin::ServiceContext<'_>) -> plugin::BoxFuture<'a, Result<Self>> {
+        Box::pin(async move { Ok(ctx.config().clone()) })
+    }
+}
+
+macro_rules! register_core_services {
+    ($($service:ty),* $(,)?) => {
+        $(inventory::submit! { plugin::ServiceRegistration::of::<$service>(file!(), line!()) })*
+    };
+}
+
+register_core_services!(
+    RootConfig,
+    RootLogger,
+    Logger,
+    HttpRouter,
+    RootHttpRouter,
+    Lifecycle,
+    RootLifecycle,
+    RootHealth,
+    PluginMetadata,
+    Discovery,
+    Auth,
+    HttpAuth,
+    UserInfo,
+);
+
+/// What the macros' generated code uses. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::http::AuthPolicyKind;
+    pub use crate::http::gate::{Gate, Respond, from_parts, from_request, respond};
+    pub use crate::plugin::{
+        AnyPlugin, BackendPlugin, BoxFuture, Dependency, InitRegistration, Inject,
+        PluginRegistration, RouteInfo, RoutesRegistration, ServiceContext,
+    };
+    pub use crate::{Error, Result};
+    pub use axum;
+    pub use inventory;
+
+    /// The plugin instance behind a type-erased handle.
+    pub fn downcast<P: Send + Sync + 'static>(plugin: AnyPlugin) -> Result<std::sync::Arc<P>> {
+        plugin.downcast::<P>().map_err(|_| {
+            Error::internal(format!(
+                "the plugin instance is not a {}",
+                std::any::type_name::<P>()
+            ))
+        })
+    }
+
+    /// What an `#[init]` function may return: `()` or `backstage::Result<()>`.
+    #[diagnostic::on_unimplemented(
+        message = "an #[init] function returns `()` or `backstage::Result<()>`, not `{Self}`",
+        label = "not `()` or `Result<()>`"
+    )]
+    pub trait InitOutput {
+        /// The result the backend acts on.
+        fn into_init_result(self) -> Result<()>;
+    }
+    impl InitOutput for () {
+        fn into_init_result(self) -> Result<()> {
+            Ok(())
+        }
+    }
+    impl InitOutput for Result<()> {
+        fn into_init_result(self) -> Result<()> {
+            self
+        }
+    }
+
+    /// Fields of a plugin without `#[inject]` are built with `Default`.
+    #[diagnostic::on_unimplemented(
+        message = "the field type `{Self}` has no `#[inject]` and does not implement `Default`",
+        label = "neither injected nor `Default`",
+        note = "fields of a plugin are either `#[inject]` services or built with `Default::default()`: mark the field `#[inject]` or implement `Default` for `{Self}`"
+    )]
+    pub trait FieldDefault: Sized {
+        /// The default value.
+        fn field_default() -> Self;
+    }
+    impl<T: Default> FieldDefault for T {
+        fn field_default() -> Self {
+            T::default()
+        }
+    }
+
+    /// Builds a `MethodFilter` from a method name the macro validated.
+    pub fn method_filter(method: &str) -> axum::routing::MethodFilter {
+        use axum::routing::MethodFilter;
+        match method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "PUT" => MethodFilter::PUT,
+            "DELETE" => MethodFilter::DELETE,
+            "PATCH" => MethodFilter::PATCH,
+            "HEAD" => MethodFilter::HEAD,
+            "OPTIONS" => MethodFilter::OPTIONS,
+            _ => MethodFilter::TRACE,
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The seed plugin `carmen`, as Backstage's backend plugin guide writes it, in Rust.
+//!
+//! - `GET /api/carmen/health`: unauthenticated, logs "PONG!", answers `{"status":"ok"}`.
+//! - `POST /api/carmen/me`: user credentials only; answers the user's `userEntityRef` and
+//!   `ownershipEntityRefs`.
+//! - `POST /api/carmen/greetings`: typed JSON input (`{"name": "..."}`); malformed or invalid
+//!   input is a 400 `InputError`.
+//!
+//! Link it into a backend with `use carmen_backend as _;`.
+
+use backstage::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The body of `/health`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    /// Always `"ok"`.
+    pub status: String,
+}
+
+impl Health {
+    /// `{"status":"ok"}`.
+    pub fn ok() -> Self {
+        Health {
+            status: "ok".to_owned(),
+        }
+    }
+}
+
+/// The body of `/me`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    /// The catalog entity ref of the user.
+    pub user_entity_ref: String,
+    /// The entities that this user or any teams this user is a part of own.
+    pub ownership_entity_refs: Vec<String>,
+}
+
+/// What `POST /greetings` takes.
+#[derive(Debug, Deserialize)]
+pub struct GreetingRequest {
+    /// Who to greet.
+    pub name: String,
+}
+
+/// What `POST /greetings` answers.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Greeting {
+    /// The greeting.
+    pub message: String,
+}
+
+/// The carmen plugin.
+#[backend_plugin(id = "carmen")]
+pub struct Carmen {
+    #[inject]
+    logger: Logger,
+    #[inject]
+    user_info: UserInfo,
+}
+
+#[routes]
+impl Carmen {
+    #[init]
+    async fn init(&self) -> Result<()> {
+        self.logger.info("carmen is ready");
+        Ok(())
+    }
+
+    /// Unauthenticated health check.
+    #[route(get, "/health", auth = "unauthenticated")]
+    async fn health(&self) -> Json<Health> {
+        self.logger.info("PONG!");
+        Json(Health::ok())
+    }
+
+    /// Who the calling user is; services get 403.
+    #[route(post, "/me")]
+    async fn me(&self, credentials: Credentials<User>) -> Result<Json<Me>> {
+        let info = self.user_info.get_user_info(&credentials).await?;
+        Ok(Json(Me {
+            user_entity_ref: info.user_entity_ref,
+            ownership_entity_refs: info.ownership_entity_refs,
+        }))
+    }
+
+    /// Greets `name`; a missing or empty name is a 400.
+    #[route(post, "/greetings")]
+    async fn greet(
+        &self,
+        _credentials: Credentials,
+        Json(request): Json<GreetingRequest>,
+    ) -> Result<Json<Greeting>> {
+        let name = request.name.trim();
+        if name.is_empty() {
+            return Err(Error::input("name must not be empty"));
+        }
+        Ok(Json(Greeting {
+            message: format!("Hello, {name}!"),
+        }))
+    }
+}

@@ -1,0 +1,148 @@
+//! Shared by the macros: error collection, id rules, suggestions.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote};
+
+/// Collects every error of an item so that they are reported together.
+#[derive(Default)]
+pub(crate) struct Errors {
+    error: Option<syn::Error>,
+}
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.error {
+            Some(existing) => existing.combine(error),
+            None => self.error = Some(error),
+        }
+    }
+
+    pub(crate) fn at(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    pub(crate) fn span(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, message));
+    }
+
+    pub(crate) fn finish(self) -> Result<(), syn::Error> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether `id` is lowercase words joined by dashes: `carmen`, `carmen-items`, `v2-api`.
+pub(crate) fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.split('-').all(|word| {
+            !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+/// `id` rewritten as lowercase words joined by dashes.
+pub(crate) fn suggest_id(id: &str) -> String {
+    let mut out = String::new();
+    let mut previous_lower = false;
+    for c in id.chars() {
+        if c.is_ascii_uppercase() {
+            if previous_lower {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+            previous_lower = false;
+        } else if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+            previous_lower = true;
+        } else {
+            if !out.ends_with('-') && !out.is_empty() {
+                out.push('-');
+            }
+            previous_lower = false;
+        }
+    }
+    let trimmed = out.trim_matches('-').to_owned();
+    if trimmed.is_empty() {
+        "my-plugin".to_owned()
+    } else {
+        trimmed
+    }
+}
+
+/// The candidate closest to `word`, if it is close enough to be a likely typo.
+pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (levenshtein(&word.to_ascii_lowercase(), c), *c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(1) + 1)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                previous
+            } else {
+                1 + previous.min(row[j]).min(row[j + 1])
+            };
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
+/// `#[route]` or `#[init]` used where no `#[routes]` block reads it.
+pub(crate) fn outside_routes(name: &str, item: TokenStream) -> TokenStream {
+    let message = format!(
+        "#[{name}] only works on a method inside a `#[routes]` impl block; put `#[routes]` on the `impl` block of your plugin"
+    );
+    let error = syn::Error::new(Span::call_site(), message).to_compile_error();
+    quote! { #error #item }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        for ok in ["carmen", "carmen-items", "v2-api", "a1"] {
+            assert!(is_valid_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Carmen",
+            "carmen_items",
+            "-carmen",
+            "carmen-",
+            "car--men",
+            "1abc",
+            "carmen items",
+        ] {
+            assert!(!is_valid_id(bad), "{bad}");
+        }
+        assert_eq!(suggest_id("carmen_items"), "carmen-items");
+        assert_eq!(suggest_id("CarmenItems"), "carmen-items");
+        assert_eq!(suggest_id("Carmen"), "carmen");
+        assert_eq!(suggest_id("__"), "my-plugin");
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(closest("gte", &["get", "post"]), Some("get"));
+        assert_eq!(closest("auht", &["auth"]), Some("auth"));
+        assert_eq!(closest("zzzzzz", &["get", "post"]), None);
+    }
+}

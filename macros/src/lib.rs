@@ -1,0 +1,40 @@
+//! The procedural macros of backstage-rs. Use them through the `backstage` crate
+//! (`use backstage::prelude::*;`), which re-exports them; generated code names only
+//! `::backstage::__private`.
+//!
+//! Each macro is a pipeline: `parse` builds a small model that keeps the user's tokens for
+//! their spans, `validate` holds every rule and reports all violations at once, `expand` only
+//! generates code. On error the item is still emitted beside the errors, so one mistake does
+//! not cascade into "cannot find" errors.
+
+use proc_macro::TokenStream;
+
+mod common;
+mod plugin;
+mod routes;
+
+/// Declares a backend plugin: `#[backend_plugin(id = "carmen")]` on a struct whose
+/// `#[inject]` fields are its dependencies. Other fields are built with `Default`.
+#[proc_macro_attribute]
+pub fn backend_plugin(attr: TokenStream, item: TokenStream) -> TokenStream {
+    plugin::backend_plugin(attr.into(), item.into()).into()
+}
+
+/// Declares a plugin's routes and `#[init]`: `#[routes]` on an inherent `impl` block of the
+/// plugin, with `#[route(get, "/path", auth = "...")]` on `async fn(&self, ...)` methods.
+#[proc_macro_attribute]
+pub fn routes(attr: TokenStream, item: TokenStream) -> TokenStream {
+    routes::routes(attr.into(), item.into()).into()
+}
+
+/// Marks a route handler. Only meaningful inside a `#[routes]` block, which reads it.
+#[proc_macro_attribute]
+pub fn route(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    common::outside_routes("route", item.into()).into()
+}
+
+/// Marks a plugin's initialiser. Only meaningful inside a `#[routes]` block, which reads it.
+#[proc_macro_attribute]
+pub fn init(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    common::outside_routes("init", item.into()).into()
+}

@@ -1,0 +1,220 @@
+//! Parses a `#[routes]` impl block: its `#[route]` and `#[init]` methods and their parameters.
+//! Function bodies are never looked at.
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+
+/// `#[route(method, "path", auth = "...")]` as written.
+pub(crate) struct RouteArgs {
+    pub(crate) method: syn::Ident,
+    pub(crate) path: syn::LitStr,
+    /// Every `name = value` after the path.
+    pub(crate) options: Vec<(syn::Ident, syn::Expr)>,
+}
+
+impl Parse for RouteArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let method: syn::Ident = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "a route starts with its HTTP method: `#[route(get, \"/path\")]`",
+            )
+        })?;
+        input.parse::<syn::Token![,]>().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "the method is followed by the path: `#[route(get, \"/path\")]`",
+            )
+        })?;
+        let path: syn::LitStr = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "the route path is a string literal: `#[route(get, \"/items/{id}\")]`",
+            )
+        })?;
+        let mut options = Vec::new();
+        while !input.is_empty() {
+            input.parse::<syn::Token![,]>()?;
+            if input.is_empty() {
+                break;
+            }
+            let name: syn::Ident = input.parse()?;
+            input
+                .parse::<syn::Token![=]>()
+                .map_err(|e| syn::Error::new(e.span(), format!("expected `{name} = \"...\"`")))?;
+            let value: syn::Expr = input.parse()?;
+            options.push((name, value));
+        }
+        Ok(RouteArgs {
+            method,
+            path,
+            options,
+        })
+    }
+}
+
+/// The principal a `Credentials` parameter asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Principal {
+    Any,
+    User,
+    Service,
+}
+
+pub(crate) struct Param {
+    pub(crate) ty: syn::Type,
+    pub(crate) inject: bool,
+    /// Set when the type is `Credentials<...>`.
+    pub(crate) credentials: Option<Principal>,
+}
+
+pub(crate) enum Receiver {
+    Ref,
+    /// `self`, `mut self`, `&mut self`, `self: Box<Self>`...
+    Other(Span),
+    Missing,
+}
+
+pub(crate) enum Kind {
+    Route(RouteArgs, syn::Attribute),
+    Init(syn::Attribute),
+}
+
+pub(crate) struct Method {
+    pub(crate) kind: Kind,
+    pub(crate) ident: syn::Ident,
+    pub(crate) asyncness: Option<syn::Token![async]>,
+    pub(crate) fn_token: syn::Token![fn],
+    pub(crate) receiver: Receiver,
+    pub(crate) params: Vec<Param>,
+    pub(crate) generics: syn::Generics,
+}
+
+pub(crate) struct Model {
+    pub(crate) attr: TokenStream,
+    /// The impl block as it will be emitted: our attributes removed.
+    pub(crate) item: syn::ItemImpl,
+    pub(crate) methods: Vec<Method>,
+    /// Attribute errors found while parsing (a bad `#[route(...)]`), reported with the rest.
+    pub(crate) errors: Vec<syn::Error>,
+}
+
+pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<Model> {
+    let mut item: syn::ItemImpl = syn::parse2(item).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "#[routes] goes on the `impl` block of a plugin: `#[routes] impl MyPlugin { ... }`",
+        )
+    })?;
+    let mut methods = Vec::new();
+    let mut errors = Vec::new();
+    for impl_item in &mut item.items {
+        let syn::ImplItem::Fn(function) = impl_item else {
+            continue;
+        };
+        let mut kind = None;
+        let mut keep = Vec::new();
+        for attr in std::mem::take(&mut function.attrs) {
+            if attr.path().is_ident("route") {
+                match attr.parse_args::<RouteArgs>() {
+                    Ok(args) if kind.is_none() => kind = Some(Kind::Route(args, attr)),
+                    Ok(_) => errors.push(syn::Error::new_spanned(
+                        &attr,
+                        "a method has one #[route] (or #[init]); declare a second handler for the second route",
+                    )),
+                    Err(e) => errors.push(e),
+                }
+            } else if attr.path().is_ident("init") {
+                if kind.is_some() {
+                    errors.push(syn::Error::new_spanned(
+                        &attr,
+                        "a method is either a #[route] or the #[init], not both",
+                    ));
+                } else {
+                    if !matches!(attr.meta, syn::Meta::Path(_)) {
+                        errors.push(syn::Error::new_spanned(
+                            &attr,
+                            "#[init] takes no arguments; write `#[init]`",
+                        ));
+                    }
+                    kind = Some(Kind::Init(attr));
+                }
+            } else {
+                keep.push(attr);
+            }
+        }
+        function.attrs = keep;
+        let Some(kind) = kind else { continue };
+        let sig = &mut function.sig;
+        let mut receiver = Receiver::Missing;
+        let mut params = Vec::new();
+        for input in &mut sig.inputs {
+            match input {
+                syn::FnArg::Receiver(r) => {
+                    receiver = if r.reference.is_some()
+                        && r.mutability.is_none()
+                        && r.colon_token.is_none()
+                    {
+                        Receiver::Ref
+                    } else {
+                        Receiver::Other(r.span())
+                    };
+                }
+                syn::FnArg::Typed(pat_type) => {
+                    let before = pat_type.attrs.len();
+                    pat_type.attrs.retain(|a| !a.path().is_ident("inject"));
+                    let inject = pat_type.attrs.len() != before;
+                    params.push(Param {
+                        ty: (*pat_type.ty).clone(),
+                        inject,
+                        credentials: credentials_principal(&pat_type.ty),
+                    });
+                }
+            }
+        }
+        methods.push(Method {
+            kind,
+            ident: sig.ident.clone(),
+            asyncness: sig.asyncness,
+            fn_token: sig.fn_token,
+            receiver,
+            params,
+            generics: sig.generics.clone(),
+        });
+    }
+    Ok(Model {
+        attr,
+        item,
+        methods,
+        errors,
+    })
+}
+
+/// `Credentials`, `Credentials<User>`, `backstage::Credentials<Service>`...
+fn credentials_principal(ty: &syn::Type) -> Option<Principal> {
+    let syn::Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Credentials" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return Some(Principal::Any);
+    };
+    let Some(syn::GenericArgument::Type(syn::Type::Path(arg))) = args.args.first() else {
+        return Some(Principal::Any);
+    };
+    match arg
+        .path
+        .segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .as_deref()
+    {
+        Some("User") => Some(Principal::User),
+        Some("Service") => Some(Principal::Service),
+        _ => Some(Principal::Any),
+    }
+}

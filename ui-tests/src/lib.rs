@@ -1,0 +1,1 @@
+//! Compile-time error tests live in `tests/ui.rs`.
