@@ -159,13 +159,12 @@ pub(crate) fn check_restrictions(creds: &Credentials, plugin_id: &str) -> Result
         }),
         ..
     }) = creds.any()
+        && !ids.iter().any(|id| id == plugin_id)
     {
-        if !ids.iter().any(|id| id == plugin_id) {
-            return Err(Error::not_allowed(format!(
-                "This token's access is restricted to plugin(s) '{}'",
-                ids.join("', '")
-            )));
-        }
+        return Err(Error::not_allowed(format!(
+            "This token's access is restricted to plugin(s) '{}'",
+            ids.join("', '")
+        )));
     }
     Ok(())
 }

@@ -130,7 +130,11 @@ impl Backend {
 
     /// Serves until SIGINT or SIGTERM, then stops.
     pub async fn run_until_signal(self) -> Result<()> {
-        wait_for_signal().await;
+        self.run_until(shutdown_signal()).await
+    }
+
+    async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> Result<()> {
+        signal.await;
         tracing::info!("Shutting down");
         self.stop().await
     }
@@ -508,24 +512,31 @@ async fn bind(listen: &Listen) -> Result<TcpListener> {
     ))
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that completes on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when it is first polled, so a signal that arrives during start-up is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -533,12 +544,11 @@ async fn wait_for_signal() {
 /// (`app-config.yaml`, `app-config.local.yaml`, or the `--config` arguments), serves until
 /// SIGINT or SIGTERM, and exits non-zero with a message when start-up fails.
 ///
+/// In `main.rs` of a backend binary, after naming each plugin crate
+/// (`use carmen_backend as _;`: linking the crate is what installs the plugin):
+///
 /// ```no_run
-/// // main.rs of a backend binary
-/// // use carmen_backend as _;   // linking the crate is what installs the plugin
-/// fn main() {
-///     backstage::start()
-/// }
+/// backstage::start()
 /// ```
 pub fn start() {
     crate::logging::init();
@@ -550,6 +560,7 @@ pub fn start() {
         Err(e) => fail(&format!("cannot start the tokio runtime: {e}")),
     };
     let result = runtime.block_on(async {
+        let signal = shutdown_signal();
         let dir = std::env::current_dir()
             .map_err(|e| Error::internal(format!("cannot read the working directory: {e}")))?;
         let config = RootConfig::load(std::env::args().skip(1), &dir)?;
@@ -558,7 +569,7 @@ pub fn start() {
             .config(config)
             .start()
             .await?;
-        backend.run_until_signal().await
+        backend.run_until(signal).await
     });
     if let Err(e) = result {
         fail(&e.to_string());

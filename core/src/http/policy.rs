@@ -40,10 +40,9 @@ impl PathPolicy {
         }
         let mut segments = Vec::new();
         for part in path.split('/').filter(|s| !s.is_empty()) {
-            if part.starts_with(':') {
+            if let Some(name) = part.strip_prefix(':') {
                 return Err(Error::input(format!(
-                    "auth policy paths use axum syntax: write '{{{}}}' instead of '{part}'",
-                    &part[1..]
+                    "auth policy paths use axum syntax: write '{{{name}}}' instead of '{part}'"
                 )));
             }
             if part.starts_with('{') && part.ends_with('}') {

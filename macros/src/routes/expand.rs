@@ -185,16 +185,16 @@ fn route_builder(
     quote! {
         {
             #injected
-            let this = this.clone();
-            let gate = gate.clone();
+            let this = ::core::clone::Clone::clone(&this);
+            let gate = ::core::clone::Clone::clone(&gate);
             router.route(
                 #path,
                 #p::axum::routing::on(
                     #p::method_filter(#method_upper),
                     move |request: #p::axum::extract::Request| {
-                        let this = this.clone();
-                        let gate = gate.clone();
-                        #(let #injected_names = #injected_names.clone();)*
+                        let this = ::core::clone::Clone::clone(&this);
+                        let gate = ::core::clone::Clone::clone(&gate);
+                        #(let #injected_names = ::core::clone::Clone::clone(&#injected_names);)*
                         async move {
                             let (mut parts, body) = request.into_parts();
                             if let ::core::result::Result::Err(response) = gate.check(#policy, &mut parts).await {

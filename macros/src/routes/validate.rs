@@ -20,17 +20,16 @@ pub(crate) enum Auth {
 /// The `auth` option of a route, if valid.
 pub(crate) fn auth(args: &RouteArgs) -> Auth {
     for (name, value) in &args.options {
-        if name == "auth" {
-            if let syn::Expr::Lit(syn::ExprLit {
-                lit: syn::Lit::Str(s),
-                ..
-            }) = value
-            {
-                match s.value().as_str() {
-                    "unauthenticated" => return Auth::Unauthenticated,
-                    "user-cookie" => return Auth::UserCookie,
-                    _ => {}
-                }
+        if let syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) = value
+            && name == "auth"
+        {
+            match s.value().as_str() {
+                "unauthenticated" => return Auth::Unauthenticated,
+                "user-cookie" => return Auth::UserCookie,
+                _ => {}
             }
         }
     }
