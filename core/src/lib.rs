@@ -54,7 +54,7 @@ pub use auth::{
     Service, StaticTokens, User, UserInfo,
 };
 pub use backend::{Backend, BackendBuilder, start};
-pub use backstage_macros::{backend_plugin, routes};
+pub use backstage_macros::{backend_plugin, init, route, routes, service};
 pub use config::RootConfig;
 pub use discovery::{Discovery, PluginMetadata};
 pub use error::{Error, ErrorKind, Result};
@@ -79,7 +79,7 @@ pub mod prelude {
     pub use crate::{
         Auth, Credentials, Discovery, Error, ErrorKind, HttpAuth, HttpRouter, Lifecycle, Logger,
         PluginMetadata, Principal, Result, RootConfig, RootHealth, RootHttpRouter, RootLifecycle,
-        RootLogger, Service, User, UserInfo, backend_plugin, routes,
+        RootLogger, Service, User, UserInfo, backend_plugin, init, route, routes, service,
     };
     pub use axum::Json;
     pub use axum::extract::{Path, Query};
@@ -100,6 +100,22 @@ macro_rules! register_core_services {
         $(inventory::submit! { plugin::ServiceRegistration::of::<$service>(file!(), line!()) })*
     };
 }
+
+/// Root services may be injected into root services.
+macro_rules! root_injectable {
+    ($($service:ty),* $(,)?) => {
+        $(impl<C> plugin::RootInjectable<C> for $service {})*
+    };
+}
+
+root_injectable!(
+    RootConfig,
+    RootLogger,
+    RootHttpRouter,
+    RootLifecycle,
+    RootHealth,
+    Discovery
+);
 
 register_core_services!(
     RootConfig,
@@ -124,8 +140,14 @@ pub mod __private {
     pub use crate::http::gate::{Gate, Respond, from_parts, from_request, respond};
     pub use crate::plugin::{
         AnyPlugin, BackendPlugin, BoxFuture, Dependency, InitRegistration, Inject,
-        PluginRegistration, RouteInfo, RoutesRegistration, ServiceContext,
+        PluginRegistration, PluginScoped, Root, RootInjectable, RouteInfo, RoutesRegistration,
+        Service, ServiceContext, ServiceRegistration,
     };
+
+    /// Requires `T` to be injectable into the root service `C`; generated per field of a root
+    /// service, spanned on the field's type.
+    pub const fn assert_root_injectable<T: RootInjectable<C>, C>() {}
+
     pub use crate::{Error, Result};
     pub use axum;
     pub use inventory;

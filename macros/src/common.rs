@@ -79,28 +79,35 @@ pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str>
     candidates
         .iter()
         .map(|c| (levenshtein(&word.to_ascii_lowercase(), c), *c))
-        .filter(|(d, c)| *d <= (c.len() / 3).max(1) + 1)
+        .filter(|(d, c)| *d <= (c.len() / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
 
+/// Edit distance where swapping two neighbouring letters counts as one edit (`gte` -> `get`).
 fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let current = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                previous
-            } else {
-                1 + previous.min(row[j]).min(row[j + 1])
-            };
-            previous = current;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
         }
     }
-    row[b.len()]
+    d[a.len()][b.len()]
 }
 
 /// `#[route]` or `#[init]` used where no `#[routes]` block reads it.
@@ -144,5 +151,23 @@ mod tests {
         assert_eq!(closest("gte", &["get", "post"]), Some("get"));
         assert_eq!(closest("auht", &["auth"]), Some("auth"));
         assert_eq!(closest("zzzzzz", &["get", "post"]), None);
+        assert_eq!(closest("fetch", &["get", "patch"]), None);
+        assert_eq!(
+            closest("user_cookie", &["unauthenticated", "user-cookie"]),
+            Some("user-cookie")
+        );
     }
+}
+
+/// An error when `attr` looks like a misspelling of one of `ours` (`#[rout]` for `#[route]`).
+pub(crate) fn misspelled(attr: &syn::Attribute, ours: &[&str]) -> Option<syn::Error> {
+    let ident = attr.path().get_ident()?.to_string();
+    if ours.contains(&ident.as_str()) || ident.len() < 3 {
+        return None;
+    }
+    let near = ours.iter().find(|o| levenshtein(&ident, o) <= 2)?;
+    Some(syn::Error::new_spanned(
+        attr.path(),
+        format!("unknown attribute `#[{ident}]`; did you mean `#[{near}]`?"),
+    ))
 }

@@ -12,6 +12,8 @@ use proc_macro::TokenStream;
 mod common;
 mod plugin;
 mod routes;
+mod service;
+mod structs;
 
 /// Declares a backend plugin: `#[backend_plugin(id = "carmen")]` on a struct whose
 /// `#[inject]` fields are its dependencies. Other fields are built with `Default`.
@@ -25,6 +27,14 @@ pub fn backend_plugin(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn routes(attr: TokenStream, item: TokenStream) -> TokenStream {
     routes::routes(attr.into(), item.into()).into()
+}
+
+/// Declares a custom service: `#[service(scope = "plugin")]` (once per plugin that injects it,
+/// the default) or `#[service(scope = "root")]` (once per backend) on a `Clone` struct whose
+/// `#[inject]` fields are its dependencies. Other fields are built with `Default`.
+#[proc_macro_attribute]
+pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    service::service(attr.into(), item.into()).into()
 }
 
 /// Marks a route handler. Only meaningful inside a `#[routes]` block, which reads it.

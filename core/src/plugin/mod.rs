@@ -112,6 +112,15 @@ impl<T: Service> Inject for T {
     }
 }
 
+/// Implemented by root-scoped services: what a root service may inject. `C` is the injecting
+/// service, named in the error when a plugin-scoped service is injected into a root one.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a root service, so the root service `{C}` cannot inject it",
+    label = "not a root service",
+    note = "a root service lives once per backend and cannot hold a plugin's service: inject the root counterpart (`RootLogger` for `Logger`, `RootLifecycle` for `Lifecycle`, `RootHttpRouter` for `HttpRouter`), or make `{C}` plugin-scoped with `#[service(scope = \"plugin\")]`"
+)]
+pub trait RootInjectable<C> {}
+
 /// What `#[backend_plugin]` implements: the plugin's id and how to build it.
 pub trait BackendPlugin: Send + Sync + Sized + 'static {
     /// The plugin id; the plugin is served under `/api/<ID>`.

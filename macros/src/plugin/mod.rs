@@ -3,12 +3,13 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
+use crate::structs;
+
 mod expand;
-mod parse;
 mod validate;
 
 pub(crate) fn backend_plugin(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let model = match parse::parse(attr, item.clone()) {
+    let model = match structs::parse(attr, item.clone(), "backend_plugin", "id = \"my-plugin\"") {
         Ok(model) => model,
         Err(error) => {
             let error = error.to_compile_error();
@@ -19,7 +20,7 @@ pub(crate) fn backend_plugin(attr: TokenStream, item: TokenStream) -> TokenStrea
         Ok(()) => expand::expand(&model),
         Err(error) => {
             let error = error.to_compile_error();
-            let item = expand::item_only(&model);
+            let item = &model.item;
             quote! { #error #item }
         }
     }

@@ -1,7 +1,7 @@
 //! The rules of `#[backend_plugin]`, each reported at the user's tokens.
 
-use super::parse::{Model, Shape};
 use crate::common::{Errors, closest, is_valid_id, suggest_id};
+use crate::structs::{Model, validate_struct};
 
 /// The validated plugin id.
 pub(crate) fn id(model: &Model) -> Option<String> {
@@ -21,6 +21,7 @@ pub(crate) fn id(model: &Model) -> Option<String> {
 pub(crate) fn validate(model: &Model) -> syn::Result<()> {
     let mut errors = Errors::default();
     let mut seen_id = false;
+    let mut unknown = false;
     for arg in &model.args {
         if arg.name == "id" {
             if seen_id {
@@ -53,31 +54,16 @@ pub(crate) fn validate(model: &Model) -> syn::Result<()> {
                 Some(c) => format!("; did you mean `{c}`?"),
                 None => String::new(),
             };
+            unknown = true;
             errors.at(&arg.name, format!("unknown argument `{}` of #[backend_plugin]: the only argument is `id = \"my-plugin\"`{hint}", arg.name));
         }
     }
-    if !seen_id {
+    if !seen_id && !unknown {
         errors.span(
             model.attr_span,
             "#[backend_plugin] needs the plugin's id: `#[backend_plugin(id = \"my-plugin\")]`",
         );
     }
-    if let Some(param) = model.item.generics.params.first() {
-        errors.at(
-            param,
-            "a plugin struct cannot be generic: the backend builds exactly one instance of it; move the type parameter into a field's type",
-        );
-    }
-    match &model.shape {
-        Shape::Unsupported(span, message) => errors.span(*span, message),
-        Shape::Named(fields) => {
-            for field in fields {
-                if let Some(attr) = &field.inject_args {
-                    errors.at(attr, "#[inject] takes no arguments; write `#[inject]`");
-                }
-            }
-        }
-        Shape::Unit => {}
-    }
+    validate_struct(model, "plugin", &mut errors);
     errors.finish()
 }

@@ -67,6 +67,8 @@ pub(crate) struct Param {
     pub(crate) inject: bool,
     /// Set when the type is `Credentials<...>`.
     pub(crate) credentials: Option<Principal>,
+    /// Whether the type is axum's `Path<...>`.
+    pub(crate) path_extractor: bool,
 }
 
 pub(crate) enum Receiver {
@@ -140,6 +142,11 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<Model> 
                     }
                     kind = Some(Kind::Init(attr));
                 }
+            } else if let Some(error) =
+                crate::common::misspelled(&attr, &["route", "init", "inject"])
+            {
+                // reported here, and left out so rustc does not add "cannot find attribute"
+                errors.push(error);
             } else {
                 keep.push(attr);
             }
@@ -162,13 +169,24 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<Model> 
                     };
                 }
                 syn::FnArg::Typed(pat_type) => {
-                    let before = pat_type.attrs.len();
-                    pat_type.attrs.retain(|a| !a.path().is_ident("inject"));
-                    let inject = pat_type.attrs.len() != before;
+                    let inject = pat_type.attrs.iter().any(|a| a.path().is_ident("inject"));
+                    pat_type.attrs.retain(|attr| {
+                        if attr.path().is_ident("inject") {
+                            return false;
+                        }
+                        match crate::common::misspelled(attr, &["inject"]) {
+                            Some(error) => {
+                                errors.push(error);
+                                false
+                            }
+                            None => true,
+                        }
+                    });
                     params.push(Param {
                         ty: (*pat_type.ty).clone(),
                         inject,
                         credentials: credentials_principal(&pat_type.ty),
+                        path_extractor: is_path_extractor(&pat_type.ty),
                     });
                 }
             }
@@ -191,7 +209,19 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<Model> 
     })
 }
 
+/// `Path<T>`, `axum::extract::Path<T>`.
+fn is_path_extractor(ty: &syn::Type) -> bool {
+    let syn::Type::Path(path) = ty else {
+        return false;
+    };
+    path.path
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "Path" && !s.arguments.is_empty())
+}
+
 /// `Credentials`, `Credentials<User>`, `backstage::Credentials<Service>`...
+
 fn credentials_principal(ty: &syn::Type) -> Option<Principal> {
     let syn::Type::Path(path) = ty else {
         return None;

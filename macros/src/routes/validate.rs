@@ -96,6 +96,7 @@ pub(crate) fn validate(model: &mut Model) -> syn::Result<()> {
                     );
                 }
                 check_path(&args.path, &mut errors);
+                check_path_params(args, method, &mut errors);
                 check_options(args, &mut errors);
                 let key = (method_name.to_ascii_uppercase(), args.path.value());
                 if let Some(first) = seen.get(&key) {
@@ -171,9 +172,16 @@ fn check_signature(method: &Method, errors: &mut Errors) {
 fn check_path(lit: &syn::LitStr, errors: &mut Errors) {
     let path = lit.value();
     if !path.starts_with('/') {
+        let fixed: Vec<String> = path
+            .split('/')
+            .map(|s| match s.strip_prefix(':') {
+                Some(name) => format!("{{{name}}}"),
+                None => s.to_owned(),
+            })
+            .collect();
         errors.at(
             lit,
-            format!("route paths start with '/'; write \"/{path}\""),
+            format!("route paths start with '/'; write \"/{}\"", fixed.join("/")),
         );
         return;
     }
@@ -211,6 +219,37 @@ fn check_path(lit: &syn::LitStr, errors: &mut Errors) {
                 );
             }
         }
+    }
+}
+
+/// A path with `{params}` needs a `Path` extractor, and a `Path` extractor needs a parameter.
+fn check_path_params(args: &RouteArgs, method: &Method, errors: &mut Errors) {
+    let path = args.path.value();
+    let params: Vec<&str> = path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        .map(|s| s.trim_start_matches('*'))
+        .collect();
+    if path
+        .split('/')
+        .any(|s| s.starts_with(':') || s.starts_with('*'))
+    {
+        return; // already reported: the path is not in axum's syntax
+    }
+    let extractor = method.params.iter().find(|p| p.path_extractor && !p.inject);
+
+    match (params.first(), extractor) {
+        (Some(first), None) => errors.at(
+            &args.path,
+            format!(
+                "the route path has the parameter `{{{first}}}`, but the handler takes no `Path` extractor; add a parameter like `Path({first}): Path<String>`"
+            ),
+        ),
+        (None, Some(param)) => errors.at(
+            &param.ty,
+            format!("this handler extracts `Path`, but its route \"{path}\" has no `{{param}}` segment; add one to the path or remove the parameter"),
+        ),
+        _ => {}
     }
 }
 

@@ -1,0 +1,69 @@
+//! Generates the `Service` impl, the scope checks and the registration of a custom service.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::validate::Settings;
+use crate::structs::{Model, constructor, injected};
+
+pub(crate) fn expand(model: &Model, settings: &Settings) -> TokenStream {
+    let p = quote!(::backstage::__private);
+    let item = &model.item;
+    let ident = &item.ident;
+    let name = ident.to_string();
+    let id = match &settings.id {
+        Some(id) => quote!(#id),
+        None => quote!(::core::concat!(::core::module_path!(), "::", #name)),
+    };
+    let scope = if settings.root {
+        quote!(#p::Root)
+    } else {
+        quote!(#p::PluginScoped)
+    };
+    let dependencies = injected(model).map(|f| {
+        let ty = &f.ty;
+        quote!(<#ty as #p::Inject>::ID)
+    });
+    let build = constructor(model);
+    // A root service may inject only root services; each check is spanned on the field's type.
+    let root_parts = if settings.root {
+        let checks = injected(model).map(|f| {
+            let ty = &f.ty;
+            quote_spanned!(ty.span()=> #p::assert_root_injectable::<#ty, #ident>();)
+        });
+        quote! {
+            impl<C> #p::RootInjectable<C> for #ident {}
+            #[allow(dead_code)]
+            fn __backstage_scope_checks() { #(#checks)* }
+        }
+    } else {
+        quote!()
+    };
+    let service_impl = quote_spanned!(ident.span()=> impl #p::Service for #ident);
+
+    quote! {
+        #item
+
+        const _: () = {
+            #[automatically_derived]
+            #service_impl {
+                type Scope = #scope;
+                const ID: &'static str = #id;
+                const DEPENDENCIES: &'static [&'static str] = &[#(#dependencies),*];
+
+                fn create<'a>(
+                    ctx: &'a #p::ServiceContext<'_>,
+                ) -> #p::BoxFuture<'a, #p::Result<Self>> {
+                    ::std::boxed::Box::pin(async move { ::core::result::Result::Ok(#build) })
+                }
+            }
+
+            #root_parts
+
+            #p::inventory::submit! {
+                #p::ServiceRegistration::of::<#ident>(::core::file!(), ::core::line!())
+            }
+        };
+    }
+}

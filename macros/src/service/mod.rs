@@ -1,0 +1,27 @@
+//! `#[service(scope = "plugin" | "root")]`.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::structs;
+
+mod expand;
+mod validate;
+
+pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let model = match structs::parse(attr, item.clone(), "service", "scope = \"plugin\"") {
+        Ok(model) => model,
+        Err(error) => {
+            let error = error.to_compile_error();
+            return quote! { #error #item };
+        }
+    };
+    match validate::validate(&model) {
+        Ok(settings) => expand::expand(&model, &settings),
+        Err(error) => {
+            let error = error.to_compile_error();
+            let item = &model.item;
+            quote! { #error #item }
+        }
+    }
+}

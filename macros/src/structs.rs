@@ -1,0 +1,197 @@
+//! Parses `#[backend_plugin(...)]` and `#[service(...)]`: `name = value` arguments and a struct
+//! whose `#[inject]` fields are dependencies, into a model that keeps the user's tokens.
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+
+/// One argument of the attribute, `name = value`.
+pub(crate) struct Arg {
+    pub(crate) name: syn::Ident,
+    pub(crate) value: syn::Expr,
+}
+
+pub(crate) struct Field {
+    pub(crate) ident: syn::Ident,
+    pub(crate) ty: syn::Type,
+    pub(crate) inject: bool,
+    /// Other attributes on `#[inject]` (`#[inject(x)]`): none are accepted.
+    pub(crate) inject_args: Option<syn::Attribute>,
+}
+
+pub(crate) enum Shape {
+    Named(Vec<Field>),
+    Unit,
+    /// Not a struct with named fields; the span points at what is wrong.
+    Unsupported(Span, String),
+}
+
+pub(crate) struct Model {
+    pub(crate) args: Vec<Arg>,
+    pub(crate) attr_span: Span,
+    /// The struct as written, `#[inject]` attributes removed.
+    pub(crate) item: syn::ItemStruct,
+    pub(crate) shape: Shape,
+    /// Errors found while parsing (a misspelled `#[inject]`), reported with the rest.
+    pub(crate) errors: Vec<syn::Error>,
+}
+
+/// `macro_name` (`backend_plugin`) and `example` (`id = "my-plugin"`) word the errors.
+pub(crate) fn parse(
+    attr: TokenStream,
+    item: TokenStream,
+    macro_name: &str,
+    example: &str,
+) -> syn::Result<Model> {
+    let attr_span = if attr.is_empty() {
+        Span::call_site()
+    } else {
+        attr.span()
+    };
+    let parser =
+        syn::punctuated::Punctuated::<syn::MetaNameValue, syn::Token![,]>::parse_terminated;
+    let args = parser
+        .parse2(attr)
+        .map_err(|e| syn::Error::new(e.span(), format!("expected `{example}`")))?
+        .into_iter()
+        .map(|nv| match nv.path.get_ident() {
+            Some(name) => Ok(Arg {
+                name: name.clone(),
+                value: nv.value,
+            }),
+            None => Err(syn::Error::new_spanned(
+                nv.path,
+                "expected `id = \"my-plugin\"`",
+            )),
+        })
+        .collect::<syn::Result<Vec<_>>>()?;
+
+    let item: syn::Item = syn::parse2(item)?;
+    let mut item = match item {
+        syn::Item::Struct(item) => item,
+        syn::Item::Enum(e) => {
+            return Err(syn::Error::new_spanned(
+                e.enum_token,
+                format!(
+                    "#[{macro_name}] goes on a struct with named fields, not an enum; write `pub struct MyPlugin {{ #[inject] logger: Logger }}`"
+                ),
+            ));
+        }
+        other => {
+            return Err(syn::Error::new_spanned(
+                other,
+                format!(
+                    "#[{macro_name}] goes on a struct with named fields; write `pub struct MyPlugin {{ #[inject] logger: Logger }}`"
+                ),
+            ));
+        }
+    };
+
+    let mut errors = Vec::new();
+    let shape = match &mut item.fields {
+        syn::Fields::Unit => Shape::Unit,
+        syn::Fields::Unnamed(fields) => Shape::Unsupported(
+            fields.span(),
+            format!(
+                "#[{macro_name}] needs named fields so each dependency has a name; write `struct MyPlugin {{ #[inject] logger: Logger }}`"
+            ),
+        ),
+        syn::Fields::Named(fields) => {
+            let mut out = Vec::new();
+            for field in &mut fields.named {
+                let mut inject = false;
+                let mut inject_args = None;
+                field
+                    .attrs
+                    .retain(|attr| match crate::common::misspelled(attr, &["inject"]) {
+                        Some(error) => {
+                            errors.push(error);
+                            false
+                        }
+                        None => true,
+                    });
+                field.attrs.retain(|a| {
+                    if a.path().is_ident("inject") {
+                        inject = true;
+                        if !matches!(a.meta, syn::Meta::Path(_)) {
+                            inject_args = Some(a.clone());
+                        }
+                        false
+                    } else {
+                        true
+                    }
+                });
+                if let Some(ident) = &field.ident {
+                    out.push(Field {
+                        ident: ident.clone(),
+                        ty: field.ty.clone(),
+                        inject,
+                        inject_args,
+                    });
+                }
+            }
+            Shape::Named(out)
+        }
+    };
+    Ok(Model {
+        errors,
+        args,
+        attr_span,
+        item,
+        shape,
+    })
+}
+
+/// The rules every injecting struct follows: not generic, named fields, bare `#[inject]`.
+pub(crate) fn validate_struct(model: &Model, what: &str, errors: &mut crate::common::Errors) {
+    for error in &model.errors {
+        errors.push(error.clone());
+    }
+    if let Some(param) = model.item.generics.params.first() {
+        errors.at(
+            param,
+            format!("a {what} struct cannot be generic: the backend builds it with concrete types; move the type parameter into a field's type"),
+        );
+    }
+    match &model.shape {
+        Shape::Unsupported(span, message) => errors.span(*span, message),
+        Shape::Named(fields) => {
+            for field in fields {
+                if let Some(attr) = &field.inject_args {
+                    errors.at(attr, "#[inject] takes no arguments; write `#[inject]`");
+                }
+            }
+        }
+        Shape::Unit => {}
+    }
+}
+
+/// The injected fields.
+pub(crate) fn injected(model: &Model) -> impl Iterator<Item = &Field> {
+    let fields: &[Field] = match &model.shape {
+        Shape::Named(fields) => fields,
+        _ => &[],
+    };
+    fields.iter().filter(|f| f.inject)
+}
+
+/// `Self { field: <T as Inject>::inject(ctx).await?, other: <U as FieldDefault>::field_default() }`,
+/// each value spanned on the field's type so a type error lands on the user's field.
+pub(crate) fn constructor(model: &Model) -> TokenStream {
+    use quote::{quote, quote_spanned};
+    let p = quote!(::backstage::__private);
+    let Shape::Named(fields) = &model.shape else {
+        return quote!(Self);
+    };
+    let inits = fields.iter().map(|f| {
+        let field = &f.ident;
+        let ty = &f.ty;
+        let value = if f.inject {
+            quote_spanned!(ty.span()=> <#ty as #p::Inject>::inject(ctx).await?)
+        } else {
+            quote_spanned!(ty.span()=> <#ty as #p::FieldDefault>::field_default())
+        };
+        quote! { #field: #value }
+    });
+    quote!(Self { #(#inits,)* })
+}

@@ -1,0 +1,138 @@
+//! Custom services: `#[service]` structs with their own dependencies, their scopes, and
+//! overrides.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use backstage::Backend;
+use backstage::prelude::*;
+use support::*;
+
+static ROOT_BUILT: AtomicUsize = AtomicUsize::new(0);
+
+/// Root-scoped: one per backend.
+#[service(scope = "root", id = "tests.counter")]
+#[derive(Clone)]
+pub struct Counter {
+    #[inject]
+    config: RootConfig,
+    hits: Arc<AtomicUsize>,
+    _built: Built,
+}
+
+#[derive(Clone)]
+struct Built;
+impl Default for Built {
+    fn default() -> Self {
+        ROOT_BUILT.fetch_add(1, Ordering::SeqCst);
+        Built
+    }
+}
+
+impl Counter {
+    fn hit(&self) -> usize {
+        self.hits.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+/// Plugin-scoped: one per plugin, with a plugin-scoped and a root dependency.
+#[service]
+#[derive(Clone)]
+pub struct Greeter {
+    #[inject]
+    meta: PluginMetadata,
+    #[inject]
+    counter: Counter,
+}
+
+impl Greeter {
+    fn greet(&self) -> String {
+        let greeting: String = self
+            .counter
+            .config
+            .get_optional("greeting")
+            .unwrap()
+            .unwrap_or_else(|| "hello".into());
+        format!(
+            "{greeting} from {} ({})",
+            self.meta.id(),
+            self.counter.hit()
+        )
+    }
+}
+
+#[backend_plugin(id = "first")]
+pub struct First {
+    #[inject]
+    greeter: Greeter,
+}
+
+#[routes]
+impl First {
+    #[route(get, "/greet", auth = "unauthenticated")]
+    async fn greet(&self, #[inject] again: Greeter) -> String {
+        format!("{} / {}", self.greeter.greet(), again.greet())
+    }
+}
+
+#[backend_plugin(id = "second")]
+pub struct Second {
+    #[inject]
+    greeter: Greeter,
+}
+
+#[routes]
+impl Second {
+    #[route(get, "/greet", auth = "unauthenticated")]
+    async fn greet(&self) -> String {
+        self.greeter.greet()
+    }
+}
+
+#[tokio::test]
+async fn plugin_services_are_per_plugin_and_root_services_shared() {
+    let config = serde_json::json!({ "greeting": "hi", "backend": { "listen": { "host": "127.0.0.1", "port": 0 } } });
+    let backend = Backend::builder()
+        .plugin::<First>()
+        .plugin::<Second>()
+        .config_value(config)
+        .start()
+        .await
+        .unwrap();
+    let first = read(
+        client()
+            .get(backend.url("/api/first/greet"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .2;
+    assert_eq!(first, "hi from first (1) / hi from first (2)");
+    let second = read(
+        client()
+            .get(backend.url("/api/second/greet"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .2;
+    assert_eq!(
+        second, "hi from second (3)",
+        "one counter for the whole backend"
+    );
+    assert_eq!(ROOT_BUILT.load(Ordering::SeqCst), 1);
+    assert_eq!(<Counter as backstage::plugin::Service>::ID, "tests.counter");
+    assert_eq!(
+        <Greeter as backstage::plugin::Service>::ID,
+        "services::Greeter"
+    );
+    assert_eq!(
+        <Greeter as backstage::plugin::Service>::DEPENDENCIES,
+        ["core.pluginMetadata", "tests.counter"]
+    );
+    backend.stop().await.unwrap();
+}

@@ -1,0 +1,6 @@
+use backstage::prelude::*;
+
+#[backend_plugin]
+pub struct Carmen;
+
+fn main() {}

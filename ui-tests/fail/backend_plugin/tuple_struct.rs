@@ -1,0 +1,6 @@
+use backstage::prelude::*;
+
+#[backend_plugin(id = "carmen")]
+pub struct Carmen(Logger);
+
+fn main() {}

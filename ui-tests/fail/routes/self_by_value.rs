@@ -1,0 +1,19 @@
+use backstage::prelude::*;
+
+#[backend_plugin(id = "carmen")]
+pub struct Carmen;
+
+#[routes]
+impl Carmen {
+    #[route(get, "/health")]
+    async fn health(self) -> &'static str {
+        "ok"
+    }
+
+    #[route(get, "/other")]
+    async fn other() -> &'static str {
+        "ok"
+    }
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use backstage::prelude::*;
+
+#[service]
+pub struct Audit {
+    #[inject]
+    logger: Logger,
+}
+
+fn main() {}
