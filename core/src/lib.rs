@@ -53,14 +53,17 @@ pub use auth::{
     AccessRestrictions, Auth, Authenticator, BackstageUserInfo, Credentials, HttpAuth, Principal,
     Service, StaticTokens, User, UserInfo,
 };
-pub use backend::{Backend, BackendBuilder, start};
-pub use backstage_macros::{backend_plugin, init, route, routes, service};
+pub use backend::{Backend, BackendBuilder, InstanceMetadata, start};
+pub use backstage_macros::{
+    backend_module, backend_plugin, extension_point, init, route, routes, service, service_factory,
+};
 pub use config::RootConfig;
 pub use discovery::{Discovery, PluginMetadata};
 pub use error::{Error, ErrorKind, Result};
 pub use http::{HttpRouter, RootHttpRouter};
 pub use lifecycle::{Lifecycle, RootHealth, RootLifecycle};
 pub use logging::{Logger, RootLogger};
+pub use plugin::Multi;
 
 /// axum, as this crate uses it: build hand-written routers and extractors with this one.
 pub use axum;
@@ -79,7 +82,8 @@ pub mod prelude {
     pub use crate::{
         Auth, Credentials, Discovery, Error, ErrorKind, HttpAuth, HttpRouter, Lifecycle, Logger,
         PluginMetadata, Principal, Result, RootConfig, RootHealth, RootHttpRouter, RootLifecycle,
-        RootLogger, Service, User, UserInfo, backend_plugin, init, route, routes, service,
+        RootLogger, Service, User, UserInfo, backend_module, backend_plugin, extension_point, init,
+        route, routes, service, service_factory,
     };
     pub use axum::Json;
     pub use axum::extract::{Path, Query};
@@ -131,6 +135,7 @@ register_core_services!(
     Auth,
     HttpAuth,
     UserInfo,
+    backend::InstanceMetadata,
 );
 
 /// What the macros' generated code uses. Not a public API: it changes without notice.
@@ -139,10 +144,48 @@ pub mod __private {
     pub use crate::http::AuthPolicyKind;
     pub use crate::http::gate::{Gate, Respond, from_parts, from_request, respond};
     pub use crate::plugin::{
-        AnyPlugin, BackendPlugin, BoxFuture, Dependency, InitRegistration, Inject,
+        AnyPlugin, BackendModule, BackendPlugin, BoxFuture, Dependency, ExtensionPointRegistration,
+        InitRegistration, Inject, ModuleRegistration, MultitonRegistration, OverrideRegistration,
         PluginRegistration, PluginScoped, Root, RootInjectable, RouteInfo, RoutesRegistration,
         Service, ServiceContext, ServiceRegistration,
     };
+
+    /// Fails compilation when an injected extension point belongs to a plugin other than
+    /// `plugin`; generated per `#[inject]` of plugins and modules, spanned on the field's type.
+    pub const fn check_owner(owner: Option<&str>, wrong_plugin: &str, plugin: &str) {
+        if let Some(owner) = owner
+            && !str_eq(owner, plugin)
+        {
+            panic!("{}", wrong_plugin);
+        }
+    }
+
+    const fn str_eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// Boxes a multiton implementation as what `Multi<T>` collects.
+    pub fn multiton_item<T: ?Sized + Send + Sync + 'static>(
+        item: std::sync::Arc<T>,
+    ) -> std::boxed::Box<dyn std::any::Any + Send> {
+        std::boxed::Box::new(item)
+    }
+
+    /// Type-erases a replacement service.
+    pub fn override_item<T: Service>(item: T) -> std::sync::Arc<dyn std::any::Any + Send + Sync> {
+        std::sync::Arc::new(item)
+    }
 
     /// Requires `T` to be injectable into the root service `C`; generated per field of a root
     /// service, spanned on the field's type.

@@ -119,6 +119,38 @@ pub(crate) fn outside_routes(name: &str, item: TokenStream) -> TokenStream {
     quote! { #error #item }
 }
 
+/// An error when `attr` looks like a misspelling of one of `ours` (`#[rout]` for `#[route]`).
+pub(crate) fn misspelled(attr: &syn::Attribute, ours: &[&str]) -> Option<syn::Error> {
+    let ident = attr.path().get_ident()?.to_string();
+    if ours.contains(&ident.as_str()) || ident.len() < 3 {
+        return None;
+    }
+    let near = ours.iter().find(|o| levenshtein(&ident, o) <= 2)?;
+    Some(syn::Error::new_spanned(
+        attr.path(),
+        format!("unknown attribute `#[{ident}]`; did you mean `#[{near}]`?"),
+    ))
+}
+
+/// Checks a plugin or module id: lowercase words joined by dashes, with a suggestion.
+pub(crate) fn check_id(lit: &syn::LitStr, what: &str, errors: &mut Errors) {
+    let id = lit.value();
+    if !is_valid_id(&id) {
+        let place = if what == "plugin" {
+            " (they appear in URLs: /api/<id>)"
+        } else {
+            ""
+        };
+        errors.at(
+            lit,
+            format!(
+                "{what} ids are lowercase words joined by dashes{place}; write `id = \"{}\"`",
+                suggest_id(&id)
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,17 +189,4 @@ mod tests {
             Some("user-cookie")
         );
     }
-}
-
-/// An error when `attr` looks like a misspelling of one of `ours` (`#[rout]` for `#[route]`).
-pub(crate) fn misspelled(attr: &syn::Attribute, ours: &[&str]) -> Option<syn::Error> {
-    let ident = attr.path().get_ident()?.to_string();
-    if ours.contains(&ident.as_str()) || ident.len() < 3 {
-        return None;
-    }
-    let near = ours.iter().find(|o| levenshtein(&ident, o) <= 2)?;
-    Some(syn::Error::new_spanned(
-        attr.path(),
-        format!("unknown attribute `#[{ident}]`; did you mean `#[{near}]`?"),
-    ))
 }

@@ -10,9 +10,12 @@
 use proc_macro::TokenStream;
 
 mod common;
+mod extension_point;
+mod module;
 mod plugin;
 mod routes;
 mod service;
+mod service_factory;
 mod structs;
 
 /// Declares a backend plugin: `#[backend_plugin(id = "carmen")]` on a struct whose
@@ -35,6 +38,29 @@ pub fn routes(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     service::service(attr.into(), item.into()).into()
+}
+
+/// Declares a module: `#[backend_module(plugin = "carmen", id = "my-module")]` on a struct
+/// whose `#[inject]` fields are its dependencies, which may include its plugin's extension
+/// points. Its `#[routes]` block may have an `#[init]` and routes, served under the plugin.
+#[proc_macro_attribute]
+pub fn backend_module(attr: TokenStream, item: TokenStream) -> TokenStream {
+    module::backend_module(attr.into(), item.into()).into()
+}
+
+/// Declares an extension point: `#[extension_point(plugin = "carmen")]` on a `Clone + Default`
+/// type the plugin shares with its modules (one instance per plugin). `module = "..."` when a
+/// module of the plugin provides it.
+#[proc_macro_attribute]
+pub fn extension_point(attr: TokenStream, item: TokenStream) -> TokenStream {
+    extension_point::extension_point(attr.into(), item.into()).into()
+}
+
+/// Replaces a service's default factory in every backend that links the crate:
+/// `#[service_factory] async fn user_info(#[inject] config: RootConfig) -> Result<UserInfo>`.
+#[proc_macro_attribute]
+pub fn service_factory(attr: TokenStream, item: TokenStream) -> TokenStream {
+    service_factory::service_factory(attr.into(), item.into()).into()
 }
 
 /// Marks a route handler. Only meaningful inside a `#[routes]` block, which reads it.

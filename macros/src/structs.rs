@@ -5,10 +5,55 @@ use proc_macro2::{Span, TokenStream};
 use syn::parse::Parser;
 use syn::spanned::Spanned;
 
-/// One argument of the attribute, `name = value`.
+/// One argument of the attribute: `name = "text"`, `name = SomeType`, or a bare `name`.
 pub(crate) struct Arg {
     pub(crate) name: syn::Ident,
-    pub(crate) value: syn::Expr,
+    pub(crate) value: Value,
+}
+
+pub(crate) enum Value {
+    Str(syn::LitStr),
+    Type(Box<syn::Type>),
+    Flag,
+}
+
+impl Value {
+    /// The string literal, if the value is one.
+    pub(crate) fn str(&self) -> Option<&syn::LitStr> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl quote::ToTokens for Value {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        match self {
+            Value::Str(s) => s.to_tokens(tokens),
+            Value::Type(t) => t.to_tokens(tokens),
+            Value::Flag => {}
+        }
+    }
+}
+
+impl syn::parse::Parse for Arg {
+    fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
+        let name: syn::Ident = input.parse()?;
+        if !input.peek(syn::Token![=]) {
+            return Ok(Arg {
+                name,
+                value: Value::Flag,
+            });
+        }
+        input.parse::<syn::Token![=]>()?;
+        let value = if input.peek(syn::LitStr) {
+            Value::Str(input.parse()?)
+        } else {
+            Value::Type(Box::new(input.parse()?))
+        };
+        Ok(Arg { name, value })
+    }
 }
 
 pub(crate) struct Field {
@@ -43,28 +88,22 @@ pub(crate) fn parse(
     macro_name: &str,
     example: &str,
 ) -> syn::Result<Model> {
+    let kind = match macro_name {
+        "backend_module" => "MyModule",
+        "service" => "MyService",
+        _ => "MyPlugin",
+    };
     let attr_span = if attr.is_empty() {
         Span::call_site()
     } else {
         attr.span()
     };
-    let parser =
-        syn::punctuated::Punctuated::<syn::MetaNameValue, syn::Token![,]>::parse_terminated;
-    let args = parser
+    let parser = syn::punctuated::Punctuated::<Arg, syn::Token![,]>::parse_terminated;
+    let args: Vec<Arg> = parser
         .parse2(attr)
         .map_err(|e| syn::Error::new(e.span(), format!("expected `{example}`")))?
         .into_iter()
-        .map(|nv| match nv.path.get_ident() {
-            Some(name) => Ok(Arg {
-                name: name.clone(),
-                value: nv.value,
-            }),
-            None => Err(syn::Error::new_spanned(
-                nv.path,
-                "expected `id = \"my-plugin\"`",
-            )),
-        })
-        .collect::<syn::Result<Vec<_>>>()?;
+        .collect();
 
     let item: syn::Item = syn::parse2(item)?;
     let mut item = match item {
@@ -73,7 +112,7 @@ pub(crate) fn parse(
             return Err(syn::Error::new_spanned(
                 e.enum_token,
                 format!(
-                    "#[{macro_name}] goes on a struct with named fields, not an enum; write `pub struct MyPlugin {{ #[inject] logger: Logger }}`"
+                    "#[{macro_name}] goes on a struct with named fields, not an enum; write `pub struct {kind} {{ #[inject] logger: Logger }}`"
                 ),
             ));
         }
@@ -81,7 +120,7 @@ pub(crate) fn parse(
             return Err(syn::Error::new_spanned(
                 other,
                 format!(
-                    "#[{macro_name}] goes on a struct with named fields; write `pub struct MyPlugin {{ #[inject] logger: Logger }}`"
+                    "#[{macro_name}] goes on a struct with named fields; write `pub struct {kind} {{ #[inject] logger: Logger }}`"
                 ),
             ));
         }
@@ -93,7 +132,7 @@ pub(crate) fn parse(
         syn::Fields::Unnamed(fields) => Shape::Unsupported(
             fields.span(),
             format!(
-                "#[{macro_name}] needs named fields so each dependency has a name; write `struct MyPlugin {{ #[inject] logger: Logger }}`"
+                "#[{macro_name}] needs named fields so each dependency has a name; write `struct {kind} {{ #[inject] logger: Logger }}`"
             ),
         ),
         syn::Fields::Named(fields) => {
@@ -194,4 +233,38 @@ pub(crate) fn constructor(model: &Model) -> TokenStream {
         quote! { #field: #value }
     });
     quote!(Self { #(#inits,)* })
+}
+
+/// Per injected field, a compile-time check that an extension point belongs to `plugin_id`,
+/// spanned on the field's type so the error lands there.
+pub(crate) fn owner_checks(model: &Model, plugin_id: &str) -> TokenStream {
+    use quote::{quote, quote_spanned};
+    // The whole path is written inside `quote_spanned!`: the call's span, where rustc reports a
+    // failed constant, must be the field type's, not the attribute's.
+    let checks = injected(model).map(|f| {
+        let ty = &f.ty;
+        quote_spanned!(ty.span()=>
+            const _: () = ::backstage::__private::check_owner(
+                <#ty as ::backstage::__private::Inject>::OWNER_PLUGIN,
+                <#ty as ::backstage::__private::Inject>::WRONG_PLUGIN,
+                #plugin_id,
+            );
+        )
+    });
+    quote!(#(#checks)*)
+}
+
+/// The `#[inject]` dependency table entries of the struct.
+pub(crate) fn dependency_table(model: &Model) -> TokenStream {
+    use quote::{quote, quote_spanned};
+    let p = quote!(::backstage::__private);
+    let entries = injected(model).map(|f| {
+        let name = f.ident.to_string();
+        let ty = &f.ty;
+        let line = quote_spanned!(f.ident.span()=> ::core::line!());
+        quote! {
+            #p::Dependency { field: #name, service: <#ty as #p::Inject>::ID, file: ::core::file!(), line: #line }
+        }
+    });
+    quote!(&[#(#entries),*])
 }

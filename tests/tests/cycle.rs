@@ -11,10 +11,10 @@ use carmen_backend::Carmen;
 use support::*;
 
 backstage::__private::inventory::submit! {
-    ServiceRegistration { id: "test.alpha", root: true, dependencies: &["test.beta"], file: "tests/alpha.rs", line: 3 }
+    ServiceRegistration { id: "test.alpha", root: true, dependencies: &["test.beta"], file: "tests/alpha.rs", line: 3, eager: None }
 }
 backstage::__private::inventory::submit! {
-    ServiceRegistration { id: "test.beta", root: true, dependencies: &["core.rootConfig", "test.alpha"], file: "tests/beta.rs", line: 7 }
+    ServiceRegistration { id: "test.beta", root: true, dependencies: &["core.rootConfig", "test.alpha"], file: "tests/beta.rs", line: 7, eager: None }
 }
 
 #[tokio::test]

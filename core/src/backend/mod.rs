@@ -5,14 +5,11 @@
 //! in tests.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -20,18 +17,22 @@ use tokio::task::JoinHandle;
 use crate::config::RootConfig;
 use crate::discovery::Listen;
 use crate::error::{Error, Result};
-use crate::http::HttpRouter;
-use crate::http::dispatch::{Dispatcher, Routes, Shared, security_headers};
-use crate::http::gate::Gate;
+use crate::http::dispatch::{Dispatcher, Shared, security_headers};
 use crate::lifecycle::{Lifecycle, RootHealth, RootLifecycle};
-use crate::plugin::registry::{linked_plugins, linked_services, routes_of};
+use crate::plugin::registry::{
+    linked_extension_points, linked_modules, linked_overrides, linked_plugins, linked_services,
+};
 use crate::plugin::{
-    Instances, PluginInstances, PluginRegistration, Registry, Service, ServiceContext,
+    Instances, ModuleRegistration, Override, PluginInstances, PluginRegistration, Registry,
+    Service, ServiceContext,
 };
 
+mod boot;
+mod metadata;
 mod validate;
 
-pub(crate) use validate::validate;
+pub use metadata::{InstalledPlugin, InstanceMetadata};
+use validate::{Selection, validate};
 
 /// Builds a backend: which plugins, which config, which service overrides.
 ///
@@ -51,10 +52,11 @@ pub(crate) use validate::validate;
 #[must_use = "a builder does nothing until `start` is called"]
 pub struct BackendBuilder {
     plugins: Vec<&'static PluginRegistration>,
+    modules: Vec<&'static ModuleRegistration>,
     all_linked: bool,
     excluded: Vec<String>,
     config: Option<RootConfig>,
-    overrides: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    overrides: Vec<(TypeId, Override, bool)>,
 }
 
 impl fmt::Debug for BackendBuilder {
@@ -95,10 +97,11 @@ impl Backend {
     pub fn builder() -> BackendBuilder {
         BackendBuilder {
             plugins: Vec::new(),
+            modules: Vec::new(),
             all_linked: false,
             excluded: Vec::new(),
             config: None,
-            overrides: HashMap::new(),
+            overrides: Vec::new(),
         }
     }
 
@@ -228,19 +231,76 @@ impl BackendBuilder {
         self.config(RootConfig::from_value(value))
     }
 
+    /// Adds module `M` (its plugin must be added too).
+    pub fn module<M: crate::plugin::BackendModule>(mut self) -> Self {
+        self.modules.push(M::registration());
+        self
+    }
+
     /// Replaces service `S` with `instance` for the whole backend (every plugin gets a clone).
+    /// A service may be replaced once; a second replacement is a start-up error naming both.
     ///
     /// ```
     /// use backstage::{Auth, Backend, StaticTokens};
     /// let builder = Backend::builder().service(Auth::new(StaticTokens::from_pairs([("token-for-tests", "tests")]).unwrap()));
     /// ```
-    pub fn service<S: Service>(mut self, instance: S) -> Self {
-        self.overrides.insert(TypeId::of::<S>(), Arc::new(instance));
+    #[track_caller]
+    pub fn service<S: Service>(self, instance: S) -> Self {
+        let instance = Arc::new(instance);
+        self.replace::<S>(Arc::new(move |_ctx| {
+            let value: Arc<dyn Any + Send + Sync> = instance.clone();
+            Box::pin(async move {
+                let value = value
+                    .downcast_ref::<S>()
+                    .cloned()
+                    .ok_or_else(|| Error::internal("override of the wrong type"))?;
+                Ok(Arc::new(value) as Arc<dyn Any + Send + Sync>)
+            })
+        }))
+    }
+
+    /// Replaces the factory of service `S`: `factory` runs where the default factory would (once
+    /// per backend for root services, once per plugin otherwise) and may use
+    /// [`ServiceContext::default_of`] to wrap the default implementation.
+    ///
+    /// ```
+    /// use backstage::plugin::{BoxFuture, ServiceContext};
+    /// use backstage::{Backend, Logger, Result};
+    ///
+    /// fn quiet_logger<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Logger>> {
+    ///     Box::pin(async move { Ok(Logger::for_plugin(&format!("quiet-{}", ctx.plugin_id().unwrap_or("root")))) })
+    /// }
+    /// let builder = Backend::builder().factory(quiet_logger);
+    /// ```
+    #[track_caller]
+    pub fn factory<S, F>(self, factory: F) -> Self
+    where
+        S: Service,
+        F: for<'a> Fn(&'a ServiceContext<'_>) -> crate::plugin::BoxFuture<'a, Result<S>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.replace::<S>(Arc::new(move |ctx| {
+            let made = factory(ctx);
+            Box::pin(async move { Ok(Arc::new(made.await?) as Arc<dyn Any + Send + Sync>) })
+        }))
+    }
+
+    #[track_caller]
+    fn replace<S: Service>(mut self, factory: crate::plugin::OverrideFn) -> Self {
+        let caller = std::panic::Location::caller();
+        let replacement = Override {
+            service: S::ID,
+            factory,
+            location: format!("{}:{}", caller.file(), caller.line()),
+        };
+        self.overrides
+            .push((TypeId::of::<S>(), replacement, S::OVERRIDABLE));
         self
     }
 
-    /// The plugins this builder will start, sorted by id, and whether it was asked for every
-    /// linked plugin.
+    /// The plugins this builder will start, sorted by id.
     fn selected(&self) -> Vec<&'static PluginRegistration> {
         let mut plugins: Vec<&'static PluginRegistration> = Vec::new();
         let linked = if self.all_linked {
@@ -258,26 +318,56 @@ impl BackendBuilder {
         plugins
     }
 
-    /// Checks the plugins, binds, initialises every plugin and starts serving. Returns once
-    /// the backend is ready (readiness answers 200).
+    /// The modules this builder will start: the ones added, and with `all_linked` every linked
+    /// module; sorted by plugin and module id.
+    fn selected_modules(&self) -> Vec<&'static ModuleRegistration> {
+        let mut modules: Vec<&'static ModuleRegistration> = Vec::new();
+        let linked = if self.all_linked {
+            linked_modules()
+        } else {
+            Vec::new()
+        };
+        for module in self.modules.iter().copied().chain(linked) {
+            let already = modules.iter().any(|m| (m.type_id)() == (module.type_id)());
+            if !already && !self.excluded.iter().any(|id| id == module.plugin_id) {
+                modules.push(module);
+            }
+        }
+        modules.sort_by(|a, b| (a.plugin_id, a.module_id).cmp(&(b.plugin_id, b.module_id)));
+        modules
+    }
+
+    /// Checks the plugins, binds, initialises every module and plugin and starts serving.
+    /// Returns once the backend is ready (readiness answers 200).
     pub async fn start(self) -> Result<Backend> {
         let started = Instant::now();
         let plugins = self.selected();
         if plugins.is_empty() && self.all_linked {
             return Err(Error::internal(NO_PLUGINS));
         }
-        validate(&plugins, &linked_services())?;
+        let modules = self.selected_modules();
+        let overrides = validate(&Selection {
+            plugins: &plugins,
+            modules: &modules,
+            services: &linked_services(),
+            extension_points: &linked_extension_points(),
+            code_overrides: &self.overrides,
+            linked_overrides: &linked_overrides(),
+        })?;
         let config = self.config.unwrap_or_else(RootConfig::empty);
+        let policies = boot::BootPolicies::from_config(&config)?;
 
         let listener = bind(&Listen::from_config(&config)?).await?;
         let addr = listener
             .local_addr()
             .map_err(|e| Error::internal(format!("cannot read the bound address: {e}")))?;
+        let metadata = InstanceMetadata::new(&plugins, &modules);
         let registry = Arc::new(Registry {
             config,
             bound: Some(addr),
             root: Instances::default(),
-            overrides: self.overrides,
+            overrides,
+            metadata,
         });
         let root_ctx = ServiceContext {
             registry: &registry,
@@ -302,15 +392,12 @@ impl BackendBuilder {
         });
         tracing::info!("Listening on {addr}");
         let ids: Vec<&'static str> = plugins.iter().map(|p| p.id).collect();
-        tracing::info!(
-            "Plugins discovered: {}",
-            if ids.is_empty() {
-                "none".to_owned()
-            } else {
-                ids.join(", ")
-            }
-        );
-        tracing::info!("Modules discovered: none");
+        let module_names: Vec<String> = modules
+            .iter()
+            .map(|m| format!("{}.{}", m.plugin_id, m.module_id))
+            .collect();
+        tracing::info!("Plugins discovered: {}", list_or_none(&ids));
+        tracing::info!("Modules discovered: {}", list_or_none(&module_names));
 
         let mut backend = Backend {
             addr,
@@ -321,7 +408,7 @@ impl BackendBuilder {
             shutdown: Some(tx),
             server: Some(server),
         };
-        match boot(&registry, &plugins, &mut backend).await {
+        match boot::boot(&registry, &plugins, &modules, &policies, &mut backend).await {
             Ok(()) => {
                 backend.shared.health.set_started();
                 tracing::info!("Backend started in {} ms", started.elapsed().as_millis());
@@ -335,155 +422,19 @@ impl BackendBuilder {
     }
 }
 
+fn list_or_none(items: &[impl AsRef<str>]) -> String {
+    if items.is_empty() {
+        return "none".to_owned();
+    }
+    items
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 const NO_PLUGINS: &str = "no plugins are linked into this binary. A plugin crate counts only when the binary names it: \
 add the crate as a dependency and write `use carmen_backend as _;` (with your crate's name) in main.rs";
-
-async fn boot(
-    registry: &Arc<Registry>,
-    plugins: &[&'static PluginRegistration],
-    backend: &mut Backend,
-) -> Result<()> {
-    let instances: Vec<Arc<PluginInstances>> = plugins
-        .iter()
-        .map(|p| {
-            Arc::new(PluginInstances {
-                id: p.id,
-                instances: Instances::default(),
-            })
-        })
-        .collect();
-    backend.plugin_instances = instances.clone();
-    let booted = futures_util::future::join_all(
-        plugins
-            .iter()
-            .zip(&instances)
-            .map(|(plugin, instances)| boot_plugin(registry, plugin, instances)),
-    )
-    .await;
-    let mut routers = HashMap::new();
-    let mut failures = Vec::new();
-    for (plugin, result) in plugins.iter().zip(booted) {
-        match result {
-            Ok(router) => {
-                routers.insert(plugin.id, router);
-            }
-            Err(e) => failures.push(format!(
-                "plugin '{}' ({}) failed to start: {e}",
-                plugin.id,
-                plugin.location()
-            )),
-        }
-    }
-    if !failures.is_empty() {
-        return Err(Error::internal(failures.join("\n")));
-    }
-    let root_ctx = ServiceContext {
-        registry,
-        plugin: None,
-    };
-    let mut root = Router::new();
-    for (path, router) in root_ctx.get::<crate::RootHttpRouter>().await?.take() {
-        root = catch_router_panic(&format!("root router at '{path}'"), || {
-            if path == "/" {
-                root.merge(router)
-            } else {
-                root.nest(&path, router)
-            }
-        })?;
-    }
-    let routes = Routes {
-        plugins: routers,
-        root,
-    };
-    if backend.shared.routes.set(routes).is_err() {
-        return Err(Error::internal("the backend was booted twice"));
-    }
-    for plugin in &instances {
-        if let Some(lifecycle) = plugin.instances.existing::<Lifecycle>() {
-            run_startup_hooks(
-                lifecycle.hooks.take_startup(),
-                &format!("plugin '{}'", plugin.id),
-            )
-            .await?;
-        }
-    }
-    if let Some(lifecycle) = registry.root.existing::<RootLifecycle>() {
-        run_startup_hooks(lifecycle.hooks.take_startup(), "root").await?;
-    }
-    Ok(())
-}
-
-async fn boot_plugin(
-    registry: &Arc<Registry>,
-    plugin: &'static PluginRegistration,
-    instances: &PluginInstances,
-) -> Result<Router> {
-    let ctx = ServiceContext {
-        registry,
-        plugin: Some(instances),
-    };
-    let instance = (plugin.create)(&ctx).await?;
-    let blocks = routes_of((plugin.type_id)());
-    for block in &blocks {
-        if let Some(init) = &block.init {
-            (init.run)(instance.clone(), &ctx).await.map_err(|e| {
-                Error::internal(format!(
-                    "#[init] {} ({}:{}) failed: {e}",
-                    init.name, init.file, init.line
-                ))
-            })?;
-        }
-    }
-    let mut router = Router::new();
-    for block in &blocks {
-        let block_router = (block.build)(instance.clone(), &ctx).await?;
-        router = catch_router_panic("#[routes]", || router.merge(block_router))?;
-    }
-    let http_router = ctx.get::<HttpRouter>().await?;
-    let gate = Gate::for_plugin(&ctx).await?;
-    for hand_written in http_router.take().routers {
-        let gate = gate.clone();
-        let guarded = hand_written.layer(axum::middleware::from_fn(
-            move |request: axum::extract::Request, next: axum::middleware::Next| {
-                let gate = gate.clone();
-                async move {
-                    let (mut parts, body) = request.into_parts();
-                    if let Err(response) = gate.check_path(&mut parts).await {
-                        return response;
-                    }
-                    next.run(axum::extract::Request::from_parts(parts, body))
-                        .await
-                }
-            },
-        ));
-        router = catch_router_panic("a router added with HttpRouter::use_router", || {
-            router.merge(guarded)
-        })?;
-    }
-    // An unknown path, or a known path with another method: the path policies first, then 404
-    // NotFoundError (Backstage's Express routers answer a wrong method with 404 too).
-    let fallback_gate = gate.clone();
-    let method_gate = gate;
-    Ok(router
-        .fallback(move |request: axum::extract::Request| fallback_gate.clone().not_found(request))
-        .method_not_allowed_fallback(move |request: axum::extract::Request| {
-            method_gate.clone().not_found(request)
-        }))
-}
-
-/// axum panics when two routers overlap; at start-up that is an error naming the router.
-fn catch_router_panic(what: &str, merge: impl FnOnce() -> Router) -> Result<Router> {
-    std::panic::catch_unwind(AssertUnwindSafe(merge)).map_err(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default();
-        Error::internal(format!(
-            "{what} conflicts with routes already served: {message}"
-        ))
-    })
-}
 
 async fn bind(listen: &Listen) -> Result<TcpListener> {
     let candidates: Vec<String> = if listen.host.is_empty() {

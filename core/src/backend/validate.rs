@@ -1,26 +1,43 @@
 //! The checks that only the linked set of crates can decide, run before any plugin
 //! initialises and reported together.
 
+use std::any::TypeId;
 use std::collections::{BTreeMap, HashMap};
 
+use super::boot::module_order;
 use crate::error::{Error, Result};
 use crate::plugin::registry::routes_of;
-use crate::plugin::{PluginRegistration, RoutesRegistration, ServiceRegistration};
+use crate::plugin::{
+    ExtensionPointRegistration, ModuleRegistration, Override, OverrideRegistration,
+    PluginRegistration, RoutesRegistration, ServiceRegistration,
+};
 
-/// Checks the selected plugins and the linked services; one error lists every problem.
-pub(crate) fn validate(
-    plugins: &[&'static PluginRegistration],
-    services: &[&'static ServiceRegistration],
-) -> Result<()> {
+/// Everything the start-up checks look at.
+pub(crate) struct Selection<'a> {
+    pub(crate) plugins: &'a [&'static PluginRegistration],
+    pub(crate) modules: &'a [&'static ModuleRegistration],
+    pub(crate) services: &'a [&'static ServiceRegistration],
+    pub(crate) extension_points: &'a [&'static ExtensionPointRegistration],
+    /// Replacements given to the builder: service, replacement, whether it may be replaced.
+    pub(crate) code_overrides: &'a [(TypeId, Override, bool)],
+    pub(crate) linked_overrides: &'a [&'static OverrideRegistration],
+}
+
+/// Checks the selection; one error lists every problem. Returns the service replacements.
+pub(crate) fn validate(selection: &Selection<'_>) -> Result<HashMap<TypeId, Override>> {
+    let plugins = selection.plugins;
     let blocks: Vec<Vec<&'static RoutesRegistration>> =
         plugins.iter().map(|p| routes_of((p.type_id)())).collect();
     let mut problems = duplicate_plugins(plugins);
     for (plugin, blocks) in plugins.iter().zip(&blocks) {
         problems.extend(route_problems(plugin, blocks));
     }
-    problems.extend(service_cycles(services));
+    problems.extend(module_problems(selection));
+    problems.extend(service_cycles(selection.services));
+    let (overrides, override_problems) = overrides(selection);
+    problems.extend(override_problems);
     if problems.is_empty() {
-        return Ok(());
+        return Ok(overrides);
     }
     let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
     Err(Error::internal(format!(
@@ -28,6 +45,95 @@ pub(crate) fn validate(
         problems.len(),
         list.join("\n")
     )))
+}
+
+fn module_problems(selection: &Selection<'_>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen: BTreeMap<(&str, &str), &ModuleRegistration> = BTreeMap::new();
+    for module in selection.modules {
+        if !selection.plugins.iter().any(|p| p.id == module.plugin_id) {
+            problems.push(format!(
+                "module '{}' ({} at {}) extends plugin '{}', which is not part of this backend; add the plugin (link its crate) or remove the module",
+                module.module_id,
+                (module.type_name)(),
+                module.location(),
+                module.plugin_id
+            ));
+        }
+        if let Some(first) = seen.get(&(module.plugin_id, module.module_id)) {
+            problems.push(format!(
+                "plugin '{}' has two modules with id '{}': at {} and at {}; give each module its own id",
+                module.plugin_id,
+                module.module_id,
+                first.location(),
+                module.location()
+            ));
+        } else {
+            seen.insert((module.plugin_id, module.module_id), module);
+        }
+    }
+    for plugin in selection.plugins {
+        if let Err(stuck) = module_order(plugin.id, selection.modules, selection.extension_points) {
+            let names: Vec<String> = stuck
+                .iter()
+                .map(|m| format!("'{}' at {}", m.module_id, m.location()))
+                .collect();
+            problems.push(format!(
+                "modules of plugin '{}' wait on each other's extension points in a cycle: {}; a module cannot use an extension point of a module that uses one of its own",
+                plugin.id,
+                names.join(", ")
+            ));
+        }
+    }
+    problems
+}
+
+/// At most one replacement per service, and none for services that cannot be replaced.
+fn overrides(selection: &Selection<'_>) -> (HashMap<TypeId, Override>, Vec<String>) {
+    let mut by_service: BTreeMap<&str, Vec<(TypeId, Override, bool)>> = BTreeMap::new();
+    for (type_id, replacement, overridable) in selection.code_overrides {
+        by_service.entry(replacement.service).or_default().push((
+            *type_id,
+            replacement.clone(),
+            *overridable,
+        ));
+    }
+    for registration in selection.linked_overrides {
+        let create = registration.create;
+        let replacement = Override {
+            service: registration.service_id,
+            factory: std::sync::Arc::new(move |ctx| create(ctx)),
+            location: format!("{}:{}", registration.file, registration.line),
+        };
+        by_service
+            .entry(registration.service_id)
+            .or_default()
+            .push((
+                (registration.service)(),
+                replacement,
+                registration.overridable,
+            ));
+    }
+    let mut problems = Vec::new();
+    let mut result = HashMap::new();
+    for (service, replacements) in by_service {
+        let places: Vec<&str> = replacements.iter().map(|r| r.1.location.as_str()).collect();
+        if replacements.iter().any(|r| !r.2) {
+            problems.push(format!(
+                "service '{service}' cannot be replaced (at {}); remove the replacement",
+                places.join(", ")
+            ));
+        } else if replacements.len() > 1 {
+            problems.push(format!(
+                "service '{service}' is replaced {} times: at {}; keep one replacement",
+                replacements.len(),
+                places.join(" and at ")
+            ));
+        } else if let Some((type_id, replacement, _)) = replacements.into_iter().next() {
+            result.insert(type_id, replacement);
+        }
+    }
+    (result, problems)
 }
 
 fn duplicate_plugins(plugins: &[&'static PluginRegistration]) -> Vec<String> {
@@ -166,6 +272,7 @@ mod tests {
             dependencies,
             file: "src/x.rs",
             line: 1,
+            eager: None,
         }))
     }
 

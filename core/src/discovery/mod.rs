@@ -172,6 +172,7 @@ impl PluginMetadata {
 impl Service for PluginMetadata {
     type Scope = PluginScoped;
     const ID: &'static str = "core.pluginMetadata";
+    const OVERRIDABLE: bool = false;
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
             ctx.plugin_id()

@@ -22,8 +22,9 @@ use crate::error::{Error, Result};
 pub(crate) mod registry;
 
 pub use registry::{
-    AnyPlugin, BuildRouterFn, CreateFn, Dependency, InitFn, InitRegistration, PluginRegistration,
-    RouteInfo, RoutesRegistration, ServiceRegistration,
+    AnyPlugin, BuildRouterFn, CreateFn, Dependency, EagerFn, ExtensionPointRegistration, InitFn,
+    InitRegistration, ModuleRegistration, MultitonCreateFn, MultitonRegistration, OverrideCreateFn,
+    OverrideRegistration, PluginRegistration, RouteInfo, RoutesRegistration, ServiceRegistration,
 };
 
 /// A boxed, sendable future: what factories and generated glue return.
@@ -85,6 +86,9 @@ pub trait Service: Clone + Send + Sync + 'static {
     const ID: &'static str;
     /// The ids of the services the default factory uses (for the start-up cycle check).
     const DEPENDENCIES: &'static [&'static str] = &[];
+    /// Whether a backend may replace this service's factory (`PluginMetadata` may not).
+    const OVERRIDABLE: bool = true;
+
     /// The default factory.
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>>;
 }
@@ -101,6 +105,12 @@ pub trait Service: Clone + Send + Sync + 'static {
 pub trait Inject: Clone + Send + Sync + 'static {
     /// The id of what is injected, for the dependency table and start-up messages.
     const ID: &'static str;
+    /// For an extension point: the id of the plugin that owns it. Only that plugin and its
+    /// modules may inject it; the macros check this at compile time.
+    const OWNER_PLUGIN: Option<&'static str> = None;
+    /// For an extension point: the message when another plugin's code injects it.
+    const WRONG_PLUGIN: &'static str = "";
+
     /// Produces the value for the plugin `ctx` belongs to.
     fn inject<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>>;
 }
@@ -120,6 +130,18 @@ impl<T: Service> Inject for T {
     note = "a root service lives once per backend and cannot hold a plugin's service: inject the root counterpart (`RootLogger` for `Logger`, `RootLifecycle` for `Lifecycle`, `RootHttpRouter` for `HttpRouter`), or make `{C}` plugin-scoped with `#[service(scope = \"plugin\")]`"
 )]
 pub trait RootInjectable<C> {}
+
+/// What `#[backend_module]` implements: the module's plugin and id and how to build it.
+pub trait BackendModule: Send + Sync + Sized + 'static {
+    /// The id of the plugin the module extends.
+    const PLUGIN_ID: &'static str;
+    /// The module id, unique within its plugin.
+    const MODULE_ID: &'static str;
+    /// Builds the module by injecting its dependencies.
+    fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>>;
+    /// The registration `#[backend_module]` submitted for this module.
+    fn registration() -> &'static ModuleRegistration;
+}
 
 /// What `#[backend_plugin]` implements: the plugin's id and how to build it.
 pub trait BackendPlugin: Send + Sync + Sized + 'static {
@@ -158,13 +180,29 @@ impl Instances {
     }
 }
 
+/// A replacement factory for one service, type-erased.
+pub(crate) type OverrideFn = Arc<
+    dyn for<'a> Fn(&'a ServiceContext<'_>) -> BoxFuture<'a, Result<Arc<dyn Any + Send + Sync>>>
+        + Send
+        + Sync,
+>;
+
+/// A replacement of one service's default factory, and where it was declared.
+#[derive(Clone)]
+pub(crate) struct Override {
+    pub(crate) service: &'static str,
+    pub(crate) factory: OverrideFn,
+    pub(crate) location: String,
+}
+
 /// Everything shared by the whole backend: config, root instances, overrides.
 pub(crate) struct Registry {
     pub(crate) config: RootConfig,
     /// The address the backend is bound to.
     pub(crate) bound: Option<std::net::SocketAddr>,
     pub(crate) root: Instances,
-    pub(crate) overrides: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    pub(crate) overrides: HashMap<TypeId, Override>,
+    pub(crate) metadata: crate::backend::InstanceMetadata,
 }
 
 /// The services of one plugin.
@@ -204,42 +242,163 @@ impl<'a> ServiceContext<'a> {
     /// Root services are shared by the whole backend; plugin-scoped ones by one plugin.
     pub async fn get<T: Service>(&self) -> Result<T> {
         let id = TypeId::of::<T>();
-        if let Some(value) = self.registry.overrides.get(&id) {
-            return downcast::<T>(value);
-        }
-        let (instances, ctx) = if T::Scope::IS_ROOT {
-            (
+        let (instances, ctx) = self.scoped::<T>()?;
+        let cell = instances.cell(id);
+        let registry = self.registry;
+        let value = cell
+            .get_or_try_init(|| async move {
+                match registry.overrides.get(&id) {
+                    Some(replacement) => (replacement.factory)(&ctx).await,
+                    None => {
+                        let service = T::create(&ctx).await?;
+                        Ok(Arc::new(service) as Arc<dyn Any + Send + Sync>)
+                    }
+                }
+            })
+            .await?;
+        downcast::<T>(value)
+    }
+
+    /// A fresh instance from `T`'s default factory, ignoring any override: what an override
+    /// uses to decorate the default implementation.
+    ///
+    /// ```
+    /// use backstage::plugin::{BoxFuture, ServiceContext};
+    /// use backstage::{Backend, Result, UserInfo};
+    ///
+    /// fn decorated<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<UserInfo>> {
+    ///     Box::pin(async move {
+    ///         let default = ctx.default_of::<UserInfo>().await?;
+    ///         Ok(default) // wrap it here
+    ///     })
+    /// }
+    /// let builder = Backend::builder().factory(decorated);
+    /// ```
+    pub async fn default_of<T: Service>(&self) -> Result<T> {
+        let (_, ctx) = self.scoped::<T>()?;
+        T::create(&ctx).await
+    }
+
+    /// The plugin's instance of extension point `E`, created empty on first use.
+    pub async fn extension_point<E: ExtensionPointValue>(&self) -> Result<E> {
+        let Some(plugin) = self.plugin else {
+            return Err(Error::internal(format!(
+                "the extension point {} was requested outside of a plugin",
+                std::any::type_name::<E>()
+            )));
+        };
+        let cell = plugin.instances.cell(TypeId::of::<E>());
+        let value = cell
+            .get_or_init(|| async { Arc::new(E::default()) as Arc<dyn Any + Send + Sync> })
+            .await;
+        downcast::<E>(value)
+    }
+
+    /// Metadata of this backend instance: its plugins and their modules.
+    pub fn instance_metadata(&self) -> &crate::backend::InstanceMetadata {
+        &self.registry.metadata
+    }
+
+    fn scoped<T: Service>(&self) -> Result<(&'a Instances, ServiceContext<'a>)> {
+        if T::Scope::IS_ROOT {
+            return Ok((
                 &self.registry.root,
                 ServiceContext {
                     registry: self.registry,
                     plugin: None,
                 },
-            )
-        } else {
-            match self.plugin {
-                Some(plugin) => (
-                    &plugin.instances,
-                    ServiceContext {
-                        registry: self.registry,
-                        plugin: Some(plugin),
-                    },
-                ),
-                None => {
-                    return Err(Error::internal(format!(
-                        "the plugin-scoped service {} was requested outside of a plugin",
-                        T::ID
-                    )));
+            ));
+        }
+        match self.plugin {
+            Some(plugin) => Ok((
+                &plugin.instances,
+                ServiceContext {
+                    registry: self.registry,
+                    plugin: Some(plugin),
+                },
+            )),
+            None => Err(Error::internal(format!(
+                "the plugin-scoped service {} was requested outside of a plugin",
+                T::ID
+            ))),
+        }
+    }
+}
+
+/// What an extension point is: one instance per plugin, made with `Default` and shared by the
+/// plugin and its modules through `Clone`.
+#[diagnostic::on_unimplemented(
+    message = "the extension point `{Self}` must be `Clone + Default`",
+    label = "not `Clone + Default`",
+    note = "each plugin gets one instance, made with `Default::default()` and cloned into the plugin and its modules: derive `Clone, Default` and keep shared state in `Arc` fields"
+)]
+pub trait ExtensionPointValue: Clone + Default + Send + Sync + 'static {}
+impl<T: Clone + Default + Send + Sync + 'static> ExtensionPointValue for T {}
+
+/// Every registered implementation of `T` (usually a trait object, `Multi<dyn Validator>`):
+/// the services declared with `#[service(provides = dyn Validator)]`, sorted by service id.
+/// Empty when there are none.
+///
+/// ```
+/// use backstage::plugin::Multi;
+/// # trait Validator: Send + Sync {}
+/// fn count(validators: &Multi<dyn Validator>) -> usize {
+///     validators.len()
+/// }
+/// ```
+pub struct Multi<T: ?Sized> {
+    items: Vec<Arc<T>>,
+}
+
+impl<T: ?Sized> Clone for Multi<T> {
+    fn clone(&self) -> Self {
+        Multi {
+            items: self.items.clone(),
+        }
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for Multi<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Multi")
+            .field("len", &self.items.len())
+            .finish()
+    }
+}
+
+impl<T: ?Sized> std::ops::Deref for Multi<T> {
+    type Target = [Arc<T>];
+    fn deref(&self) -> &[Arc<T>] {
+        &self.items
+    }
+}
+
+impl<T: ?Sized + Send + Sync + 'static> Inject for Multi<T> {
+    const ID: &'static str = "core.multiton";
+    fn inject<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
+        Box::pin(async move {
+            let target = TypeId::of::<T>();
+            let mut providers: Vec<&MultitonRegistration> = inventory::iter::<MultitonRegistration>
+                .into_iter()
+                .filter(|r| (r.target)() == target)
+                .collect();
+            providers.sort_by(|a, b| a.service.cmp(b.service));
+            let mut items = Vec::with_capacity(providers.len());
+            for provider in providers {
+                let item = (provider.create)(ctx).await?;
+                match item.downcast::<Arc<T>>() {
+                    Ok(item) => items.push(*item),
+                    Err(_) => {
+                        return Err(Error::internal(format!(
+                            "the multiton provider {} does not provide {}",
+                            provider.service,
+                            std::any::type_name::<T>()
+                        )));
+                    }
                 }
             }
-        };
-        let cell = instances.cell(id);
-        let value = cell
-            .get_or_try_init(|| async move {
-                let service = T::create(&ctx).await?;
-                Ok::<_, Error>(Arc::new(service) as Arc<dyn Any + Send + Sync>)
-            })
-            .await?;
-        downcast::<T>(value)
+            Ok(Multi { items })
+        })
     }
 }
 

@@ -164,10 +164,12 @@ pub struct ServiceRegistration {
     pub file: &'static str,
     /// Where the service is declared.
     pub line: u32,
+    /// For root services made at start-up rather than on first use: makes it.
+    pub eager: Option<EagerFn>,
 }
 
 impl ServiceRegistration {
-    /// The registration of service `S`, declared at `file:line`.
+    /// The registration of service `S`, declared at `file:line`, made on first use.
     pub const fn of<S: super::Service>(file: &'static str, line: u32) -> Self {
         ServiceRegistration {
             id: S::ID,
@@ -175,6 +177,15 @@ impl ServiceRegistration {
             dependencies: S::DEPENDENCIES,
             file,
             line,
+            eager: None,
+        }
+    }
+
+    /// The registration of root service `S`, made at start-up before any plugin.
+    pub const fn eager<S: super::Service>(file: &'static str, line: u32) -> Self {
+        ServiceRegistration {
+            eager: Some(make_root::<S>),
+            ..Self::of::<S>(file, line)
         }
     }
 }
@@ -186,4 +197,143 @@ pub(crate) fn linked_services() -> Vec<&'static ServiceRegistration> {
     let mut services: Vec<_> = inventory::iter::<ServiceRegistration>.into_iter().collect();
     services.sort_by(|a, b| a.id.cmp(b.id));
     services
+}
+
+/// What `#[backend_module]` submits for each module.
+#[derive(Debug)]
+pub struct ModuleRegistration {
+    /// The id of the plugin the module extends.
+    pub plugin_id: &'static str,
+    /// The module id, unique within its plugin.
+    pub module_id: &'static str,
+    /// The module type's `TypeId`.
+    pub type_id: fn() -> TypeId,
+    /// The module type's name, for messages.
+    pub type_name: fn() -> &'static str,
+    /// The module's dependency table.
+    pub dependencies: &'static [Dependency],
+    /// Builds the module.
+    pub create: CreateFn,
+    /// Where the module is declared.
+    pub file: &'static str,
+    /// Where the module is declared.
+    pub line: u32,
+}
+
+impl ModuleRegistration {
+    /// The registration of module type `M`, declared at `file:line`.
+    pub const fn of<M: super::BackendModule>(
+        dependencies: &'static [Dependency],
+        file: &'static str,
+        line: u32,
+    ) -> Self {
+        ModuleRegistration {
+            plugin_id: M::PLUGIN_ID,
+            module_id: M::MODULE_ID,
+            type_id: TypeId::of::<M>,
+            type_name: std::any::type_name::<M>,
+            dependencies,
+            create: create_module::<M>,
+            file,
+            line,
+        }
+    }
+
+    /// `file:line` of the declaration.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+}
+
+/// What `#[extension_point]` submits: which plugin (and module) owns it.
+#[derive(Debug)]
+pub struct ExtensionPointRegistration {
+    /// The extension point's id.
+    pub id: &'static str,
+    /// The plugin that owns it.
+    pub plugin_id: &'static str,
+    /// The module of that plugin that owns it, when a module provides it.
+    pub module_id: Option<&'static str>,
+}
+
+/// Creates one implementation of a multiton, boxed as `Arc<T>`.
+pub type MultitonCreateFn =
+    for<'a> fn(&'a ServiceContext<'_>) -> BoxFuture<'a, Result<Box<dyn Any + Send>>>;
+
+/// What `#[service(provides = dyn Trait)]` submits: one implementation of a multiton.
+#[derive(Debug)]
+pub struct MultitonRegistration {
+    /// `TypeId` of what is provided (`dyn Trait`).
+    pub target: fn() -> TypeId,
+    /// The providing service's id.
+    pub service: &'static str,
+    /// Builds the implementation.
+    pub create: MultitonCreateFn,
+}
+
+/// Creates the replacement of a service, type-erased.
+pub type OverrideCreateFn =
+    for<'a> fn(&'a ServiceContext<'_>) -> BoxFuture<'a, Result<Arc<dyn Any + Send + Sync>>>;
+
+/// What `#[service_factory]` submits: a replacement of a service's default factory.
+#[derive(Debug)]
+pub struct OverrideRegistration {
+    /// `TypeId` of the service replaced.
+    pub service: fn() -> TypeId,
+    /// The id of the service replaced.
+    pub service_id: &'static str,
+    /// Whether the service may be replaced.
+    pub overridable: bool,
+    /// Builds the replacement.
+    pub create: OverrideCreateFn,
+    /// Where the factory is declared.
+    pub file: &'static str,
+    /// Where the factory is declared.
+    pub line: u32,
+}
+
+/// Makes a root service ahead of time.
+pub type EagerFn = for<'a> fn(&'a ServiceContext<'_>) -> BoxFuture<'a, Result<()>>;
+
+inventory::collect!(ModuleRegistration);
+inventory::collect!(ExtensionPointRegistration);
+inventory::collect!(MultitonRegistration);
+inventory::collect!(OverrideRegistration);
+
+/// Every module linked into this binary, sorted by plugin and module id.
+pub(crate) fn linked_modules() -> Vec<&'static ModuleRegistration> {
+    let mut modules: Vec<_> = inventory::iter::<ModuleRegistration>.into_iter().collect();
+    modules.sort_by(|a, b| {
+        (a.plugin_id, a.module_id, a.file, a.line).cmp(&(b.plugin_id, b.module_id, b.file, b.line))
+    });
+    modules
+}
+
+/// Every extension point linked into this binary.
+pub(crate) fn linked_extension_points() -> Vec<&'static ExtensionPointRegistration> {
+    inventory::iter::<ExtensionPointRegistration>
+        .into_iter()
+        .collect()
+}
+
+/// Every `#[service_factory]` linked into this binary.
+pub(crate) fn linked_overrides() -> Vec<&'static OverrideRegistration> {
+    let mut overrides: Vec<_> = inventory::iter::<OverrideRegistration>
+        .into_iter()
+        .collect();
+    overrides.sort_by(|a, b| (a.service_id, a.file, a.line).cmp(&(b.service_id, b.file, b.line)));
+    overrides
+}
+
+/// Makes root service `S` now (used for eager root services).
+pub(crate) fn make_root<'a, S: super::Service>(
+    ctx: &'a ServiceContext<'_>,
+) -> BoxFuture<'a, Result<()>> {
+    Box::pin(async move { ctx.get::<S>().await.map(|_| ()) })
+}
+
+fn create_module<'a, M: super::BackendModule>(
+    ctx: &'a ServiceContext<'_>,
+) -> BoxFuture<'a, Result<AnyPlugin>> {
+    Box::pin(async move { Ok(Arc::new(M::create(ctx).await?) as AnyPlugin) })
 }

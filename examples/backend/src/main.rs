@@ -1,6 +1,9 @@
-//! The example backend: links the seed plugin `carmen` and serves it on :7007.
+//! The example backend: links the seed plugin `carmen` and its module `shout`, and serves them
+//! on :7007.
 
-use carmen_backend as _; // linking the crate is what installs the plugin
+// Linking a crate is what installs its plugins and modules.
+use carmen_backend as _;
+use carmen_module_shout as _;
 
 fn main() {
     backstage::start()

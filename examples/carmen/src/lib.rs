@@ -4,12 +4,70 @@
 //! - `POST /api/carmen/me`: user credentials only; answers the user's `userEntityRef` and
 //!   `ownershipEntityRefs`.
 //! - `POST /api/carmen/greetings`: typed JSON input (`{"name": "..."}`); malformed or invalid
-//!   input is a 400 `InputError`.
+//!   input is a 400 `InputError`. The greeting comes from the [`Greeter`] service (its word is
+//!   `carmen.greeting` in the config, default `Hello`), then passes through every style that
+//!   modules added to the [`GreetingStyles`] extension point.
 //!
 //! Link it into a backend with `use carmen_backend as _;`.
 
+use std::sync::{Arc, RwLock};
+
 use backstage::prelude::*;
 use serde::{Deserialize, Serialize};
+
+type Style = Arc<dyn Fn(String) -> String + Send + Sync>;
+
+/// The extension point carmen offers its modules: styles applied to every greeting, in the
+/// order modules added them.
+///
+/// ```
+/// let styles = carmen_backend::GreetingStyles::default();
+/// styles.add(|greeting| greeting.to_uppercase());
+/// assert_eq!(styles.apply("Hello, Ada!".to_owned()), "HELLO, ADA!");
+/// ```
+#[extension_point(plugin = "carmen", id = "carmen.greetingStyles")]
+#[derive(Clone, Default)]
+pub struct GreetingStyles {
+    styles: Arc<RwLock<Vec<Style>>>,
+}
+
+impl GreetingStyles {
+    /// Adds a style.
+    pub fn add(&self, style: impl Fn(String) -> String + Send + Sync + 'static) {
+        self.styles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(style));
+    }
+
+    /// Applies every style to `greeting`.
+    pub fn apply(&self, greeting: String) -> String {
+        let styles = self.styles.read().unwrap_or_else(|p| p.into_inner());
+        styles
+            .iter()
+            .fold(greeting, |greeting, style| style(greeting))
+    }
+}
+
+/// A plugin-scoped service with its own dependencies: makes greetings.
+#[service(id = "carmen.greeter")]
+#[derive(Clone)]
+pub struct Greeter {
+    #[inject]
+    config: RootConfig,
+    #[inject]
+    styles: GreetingStyles,
+}
+
+impl Greeter {
+    /// `<word>, <name>!`, styled.
+    pub fn greet(&self, name: &str) -> Result<String> {
+        let word: Option<String> = self.config.get_optional("carmen.greeting")?;
+        Ok(self
+            .styles
+            .apply(format!("{}, {name}!", word.as_deref().unwrap_or("Hello"))))
+    }
+}
 
 /// The body of `/health`.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -58,6 +116,8 @@ pub struct Carmen {
     logger: Logger,
     #[inject]
     user_info: UserInfo,
+    #[inject]
+    greeter: Greeter,
 }
 
 #[routes]
@@ -97,7 +157,7 @@ impl Carmen {
             return Err(Error::input("name must not be empty"));
         }
         Ok(Json(Greeting {
-            message: format!("Hello, {name}!"),
+            message: self.greeter.greet(name)?,
         }))
     }
 }

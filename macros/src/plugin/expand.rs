@@ -1,29 +1,18 @@
 //! Generates the plugin's `BackendPlugin` impl, its dependency table and its registration.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::quote;
 
-use crate::structs::{Model, constructor, injected};
+use crate::structs::{Model, constructor, dependency_table, owner_checks};
 
 pub(crate) fn expand(model: &Model) -> TokenStream {
     let item = &model.item;
     let ident = &item.ident;
     let id = super::validate::id(model).unwrap_or_default();
     let p = quote!(::backstage::__private);
-    let dependencies = injected(model).map(|f| {
-        let name = f.ident.to_string();
-        let ty = &f.ty;
-        let line = quote_spanned!(f.ident.span()=> ::core::line!());
-        quote! {
-            #p::Dependency {
-                field: #name,
-                service: <#ty as #p::Inject>::ID,
-                file: ::core::file!(),
-                line: #line,
-            }
-        }
-    });
+    let dependencies = dependency_table(model);
     let build = constructor(model);
+    let owner_checks = owner_checks(model, &id);
 
     quote! {
         #item
@@ -32,7 +21,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
             #[automatically_derived]
             impl #p::BackendPlugin for #ident {
                 const ID: &'static str = #id;
-                const DEPENDENCIES: &'static [#p::Dependency] = &[#(#dependencies,)*];
+                const DEPENDENCIES: &'static [#p::Dependency] = #dependencies;
 
                 fn create<'a>(
                     ctx: &'a #p::ServiceContext<'_>,
@@ -50,6 +39,9 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
             #p::inventory::submit! {
                 #p::PluginRegistration::of::<#ident>(::core::file!(), ::core::line!())
             }
+
         };
+
+        #owner_checks
     }
 }

@@ -1,21 +1,16 @@
 //! The rules of `#[backend_plugin]`, each reported at the user's tokens.
 
-use crate::common::{Errors, closest, is_valid_id, suggest_id};
+use crate::common::{Errors, check_id, closest};
 use crate::structs::{Model, validate_struct};
 
-/// The validated plugin id.
+/// The plugin id, if given as a string.
 pub(crate) fn id(model: &Model) -> Option<String> {
     model
         .args
         .iter()
         .find(|a| a.name == "id")
-        .and_then(|a| match &a.value {
-            syn::Expr::Lit(syn::ExprLit {
-                lit: syn::Lit::Str(s),
-                ..
-            }) => Some(s.value()),
-            _ => None,
-        })
+        .and_then(|a| a.value.str())
+        .map(syn::LitStr::value)
 }
 
 pub(crate) fn validate(model: &Model) -> syn::Result<()> {
@@ -28,24 +23,10 @@ pub(crate) fn validate(model: &Model) -> syn::Result<()> {
                 errors.at(&arg.name, "`id` is given twice; a plugin has one id");
             }
             seen_id = true;
-            match &arg.value {
-                syn::Expr::Lit(syn::ExprLit {
-                    lit: syn::Lit::Str(s),
-                    ..
-                }) => {
-                    let id = s.value();
-                    if !is_valid_id(&id) {
-                        errors.at(
-                            s,
-                            format!(
-                                "plugin ids are lowercase words joined by dashes (they appear in URLs: /api/<id>); write `id = \"{}\"`",
-                                suggest_id(&id)
-                            ),
-                        );
-                    }
-                }
-                other => errors.at(
-                    other,
+            match arg.value.str() {
+                Some(s) => check_id(s, "plugin", &mut errors),
+                None => errors.at(
+                    &arg.name,
                     "the plugin id is a string literal: `id = \"my-plugin\"`",
                 ),
             }
@@ -55,7 +36,10 @@ pub(crate) fn validate(model: &Model) -> syn::Result<()> {
                 None => String::new(),
             };
             unknown = true;
-            errors.at(&arg.name, format!("unknown argument `{}` of #[backend_plugin]: the only argument is `id = \"my-plugin\"`{hint}", arg.name));
+            errors.at(
+                &arg.name,
+                format!("unknown argument `{}` of #[backend_plugin]: the only argument is `id = \"my-plugin\"`{hint}", arg.name),
+            );
         }
     }
     if !seen_id && !unknown {

@@ -221,7 +221,6 @@ fn is_path_extractor(ty: &syn::Type) -> bool {
 }
 
 /// `Credentials`, `Credentials<User>`, `backstage::Credentials<Service>`...
-
 fn credentials_principal(ty: &syn::Type) -> Option<Principal> {
     let syn::Type::Path(path) = ty else {
         return None;

@@ -41,6 +41,37 @@ pub(crate) fn expand(model: &Model, settings: &Settings) -> TokenStream {
         quote!()
     };
     let service_impl = quote_spanned!(ident.span()=> impl #p::Service for #ident);
+    let registration = if settings.root && !settings.lazy {
+        quote!(eager)
+    } else {
+        quote!(of)
+    };
+    let provides = match &settings.provides {
+        None => quote!(),
+        Some(target) => {
+            // The coercion to the provided type is written here, in the user's crate, where
+            // the compiler can check that the service implements it.
+            let coerce = quote_spanned!(target.span()=> ::std::sync::Arc::new(service) as ::std::sync::Arc<#target>);
+            quote! {
+                fn __backstage_provide<'a>(
+                    ctx: &'a #p::ServiceContext<'_>,
+                ) -> #p::BoxFuture<'a, #p::Result<::std::boxed::Box<dyn ::core::any::Any + ::core::marker::Send>>> {
+                    ::std::boxed::Box::pin(async move {
+                        let service = ctx.get::<#ident>().await?;
+                        ::core::result::Result::Ok(#p::multiton_item(#coerce))
+                    })
+                }
+
+                #p::inventory::submit! {
+                    #p::MultitonRegistration {
+                        target: ::core::any::TypeId::of::<#target>,
+                        service: <#ident as #p::Service>::ID,
+                        create: __backstage_provide,
+                    }
+                }
+            }
+        }
+    };
 
     quote! {
         #item
@@ -62,8 +93,10 @@ pub(crate) fn expand(model: &Model, settings: &Settings) -> TokenStream {
             #root_parts
 
             #p::inventory::submit! {
-                #p::ServiceRegistration::of::<#ident>(::core::file!(), ::core::line!())
+                #p::ServiceRegistration::#registration::<#ident>(::core::file!(), ::core::line!())
             }
+
+            #provides
         };
     }
 }

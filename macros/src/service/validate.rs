@@ -1,19 +1,27 @@
 //! The rules of `#[service]`.
 
 use crate::common::{Errors, closest};
-use crate::structs::{Model, validate_struct};
+use crate::structs::{Model, Value, validate_struct};
 
 /// What the arguments say.
 pub(crate) struct Settings {
     pub(crate) root: bool,
     pub(crate) id: Option<String>,
+    /// `provides = dyn Trait`: the service is one implementation of that multiton.
+    pub(crate) provides: Option<syn::Type>,
+    /// `lazy`: a root service made on first use instead of at start-up.
+    pub(crate) lazy: bool,
 }
+
+const ARGUMENTS: &[&str] = &["scope", "id", "provides", "lazy"];
 
 pub(crate) fn validate(model: &Model) -> syn::Result<Settings> {
     let mut errors = Errors::default();
     let mut settings = Settings {
         root: false,
         id: None,
+        provides: None,
+        lazy: false,
     };
     let mut seen = Vec::new();
     for arg in &model.args {
@@ -22,15 +30,8 @@ pub(crate) fn validate(model: &Model) -> syn::Result<Settings> {
             errors.at(&arg.name, format!("`{name}` is given twice"));
         }
         seen.push(name.clone());
-        let text = match &arg.value {
-            syn::Expr::Lit(syn::ExprLit {
-                lit: syn::Lit::Str(s),
-                ..
-            }) => Some(s),
-            _ => None,
-        };
-        match (name.as_str(), text) {
-            ("scope", Some(s)) => match s.value().as_str() {
+        match (name.as_str(), &arg.value) {
+            ("scope", Value::Str(s)) => match s.value().as_str() {
                 "plugin" => settings.root = false,
                 "root" => settings.root = true,
                 other => errors.at(
@@ -38,22 +39,38 @@ pub(crate) fn validate(model: &Model) -> syn::Result<Settings> {
                     format!("unknown service scope \"{other}\": write `scope = \"plugin\"` (one instance per plugin) or `scope = \"root\"` (one per backend)"),
                 ),
             },
-            ("id", Some(s)) => {
+            ("id", Value::Str(s)) => {
                 let id = s.value();
                 if id.is_empty() || id.chars().any(char::is_whitespace) {
                     errors.at(s, "a service id is a non-empty string without whitespace, like `carmen.greeter`");
                 }
                 settings.id = Some(id);
             }
-            ("scope" | "id", None) => errors.at(&arg.value, format!("`{name}` takes a string: `{name} = \"...\"`")),
+            ("provides", Value::Type(ty)) => settings.provides = Some((**ty).clone()),
+            ("lazy", Value::Flag) => settings.lazy = true,
+            ("scope" | "id", _) => errors.at(&arg.name, format!("`{name}` takes a string: `{name} = \"...\"`")),
+            ("provides", _) => errors.at(&arg.name, "`provides` takes the type it implements: `provides = dyn MyTrait`"),
+            ("lazy", _) => errors.at(&arg.name, "`lazy` takes no value: write `lazy`"),
             _ => {
-                let hint = match closest(&name, &["scope", "id"]) {
+                let hint = match closest(&name, ARGUMENTS) {
                     Some(c) => format!("; did you mean `{c}`?"),
                     None => String::new(),
                 };
-                errors.at(&arg.name, format!("unknown argument `{name}` of #[service]: the arguments are `scope = \"plugin\" | \"root\"` and `id = \"...\"`{hint}"));
+                errors.at(
+                    &arg.name,
+                    format!("unknown argument `{name}` of #[service]: the arguments are `scope = \"plugin\" | \"root\"`, `id = \"...\"`, `provides = dyn Trait` and `lazy`{hint}"),
+                );
             }
         }
+    }
+    if settings.lazy
+        && !settings.root
+        && let Some(arg) = model.args.iter().find(|a| a.name == "lazy")
+    {
+        errors.at(
+            &arg.name,
+            "`lazy` is for root services; plugin-scoped services are always made on first use",
+        );
     }
     validate_struct(model, "service", &mut errors);
     errors.finish().map(|()| settings)

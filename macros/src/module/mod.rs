@@ -1,0 +1,112 @@
+//! `#[backend_module(plugin = "...", id = "...")]`: a module that extends a plugin.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::common::{Errors, check_id, closest};
+use crate::structs::{self, Model, constructor, dependency_table, owner_checks, validate_struct};
+
+pub(crate) fn backend_module(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let model = match structs::parse(
+        attr,
+        item.clone(),
+        "backend_module",
+        "plugin = \"carmen\", id = \"my-module\"",
+    ) {
+        Ok(model) => model,
+        Err(error) => {
+            let error = error.to_compile_error();
+            return quote! { #error #item };
+        }
+    };
+    match validate(&model) {
+        Ok((plugin, id)) => expand(&model, &plugin, &id),
+        Err(error) => {
+            let error = error.to_compile_error();
+            let item = &model.item;
+            quote! { #error #item }
+        }
+    }
+}
+
+/// The rules: both ids given, each lowercase words joined by dashes.
+fn validate(model: &Model) -> syn::Result<(String, String)> {
+    let mut errors = Errors::default();
+    let (mut plugin, mut id) = (None, None);
+    for arg in &model.args {
+        let name = arg.name.to_string();
+        match (name.as_str(), arg.value.str()) {
+            ("plugin", Some(s)) => {
+                check_id(s, "plugin", &mut errors);
+                plugin = Some(s.value());
+            }
+            ("id", Some(s)) => {
+                check_id(s, "module", &mut errors);
+                id = Some(s.value());
+            }
+            ("plugin" | "id", None) => errors.at(
+                &arg.name,
+                format!("`{name}` takes a string: `{name} = \"...\"`"),
+            ),
+            _ => {
+                let hint = match closest(&name, &["plugin", "id"]) {
+                    Some(c) => format!("; did you mean `{c}`?"),
+                    None => String::new(),
+                };
+                errors.at(
+                    &arg.name,
+                    format!("unknown argument `{name}` of #[backend_module]: the arguments are `plugin = \"...\"` and `id = \"...\"`{hint}"),
+                );
+            }
+        }
+    }
+    if plugin.is_none() || id.is_none() {
+        errors.span(
+            model.attr_span,
+            "#[backend_module] needs the id of the plugin it extends and its own id: `#[backend_module(plugin = \"carmen\", id = \"my-module\")]`",
+        );
+    }
+    validate_struct(model, "module", &mut errors);
+    errors
+        .finish()
+        .map(|()| (plugin.unwrap_or_default(), id.unwrap_or_default()))
+}
+
+fn expand(model: &Model, plugin: &str, id: &str) -> TokenStream {
+    let p = quote!(::backstage::__private);
+    let item = &model.item;
+    let ident = &item.ident;
+    let dependencies = dependency_table(model);
+    let build = constructor(model);
+    let owner_checks = owner_checks(model, plugin);
+    quote! {
+        #item
+
+        const _: () = {
+            #[automatically_derived]
+            impl #p::BackendModule for #ident {
+                const PLUGIN_ID: &'static str = #plugin;
+                const MODULE_ID: &'static str = #id;
+
+                fn create<'a>(
+                    ctx: &'a #p::ServiceContext<'_>,
+                ) -> #p::BoxFuture<'a, #p::Result<Self>> {
+                    ::std::boxed::Box::pin(async move { ::core::result::Result::Ok(#build) })
+                }
+
+                fn registration() -> &'static #p::ModuleRegistration {
+                    static REGISTRATION: #p::ModuleRegistration =
+                        #p::ModuleRegistration::of::<#ident>(#dependencies, ::core::file!(), ::core::line!());
+                    &REGISTRATION
+                }
+            }
+
+            #p::inventory::submit! {
+                #p::ModuleRegistration::of::<#ident>(#dependencies, ::core::file!(), ::core::line!())
+            }
+
+        };
+
+        #owner_checks
+    }
+}
