@@ -136,3 +136,68 @@ async fn plugin_services_are_per_plugin_and_root_services_shared() {
     );
     backend.stop().await.unwrap();
 }
+
+/// A service finished by its `init` method after injection.
+#[service(scope = "root", init = connect)]
+#[derive(Clone)]
+pub struct Connection {
+    #[inject]
+    config: RootConfig,
+    url: Option<String>,
+}
+
+impl Connection {
+    async fn connect(&mut self) -> Result<()> {
+        let url: String = self.config.get("connection.url")?;
+        self.url = Some(format!("connected to {url}"));
+        Ok(())
+    }
+}
+
+#[backend_plugin(id = "connected")]
+pub struct Connected {
+    #[inject]
+    connection: Connection,
+}
+
+#[routes]
+impl Connected {
+    #[route(get, "/", auth = "unauthenticated")]
+    async fn show(&self) -> String {
+        self.connection.url.clone().unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn a_service_init_finishes_it_and_its_failure_stops_start_up() {
+    let config = serde_json::json!({ "connection": { "url": "db:5432" }, "backend": { "listen": { "host": "127.0.0.1", "port": 0 } } });
+    let backend = Backend::builder()
+        .plugin::<Connected>()
+        .config_value(config)
+        .start()
+        .await
+        .unwrap();
+    let body = read(
+        client()
+            .get(backend.url("/api/connected/"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .2;
+    assert_eq!(body, "connected to db:5432");
+
+    let err = Backend::builder()
+        .plugin::<Connected>()
+        .config_value(loopback_config())
+        .start()
+        .await
+        .unwrap_err();
+    let err = err.to_string();
+    assert!(err.contains("root service services::Connection"), "{err}");
+    assert!(
+        err.contains("missing required config value at 'connection.url'"),
+        "{err}"
+    );
+}

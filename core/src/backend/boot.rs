@@ -61,11 +61,14 @@ struct ModulePolicy {
 pub(crate) struct BootPolicies {
     defaults: Defaults,
     plugins: HashMap<String, PluginPolicy>,
+    /// Whether the backend runs everything linked (then every linked root service starts).
+    pub(crate) all_linked: bool,
 }
 
 impl BootPolicies {
-    pub(crate) fn from_config(config: &RootConfig) -> Result<Self> {
+    pub(crate) fn from_config(config: &RootConfig, all_linked: bool) -> Result<Self> {
         Ok(BootPolicies {
+            all_linked,
             defaults: config
                 .get_optional("backend.startup.default")?
                 .unwrap_or_default(),
@@ -155,7 +158,7 @@ pub(super) async fn boot(
         registry,
         plugin: None,
     };
-    for service in linked_services() {
+    for service in eager_services(plugins, modules, policies.all_linked) {
         if let Some(make) = service.eager {
             make(&root_ctx).await.map_err(|e| {
                 Error::internal(format!(
@@ -264,6 +267,38 @@ pub(super) async fn boot(
         super::run_startup_hooks(lifecycle.hooks.take_startup(), "root").await?;
     }
     Ok(())
+}
+
+/// The root services made at start-up: with `all_linked`, every linked one (linking installs);
+/// otherwise those the selected plugins and modules depend on, directly or through other
+/// services. Lazy ones are left out either way.
+fn eager_services(
+    plugins: &[&'static PluginRegistration],
+    modules: &[&'static ModuleRegistration],
+    all_linked: bool,
+) -> Vec<&'static crate::plugin::ServiceRegistration> {
+    let services = linked_services();
+    if all_linked {
+        return services.into_iter().filter(|s| s.eager.is_some()).collect();
+    }
+    let mut reached: BTreeSet<&str> = BTreeSet::new();
+    let mut next: Vec<&str> = plugins
+        .iter()
+        .flat_map(|p| p.dependencies)
+        .chain(modules.iter().flat_map(|m| m.dependencies))
+        .map(|d| d.service)
+        .collect();
+    while let Some(id) = next.pop() {
+        if reached.insert(id)
+            && let Some(service) = services.iter().find(|s| s.id == id)
+        {
+            next.extend(service.dependencies.iter().copied());
+        }
+    }
+    services
+        .into_iter()
+        .filter(|s| s.eager.is_some() && reached.contains(s.id))
+        .collect()
 }
 
 /// Logs, every few seconds, which plugins are still initialising.

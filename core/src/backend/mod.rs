@@ -355,7 +355,7 @@ impl BackendBuilder {
             linked_overrides: &linked_overrides(),
         })?;
         let config = self.config.unwrap_or_else(RootConfig::empty);
-        let policies = boot::BootPolicies::from_config(&config)?;
+        let policies = boot::BootPolicies::from_config(&config, self.all_linked)?;
 
         let listener = bind(&Listen::from_config(&config)?).await?;
         let addr = listener

@@ -26,6 +26,12 @@ pub(crate) fn expand(model: &Model, settings: &Settings) -> TokenStream {
         quote!(<#ty as #p::Inject>::ID)
     });
     let build = constructor(model);
+    let finish = match &settings.init {
+        Some(init) => {
+            quote_spanned!(init.span()=> #p::InitOutput::into_init_result(Self::#init(&mut service).await)?;)
+        }
+        None => quote!(),
+    };
     // A root service may inject only root services; each check is spanned on the field's type.
     let root_parts = if settings.root {
         let checks = injected(model).map(|f| {
@@ -86,7 +92,12 @@ pub(crate) fn expand(model: &Model, settings: &Settings) -> TokenStream {
                 fn create<'a>(
                     ctx: &'a #p::ServiceContext<'_>,
                 ) -> #p::BoxFuture<'a, #p::Result<Self>> {
-                    ::std::boxed::Box::pin(async move { ::core::result::Result::Ok(#build) })
+                    ::std::boxed::Box::pin(async move {
+                        #[allow(unused_mut)]
+                        let mut service = #build;
+                        #finish
+                        ::core::result::Result::Ok(service)
+                    })
                 }
             }
 

@@ -11,9 +11,11 @@ pub(crate) struct Settings {
     pub(crate) provides: Option<syn::Type>,
     /// `lazy`: a root service made on first use instead of at start-up.
     pub(crate) lazy: bool,
+    /// `init = method`: an `async fn(&mut self)` that finishes the service after injection.
+    pub(crate) init: Option<syn::Ident>,
 }
 
-const ARGUMENTS: &[&str] = &["scope", "id", "provides", "lazy"];
+const ARGUMENTS: &[&str] = &["scope", "id", "provides", "lazy", "init"];
 
 pub(crate) fn validate(model: &Model) -> syn::Result<Settings> {
     let mut errors = Errors::default();
@@ -22,6 +24,7 @@ pub(crate) fn validate(model: &Model) -> syn::Result<Settings> {
         id: None,
         provides: None,
         lazy: false,
+        init: None,
     };
     let mut seen = Vec::new();
     for arg in &model.args {
@@ -48,6 +51,13 @@ pub(crate) fn validate(model: &Model) -> syn::Result<Settings> {
             }
             ("provides", Value::Type(ty)) => settings.provides = Some((**ty).clone()),
             ("lazy", Value::Flag) => settings.lazy = true,
+            ("init", Value::Type(ty)) => match ty.as_ref() {
+                syn::Type::Path(path) if path.qself.is_none() && path.path.get_ident().is_some() => {
+                    settings.init = path.path.get_ident().cloned();
+                }
+                other => errors.at(other, "`init` names a method of the service: `init = connect` for `async fn connect(&mut self) -> Result<()>`"),
+            },
+            ("init", _) => errors.at(&arg.name, "`init` names a method of the service: `init = connect`"),
             ("scope" | "id", _) => errors.at(&arg.name, format!("`{name}` takes a string: `{name} = \"...\"`")),
             ("provides", _) => errors.at(&arg.name, "`provides` takes the type it implements: `provides = dyn MyTrait`"),
             ("lazy", _) => errors.at(&arg.name, "`lazy` takes no value: write `lazy`"),
@@ -58,7 +68,7 @@ pub(crate) fn validate(model: &Model) -> syn::Result<Settings> {
                 };
                 errors.at(
                     &arg.name,
-                    format!("unknown argument `{name}` of #[service]: the arguments are `scope = \"plugin\" | \"root\"`, `id = \"...\"`, `provides = dyn Trait` and `lazy`{hint}"),
+                    format!("unknown argument `{name}` of #[service]: the arguments are `scope = \"plugin\" | \"root\"`, `id = \"...\"`, `provides = dyn Trait`, `lazy` and `init = method`{hint}"),
                 );
             }
         }

@@ -41,12 +41,30 @@ pub struct Report {
     audit: Audit,
 }
 
+/// A lazy root service finished by an `init` method.
+#[service(scope = "root", lazy, init = open)]
+#[derive(Clone)]
+pub struct Pool {
+    #[inject]
+    config: RootConfig,
+    size: usize,
+}
+
+impl Pool {
+    async fn open(&mut self) -> backstage::Result<()> {
+        self.size = self.config.get_optional("pool.size")?.unwrap_or(4);
+        Ok(())
+    }
+}
+
 #[backend_plugin(id = "carmen")]
 pub struct Carmen {
     #[inject]
     greeter: Greeter,
     #[inject]
     empty: Empty,
+    #[inject]
+    pool: Pool,
 }
 
 fn main() {
@@ -54,7 +72,7 @@ fn main() {
     assert!(Greeter::ID.ends_with("::Greeter"), "{}", Greeter::ID);
     assert_eq!(Greeter::DEPENDENCIES, ["core.logger", "carmen.audit"]);
     fn touch(c: &Carmen, r: &Report) -> usize {
-        let _ = (&c.greeter.logger, &c.greeter.audit, &c.empty);
+        let _ = (&c.greeter.logger, &c.greeter.audit, &c.empty, c.pool.size);
         let _ = (&r.audit.logger, &r.audit.config, &r.audit.discovery, &r.audit.count);
         1
     }
