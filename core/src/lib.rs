@@ -57,7 +57,7 @@ pub use backend::{Backend, BackendBuilder, InstanceMetadata, start};
 pub use backstage_macros::{
     backend_module, backend_plugin, extension_point, init, route, routes, service, service_factory,
 };
-pub use config::RootConfig;
+pub use config::{PluginConfig, RootConfig, Secret};
 pub use discovery::{Discovery, PluginMetadata};
 pub use error::{Error, ErrorKind, Result};
 pub use http::{HttpRouter, RootHttpRouter};
@@ -81,9 +81,9 @@ pub mod prelude {
     pub use crate::axum;
     pub use crate::{
         Auth, Credentials, Discovery, Error, ErrorKind, HttpAuth, HttpRouter, Lifecycle, Logger,
-        PluginMetadata, Principal, Result, RootConfig, RootHealth, RootHttpRouter, RootLifecycle,
-        RootLogger, Service, User, UserInfo, backend_module, backend_plugin, extension_point, init,
-        route, routes, service, service_factory,
+        PluginConfig, PluginMetadata, Principal, Result, RootConfig, RootHealth, RootHttpRouter,
+        RootLifecycle, RootLogger, Secret, Service, User, UserInfo, backend_module, backend_plugin,
+        extension_point, init, route, routes, service, service_factory,
     };
     pub use axum::Json;
     pub use axum::extract::{Path, Query};

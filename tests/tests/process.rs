@@ -173,3 +173,57 @@ fn malformed_yaml_names_the_file() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("app-config.yaml"), "{stderr}");
 }
+
+#[tokio::test]
+async fn layered_config_and_environment_overrides_reach_the_plugin() {
+    let dir = temp_dir("layered");
+    std::fs::write(
+        dir.join("app-config.yaml"),
+        "backend:\n  listen:\n    host: 127.0.0.1\n    port: 1\n  auth:\n    externalAccess:\n      - type: static\n        options: { token: \"${CARMEN_TOKEN}\", subject: curl }\ncarmen:\n  greeting: Hello\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("app-config.local.yaml"),
+        "carmen:\n  greeting: Howdy\n",
+    )
+    .unwrap();
+    // a free port, given through the environment
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_carmen-backend"))
+        .current_dir(&dir)
+        .env("APP_CONFIG_backend_listen_port", port.to_string())
+        .env("CARMEN_TOKEN", "layered-token-123")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let log = lines_until(&rx, "Backend started in").join("\n");
+    assert!(
+        log.contains(&format!("Listening on 127.0.0.1:{port}")),
+        "{log}"
+    );
+    let response = client()
+        .post(format!("http://127.0.0.1:{port}/api/carmen/greetings"))
+        .bearer_auth("layered-token-123")
+        .json(&serde_json::json!({"name": "Ada"}))
+        .send();
+    assert_eq!(
+        read(response.await.unwrap()).await.2,
+        r#"{"message":"Howdy, Ada!"}"#
+    );
+    terminate(&child);
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
+}

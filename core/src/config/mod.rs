@@ -1,11 +1,23 @@
 //! The root config service: `app-config.yaml` and friends, read the way Backstage reads them.
 //!
 //! Sources, later ones winning: every `--config <path>` argument in order or, with none,
-//! `app-config.yaml` and then `app-config.local.yaml` (if present) from the working directory.
-//! Objects merge key by key; arrays and scalars are replaced whole. Values are read typed with
-//! serde by dotted key path (`backend.listen`).
+//! `app-config.yaml` and then `app-config.local.yaml` (if present) from the working directory
+//! (the directory the process was started in; `cargo run` starts in the workspace root); then
+//! `APP_CONFIG_<a>_<b>=<json>` environment variables, which set `a.b`. Objects merge key by key;
+//! arrays and scalars are replaced whole.
+//!
+//! Inside files: `${VAR}` in any string (`$${VAR}` is the literal text, `${VAR:-fallback}`
+//! falls back; a value that references an unset variable is absent), `{ $env: VAR }`,
+//! `{ $file: path }` (the file's contents, trailing whitespace trimmed) and
+//! `{ $include: other.yaml#a.b }` (YAML or JSON, optionally one sub-tree), paths relative to
+//! the file that names them.
+//!
+//! Values are read typed with serde by dotted key path; a plugin reads its own section with
+//! [`PluginConfig`]. Errors name the key, the file it came from and what was expected. Values
+//! typed [`Secret`], and the whole config, never print their values.
 
-use std::path::{Path, PathBuf};
+use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -13,9 +25,19 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
+pub(crate) mod load;
+mod plugin;
+mod secret;
+
+pub use plugin::PluginConfig;
+pub use secret::Secret;
+
+use load::{Env, Origins};
+
 /// The backend's configuration, merged from every source.
 ///
-/// Cheap to clone. Inject it as `#[inject] config: RootConfig`.
+/// Cheap to clone. Inject it as `#[inject] config: RootConfig`. Its `Debug` output lists the
+/// sources and top-level keys, never values.
 ///
 /// ```
 /// use backstage::RootConfig;
@@ -28,26 +50,42 @@ use crate::error::{Error, Result};
 /// assert_eq!(config.get_optional::<String>("backend.nothing").unwrap(), None);
 /// assert!(config.has("backend.baseUrl"));
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RootConfig {
     inner: Arc<Inner>,
+    /// Where this (sub-)config sits in the whole: `""` for the root, `"carmen"` for a section.
+    prefix: Arc<str>,
 }
 
-#[derive(Debug)]
 struct Inner {
     value: Value,
-    /// Where the value came from, for error messages: file names, or "code".
+    origins: Origins,
     sources: Vec<String>,
+}
+
+impl fmt::Debug for RootConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RootConfig")
+            .field("sources", &self.inner.sources)
+            .field("prefix", &&*self.prefix)
+            .field("keys", &self.keys(""))
+            .finish_non_exhaustive()
+    }
 }
 
 impl RootConfig {
     /// A config made from a value in code (tests, embedded defaults).
     pub fn from_value(value: Value) -> Self {
+        let source = "config given in code".to_owned();
+        let mut origins = Origins::default();
+        origins.set("", &source);
         RootConfig {
             inner: Arc::new(Inner {
                 value,
-                sources: vec!["config given in code".to_owned()],
+                origins,
+                sources: vec![source],
             }),
+            prefix: "".into(),
         }
     }
 
@@ -56,14 +94,36 @@ impl RootConfig {
         Self::from_value(Value::Object(Map::new()))
     }
 
-    /// Reads the config files named by `--config` arguments in `args`, or with none
-    /// `app-config.yaml` and `app-config.local.yaml` (if present) in `dir`.
+    /// Reads the config files named by `--config` arguments in `args` (or, with none,
+    /// `app-config.yaml` and `app-config.local.yaml` if present in `dir`), then the process's
+    /// `APP_CONFIG_*` environment variables. Substitutions read the process environment.
     ///
     /// A missing `app-config.yaml` is not an error (the config is then empty); a missing file
     /// named by `--config` is.
     pub fn load(args: impl IntoIterator<Item = String>, dir: &Path) -> Result<Self> {
+        Self::load_with_env(args, dir, std::env::vars().collect())
+    }
+
+    /// [`RootConfig::load`] with an explicit environment instead of the process's.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("backstage-doc-config-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// std::fs::write(dir.join("app-config.yaml"), "db:\n  host: ${DB_HOST}\n").unwrap();
+    /// let env = [("DB_HOST".to_owned(), "db.internal".to_owned()),
+    ///            ("APP_CONFIG_db_port".to_owned(), "5432".to_owned())].into_iter().collect();
+    /// let config = backstage::RootConfig::load_with_env(Vec::new(), &dir, env).unwrap();
+    /// assert_eq!(config.get::<String>("db.host").unwrap(), "db.internal");
+    /// assert_eq!(config.get::<u16>("db.port").unwrap(), 5432);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn load_with_env(
+        args: impl IntoIterator<Item = String>,
+        dir: &Path,
+        env: Env,
+    ) -> Result<Self> {
         let named = config_args(args)?;
-        let mut files: Vec<(PathBuf, bool)> = Vec::new();
+        let mut files = Vec::new();
         if named.is_empty() {
             files.push((dir.join("app-config.yaml"), false));
             files.push((dir.join("app-config.local.yaml"), false));
@@ -71,21 +131,27 @@ impl RootConfig {
             files.extend(named.into_iter().map(|p| (dir.join(p), true)));
         }
         let mut merged = Value::Object(Map::new());
+        let mut origins = Origins::default();
         let mut sources = Vec::new();
         for (path, required) in files {
-            let text = match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(Error::internal(format!(
-                        "cannot read config file {}: {e}",
-                        path.display()
-                    )));
-                }
-            };
-            let value = parse_yaml(&text, &path)?;
-            merge(&mut merged, value);
-            sources.push(path.display().to_string());
+            if !required && !path.exists() {
+                continue;
+            }
+            let (value, included) = load::read_file(&path, &env)?;
+            let source = path.display().to_string();
+            load::merge(&mut merged, value, "", &source, &mut origins);
+            origins.absorb(included);
+            sources.push(source);
+        }
+        if let Some(overrides) = load::env_overrides(&env)? {
+            load::merge(
+                &mut merged,
+                overrides,
+                "",
+                "APP_CONFIG_ environment variables",
+                &mut origins,
+            );
+            sources.push("APP_CONFIG_ environment variables".to_owned());
         }
         if sources.is_empty() {
             sources.push("no config file".to_owned());
@@ -93,18 +159,21 @@ impl RootConfig {
         Ok(RootConfig {
             inner: Arc::new(Inner {
                 value: merged,
+                origins,
                 sources,
             }),
+            prefix: "".into(),
         })
     }
 
     /// The value at `key` (dotted path), typed. Fails when absent or of the wrong type, naming
-    /// the key and the config sources.
+    /// the key, where it came from and what was expected.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
         match self.get_optional(key)? {
             Some(value) => Ok(value),
             None => Err(Error::input(format!(
-                "missing required config value at '{key}' (in {})",
+                "missing required config value at '{}' (in {})",
+                self.full(key),
                 self.sources()
             ))),
         }
@@ -114,13 +183,35 @@ impl RootConfig {
     pub fn get_optional<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         match self.lookup(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(value) => T::deserialize(value).map(Some).map_err(|e| {
-                Error::input(format!(
-                    "invalid config value at '{key}' (in {}): {e}",
-                    self.sources()
-                ))
-            }),
+            Some(value) => self.deserialize(key, value).map(Some),
         }
+    }
+
+    /// Reads the object at `key` as `T`; an absent key reads as an empty object, so a struct
+    /// whose fields all have defaults works without any config.
+    pub(crate) fn get_section<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
+        let empty = Value::Object(Map::new());
+        let value = match self.lookup(key) {
+            None | Some(Value::Null) => &empty,
+            Some(value) => value,
+        };
+        self.deserialize(key, value)
+    }
+
+    fn deserialize<T: DeserializeOwned>(&self, key: &str, value: &Value) -> Result<T> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let inner = e.path().to_string();
+            let at = if inner == "." {
+                self.full(key)
+            } else {
+                self.full(&join(key, &inner))
+            };
+            let source = self.inner.origins.of(&at).unwrap_or("config");
+            Error::input(format!(
+                "invalid config value at '{at}' in {source}: {}",
+                e.inner()
+            ))
+        })
     }
 
     /// Whether `key` holds a value.
@@ -141,7 +232,7 @@ impl RootConfig {
         }
     }
 
-    /// The sub-config at `key`, or `None` when absent.
+    /// The sub-config at `key`, or `None` when absent. Errors from it name full key paths.
     ///
     /// ```
     /// let config = backstage::RootConfig::from_value(serde_json::json!({"carmen": {"greeting": "hi"}}));
@@ -149,31 +240,48 @@ impl RootConfig {
     /// assert_eq!(carmen.get::<String>("greeting").unwrap(), "hi");
     /// ```
     pub fn sub(&self, key: &str) -> Option<RootConfig> {
-        let value = self.lookup(key)?.clone();
+        self.lookup(key)?;
         Some(RootConfig {
-            inner: Arc::new(Inner {
-                value,
-                sources: self.inner.sources.clone(),
-            }),
+            inner: self.inner.clone(),
+            prefix: self.full(key).into(),
         })
     }
 
-    /// The whole merged value.
-    pub fn value(&self) -> &Value {
-        &self.inner.value
+    /// The config file (or other source) the value at `key` came from.
+    ///
+    /// ```
+    /// let config = backstage::RootConfig::from_value(serde_json::json!({"a": 1}));
+    /// assert_eq!(config.source_of("a"), Some("config given in code"));
+    /// ```
+    pub fn source_of(&self, key: &str) -> Option<&str> {
+        self.inner.origins.of(&self.full(key))
     }
 
     fn sources(&self) -> String {
         self.inner.sources.join(", ")
     }
 
+    fn full(&self, key: &str) -> String {
+        join(&self.prefix, key)
+    }
+
     fn lookup(&self, key: &str) -> Option<&Value> {
-        if key.is_empty() {
+        let full = self.full(key);
+        if full.is_empty() {
             return Some(&self.inner.value);
         }
-        key.split('.').try_fold(&self.inner.value, |value, part| {
+        full.split('.').try_fold(&self.inner.value, |value, part| {
             value.as_object()?.get(part)
         })
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    match (prefix.is_empty(), key.is_empty()) {
+        (true, _) => key.to_owned(),
+        (_, true) => prefix.to_owned(),
+        _ if key.starts_with('[') => format!("{prefix}{key}"),
+        _ => format!("{prefix}.{key}"),
     }
 }
 
@@ -197,60 +305,10 @@ fn config_args(args: impl IntoIterator<Item = String>) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn parse_yaml(text: &str, path: &Path) -> Result<Value> {
-    if text.trim().is_empty() {
-        return Ok(Value::Object(Map::new()));
-    }
-    let value: Value = serde_norway::from_str(text).map_err(|e| {
-        Error::input(format!(
-            "invalid YAML in config file {}: {e}",
-            path.display()
-        ))
-    })?;
-    match value {
-        Value::Object(_) => Ok(value),
-        Value::Null => Ok(Value::Object(Map::new())),
-        _ => Err(Error::input(format!(
-            "config file {} must hold a mapping at the top level",
-            path.display()
-        ))),
-    }
-}
-
-/// Merges `over` into `base`: objects key by key, everything else replaced whole.
-fn merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Object(base), Value::Object(over)) => {
-            for (key, value) in over {
-                match base.get_mut(&key) {
-                    Some(existing) => merge(existing, value),
-                    None => {
-                        base.insert(key, value);
-                    }
-                }
-            }
-        }
-        (base, over) => *base = over,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn objects_merge_and_arrays_replace() {
-        let mut base = json!({"a": {"x": 1, "list": [1, 2]}, "b": 1});
-        merge(
-            &mut base,
-            json!({"a": {"y": 2, "list": [3]}, "b": {"c": true}}),
-        );
-        assert_eq!(
-            base,
-            json!({"a": {"x": 1, "y": 2, "list": [3]}, "b": {"c": true}})
-        );
-    }
 
     #[test]
     fn config_args_in_both_forms() {
@@ -271,34 +329,6 @@ mod tests {
     }
 
     #[test]
-    fn load_reads_local_over_main_and_names_bad_files() {
-        let dir = std::env::temp_dir().join(format!("backstage-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("app-config.yaml"),
-            "backend:\n  listen: 7007\n  baseUrl: http://a\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("app-config.local.yaml"),
-            "backend:\n  listen: 7008\n",
-        )
-        .unwrap();
-        let config = RootConfig::load(Vec::new(), &dir).unwrap();
-        assert_eq!(config.get::<u16>("backend.listen").unwrap(), 7008);
-        assert_eq!(config.get::<String>("backend.baseUrl").unwrap(), "http://a");
-
-        std::fs::write(dir.join("bad.yaml"), "backend: [unclosed\n").unwrap();
-        let err =
-            RootConfig::load(["--config".to_owned(), "bad.yaml".to_owned()], &dir).unwrap_err();
-        assert!(err.message().contains("bad.yaml"), "{}", err.message());
-        let err =
-            RootConfig::load(["--config".to_owned(), "missing.yaml".to_owned()], &dir).unwrap_err();
-        assert!(err.message().contains("missing.yaml"), "{}", err.message());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
     fn typed_errors_name_the_key() {
         let config = RootConfig::from_value(json!({"backend": {"listen": {"port": "many"}}}));
         let err = config.get::<u16>("backend.listen.port").unwrap_err();
@@ -312,5 +342,22 @@ mod tests {
             err.message()
                 .contains("missing required config value at 'backend.nope'")
         );
+        let sub = config.sub("backend").unwrap();
+        let err = sub.get::<u16>("listen.port").unwrap_err();
+        assert!(
+            err.message()
+                .contains("'backend.listen.port' in config given in code"),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_values() {
+        let config =
+            RootConfig::from_value(json!({"backend": {"auth": {"keys": [{"secret": "hunter2"}]}}}));
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("backend"), "{debug}");
     }
 }

@@ -5,8 +5,8 @@
 //!   `ownershipEntityRefs`.
 //! - `POST /api/carmen/greetings`: typed JSON input (`{"name": "..."}`); malformed or invalid
 //!   input is a 400 `InputError`. The greeting comes from the [`Greeter`] service (its word is
-//!   `carmen.greeting` in the config, default `Hello`), then passes through every style that
-//!   modules added to the [`GreetingStyles`] extension point.
+//!   `carmen.greeting` in the config, see [`CarmenConfig`]), then passes through every style
+//!   that modules added to the [`GreetingStyles`] extension point.
 //!
 //! Link it into a backend with `use carmen_backend as _;`.
 
