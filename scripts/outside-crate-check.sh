@@ -15,11 +15,6 @@ edition = "2024"
 [dependencies]
 backstage = { path = "$repo/core" }
 serde = { version = "1", features = ["derive"] }
-
-[dev-dependencies]
-tokio = { version = "1", features = ["rt-multi-thread", "macros"] }
-serde_json = "1"
-reqwest = { version = "0.12", default-features = false, features = ["json"] }
 TOML
 # The same dependency versions as the workspace, so the warm build cache is reused.
 cp "$repo/Cargo.lock" "$dir/Cargo.lock"
@@ -49,23 +44,32 @@ impl Outside {
     }
 
     #[route(get, "/secret/{id}")]
-    async fn secret(&self, Path(id): Path<u32>, _creds: Credentials) -> Result<String> {
-        Err(Error::not_found(format!("no secret {id}")))
+    async fn secret(&self, Path(id): Path<u32>, creds: Credentials<User>) -> Result<String> {
+        Err(Error::not_found(format!("no secret {id} for {}", creds.principal().user_entity_ref)))
     }
 }
 RUST
 cat > "$dir/tests/discovered.rs" <<'RUST'
-use outside_plugin as _;
+// Only `backstage` is needed to test a plugin: the harness, mock credentials and the runtime.
+use backstage::testing::{json, mock, TestBackend};
+use outside_plugin::Outside;
 
-#[tokio::test]
-async fn the_plugin_is_discovered_and_served() {
-    let config = serde_json::json!({ "backend": { "listen": { "host": "127.0.0.1", "port": 0 } } });
-    let backend = backstage::Backend::builder().all_linked().config_value(config).start().await.unwrap();
+#[backstage::test]
+async fn the_plugin_serves_through_the_harness() {
+    let backend = TestBackend::builder().plugin::<Outside>().start().await.unwrap();
+    assert_eq!(backend.get("/api/outside/count").send().await.text(), r#"{"count":1}"#);
+    assert_eq!(backend.get("/api/outside/secret/3").send().await.status(), 401);
+    let res = backend.get("/api/outside/secret/3").credentials(mock::user("user:default/ada")).send().await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.error().1, "no secret 3 for user:default/ada");
+    let _ = json!({});
+}
+
+#[backstage::test]
+async fn linking_the_crate_is_what_installs_the_plugin() {
+    let config = backstage::RootConfig::from_value(json!({ "backend": { "listen": { "host": "127.0.0.1", "port": 0 } } }));
+    let backend = backstage::Backend::builder().all_linked().config(config).start().await.unwrap();
     assert_eq!(backend.plugins(), ["outside"]);
-    let body = reqwest::get(backend.url("/api/outside/count")).await.unwrap().text().await.unwrap();
-    assert_eq!(body, r#"{"count":1}"#);
-    let response = reqwest::get(backend.url("/api/outside/secret/3")).await.unwrap();
-    assert_eq!(response.status(), 401);
     backend.stop().await.unwrap();
 }
 RUST

@@ -48,7 +48,9 @@ pub mod http;
 pub mod lifecycle;
 pub mod logging;
 pub mod plugin;
+pub mod testing;
 
+pub use auth::AuthenticateOptions;
 pub use auth::{
     AccessRestrictions, Auth, Authenticator, BackstageUserInfo, Credentials, HttpAuth, Principal,
     Service, StaticTokens, User, UserInfo,
@@ -56,6 +58,7 @@ pub use auth::{
 pub use backend::{Backend, BackendBuilder, InstanceMetadata, start};
 pub use backstage_macros::{
     backend_module, backend_plugin, extension_point, init, route, routes, service, service_factory,
+    test,
 };
 pub use config::{PluginConfig, RootConfig, Secret};
 pub use discovery::{Discovery, PluginMetadata};
@@ -194,6 +197,7 @@ pub mod __private {
     pub use crate::{Error, Result};
     pub use axum;
     pub use inventory;
+    pub use tokio;
 
     /// The plugin instance behind a type-erased handle.
     pub fn downcast<P: Send + Sync + 'static>(plugin: AnyPlugin) -> Result<std::sync::Arc<P>> {

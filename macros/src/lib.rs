@@ -63,6 +63,24 @@ pub fn service_factory(attr: TokenStream, item: TokenStream) -> TokenStream {
     service_factory::service_factory(attr.into(), item.into()).into()
 }
 
+/// An async test on the runtime backstage uses: `#[backstage::test] async fn it_works() {}`.
+/// A plugin crate needs no other dev-dependency to test itself.
+#[proc_macro_attribute]
+pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let attr = proc_macro2::TokenStream::from(attr);
+    let item = proc_macro2::TokenStream::from(item);
+    let args = if attr.is_empty() {
+        quote::quote!()
+    } else {
+        quote::quote!(#attr,)
+    };
+    quote::quote! {
+        #[::backstage::__private::tokio::test(#args crate = "::backstage::__private::tokio")]
+        #item
+    }
+    .into()
+}
+
 /// Marks a route handler. Only meaningful inside a `#[routes]` block, which reads it.
 #[proc_macro_attribute]
 pub fn route(_attr: TokenStream, item: TokenStream) -> TokenStream {

@@ -607,7 +607,9 @@ impl std::io::Write for Captured {
     }
 }
 
-#[tokio::test]
+// Paused time: the slow init's sleep and the progress reporter's ticks happen in virtual time,
+// in a fixed order, however busy the machine is.
+#[tokio::test(start_paused = true)]
 async fn slow_plugins_are_reported_while_they_start_and_metadata_lists_everything() {
     let captured = Captured::default();
     let writer = captured.clone();

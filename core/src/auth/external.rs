@@ -5,7 +5,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::{AccessRestrictions, Authenticator, Credentials, Principal, Service};
+use super::{
+    AccessRestrictions, AuthenticateOptions, Authenticator, Credentials, Principal, Service,
+};
 use crate::config::RootConfig;
 use crate::error::{Error, Result};
 use crate::plugin::BoxFuture;
@@ -142,7 +144,11 @@ impl StaticTokens {
 }
 
 impl Authenticator for StaticTokens {
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Credentials>> {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+        _options: AuthenticateOptions,
+    ) -> BoxFuture<'a, Result<Credentials>> {
         let result = self
             .verify(token)
             .cloned()
@@ -176,9 +182,13 @@ pub(crate) struct PluginAuthenticator {
 }
 
 impl Authenticator for PluginAuthenticator {
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Credentials>> {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+        options: AuthenticateOptions,
+    ) -> BoxFuture<'a, Result<Credentials>> {
         Box::pin(async move {
-            let creds = self.inner.authenticate(token).await?;
+            let creds = self.inner.authenticate(token, options).await?;
             check_restrictions(&creds, self.plugin_id)?;
             Ok(creds)
         })

@@ -23,6 +23,7 @@ use crate::plugin::{BoxFuture, PluginScoped, Service as ServiceTrait, ServiceCon
 
 mod external;
 
+pub(crate) use external::PluginAuthenticator;
 pub use external::StaticTokens;
 
 /// A user principal: the signed-in user a request is made for.
@@ -233,7 +234,19 @@ impl<S: Send + Sync, P: PrincipalType> FromRequestParts<S> for Credentials<P> {
 pub trait Authenticator: Send + Sync + 'static {
     /// Verifies `token` and returns the credentials it carries, or a 401
     /// `AuthenticationError` ("Illegal token") when it is not valid.
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Credentials>>;
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+        options: AuthenticateOptions,
+    ) -> BoxFuture<'a, Result<Credentials>>;
+}
+
+/// How a token may be used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuthenticateOptions {
+    /// Whether limited user tokens (from the `backstage-auth` cookie) are accepted; only routes
+    /// whose policy is `user-cookie` allow them.
+    pub allow_limited_access: bool,
 }
 
 /// The `auth` service: verifies tokens.
@@ -266,9 +279,24 @@ impl Auth {
         }
     }
 
+    pub(crate) fn from_arc(inner: Arc<dyn Authenticator>) -> Self {
+        Auth { inner }
+    }
+
     /// Verifies `token`.
     pub async fn authenticate(&self, token: &str) -> Result<Credentials> {
-        self.inner.authenticate(token).await
+        self.inner
+            .authenticate(token, AuthenticateOptions::default())
+            .await
+    }
+
+    /// Verifies `token` with `options` (limited user tokens only when allowed).
+    pub async fn authenticate_with(
+        &self,
+        token: &str,
+        options: AuthenticateOptions,
+    ) -> Result<Credentials> {
+        self.inner.authenticate(token, options).await
     }
 }
 
@@ -334,10 +362,26 @@ impl HttpAuth {
     /// The credentials of a request with `headers`: 401 "Missing credentials" without a bearer
     /// token, the token's verification error when it is not valid.
     pub async fn credentials(&self, headers: &HeaderMap) -> Result<Credentials> {
-        match bearer_token(headers) {
-            Some(token) => self.auth.authenticate(token).await,
-            None => Err(Error::authentication("Missing credentials")),
+        self.credentials_with(headers, AuthenticateOptions::default())
+            .await
+    }
+
+    /// The credentials of a request; with `allow_limited_access`, a request without a bearer
+    /// token may authenticate with the user cookie (`backstage-auth`).
+    pub async fn credentials_with(
+        &self,
+        headers: &HeaderMap,
+        options: AuthenticateOptions,
+    ) -> Result<Credentials> {
+        if let Some(token) = bearer_token(headers) {
+            return self.auth.authenticate_with(token, options).await;
         }
+        if options.allow_limited_access
+            && let Some(token) = cookie_token(headers)
+        {
+            return self.auth.authenticate_with(token, options).await;
+        }
+        Err(Error::authentication("Missing credentials"))
     }
 
     /// Like [`HttpAuth::credentials`], but a request without a token gets `none` credentials.
@@ -368,6 +412,22 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     }
     let token = rest.trim_start_matches(' ');
     (!token.is_empty() && !token.chars().any(char::is_whitespace)).then_some(token)
+}
+
+/// The name of the cookie that carries a user's limited token.
+pub const USER_COOKIE: &str = "backstage-auth";
+
+/// The `backstage-auth` cookie's value, if the request has one.
+pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == USER_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|value| !value.is_empty())
 }
 
 /// What [`UserInfo::get_user_info`] returns.

@@ -246,17 +246,7 @@ impl BackendBuilder {
     /// ```
     #[track_caller]
     pub fn service<S: Service>(self, instance: S) -> Self {
-        let instance = Arc::new(instance);
-        self.replace::<S>(Arc::new(move |_ctx| {
-            let value: Arc<dyn Any + Send + Sync> = instance.clone();
-            Box::pin(async move {
-                let value = value
-                    .downcast_ref::<S>()
-                    .cloned()
-                    .ok_or_else(|| Error::internal("override of the wrong type"))?;
-                Ok(Arc::new(value) as Arc<dyn Any + Send + Sync>)
-            })
-        }))
+        self.replace::<S>(crate::plugin::value_override(instance))
     }
 
     /// Replaces the factory of service `S`: `factory` runs where the default factory would (once

@@ -38,7 +38,8 @@ impl Gate {
         parts: &mut Parts,
     ) -> std::result::Result<(), Response> {
         match policy {
-            AuthPolicyKind::Default | AuthPolicyKind::UserCookie => self.require(parts).await,
+            AuthPolicyKind::Default => self.require(parts, false).await,
+            AuthPolicyKind::UserCookie => self.require(parts, true).await,
             AuthPolicyKind::Unauthenticated => {
                 self.optional(parts).await;
                 Ok(())
@@ -53,12 +54,24 @@ impl Gate {
                 self.optional(parts).await;
                 Ok(())
             }
-            Some(Allow::UserCookie) | None => self.require(parts).await,
+            Some(Allow::UserCookie) => self.require(parts, true).await,
+            None => self.require(parts, false).await,
         }
     }
 
-    async fn require(&self, parts: &mut Parts) -> std::result::Result<(), Response> {
-        match self.http_auth.credentials(&parts.headers).await {
+    async fn require(
+        &self,
+        parts: &mut Parts,
+        allow_limited_access: bool,
+    ) -> std::result::Result<(), Response> {
+        let options = crate::auth::AuthenticateOptions {
+            allow_limited_access,
+        };
+        match self
+            .http_auth
+            .credentials_with(&parts.headers, options)
+            .await
+        {
             Ok(creds) => {
                 parts.extensions.insert(RequestAuth::Verified(creds));
                 Ok(())

@@ -187,6 +187,21 @@ pub(crate) type OverrideFn = Arc<
         + Sync,
 >;
 
+/// A replacement factory that hands out clones of `instance`.
+pub(crate) fn value_override<S: Service>(instance: S) -> OverrideFn {
+    let instance: Arc<dyn Any + Send + Sync> = Arc::new(instance);
+    Arc::new(move |_ctx| {
+        let value = instance.clone();
+        Box::pin(async move {
+            let value = value
+                .downcast_ref::<S>()
+                .cloned()
+                .ok_or_else(|| Error::internal("a replacement of the wrong type"))?;
+            Ok(Arc::new(value) as Arc<dyn Any + Send + Sync>)
+        })
+    })
+}
+
 /// A replacement of one service's default factory, and where it was declared.
 #[derive(Clone)]
 pub(crate) struct Override {

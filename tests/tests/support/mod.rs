@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use backstage::plugin::BoxFuture;
-use backstage::{Auth, Authenticator, Credentials, Principal, StaticTokens, User};
+use backstage::{
+    Auth, AuthenticateOptions, Authenticator, Credentials, Principal, StaticTokens, User,
+};
 use serde_json::{Value, json};
 
 /// The static token every test backend accepts (service principal `tests`).
@@ -17,7 +19,11 @@ pub struct TestAuthenticator {
 }
 
 impl Authenticator for TestAuthenticator {
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, backstage::Result<Credentials>> {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+        options: AuthenticateOptions,
+    ) -> BoxFuture<'a, backstage::Result<Credentials>> {
         Box::pin(async move {
             if token == USER_TOKEN {
                 return Ok(Credentials::new(Principal::User(User {
@@ -28,7 +34,7 @@ impl Authenticator for TestAuthenticator {
                     ]),
                 })));
             }
-            self.statics.authenticate(token).await
+            self.statics.authenticate(token, options).await
         })
     }
 }

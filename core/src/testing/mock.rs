@@ -1,0 +1,284 @@
+//! Mock credentials, and the auth service that accepts them in a [`super::TestBackend`].
+//!
+//! The tokens are Backstage's mock tokens (`mock-user-token:{"sub":"user:default/alice"}`), so
+//! a request recorded against a TypeScript test backend reads the same. A real backend refuses
+//! them: only [`super::TestBackend`] installs the mock auth service.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::Auth;
+use crate::auth::{
+    AccessRestrictions, AuthenticateOptions, Authenticator, Credentials, Principal, Service,
+    StaticTokens, User,
+};
+use crate::error::{Error, Result};
+use crate::plugin::{BoxFuture, ServiceContext};
+
+/// The default user of [`user`] without arguments.
+pub const DEFAULT_USER: &str = "user:default/mock";
+/// The default subject of [`service`] without arguments.
+pub const DEFAULT_SERVICE: &str = "external:test-service";
+
+/// Credentials a test request carries.
+///
+/// ```
+/// use backstage::testing::mock;
+/// assert_eq!(mock::user("user:default/alice").token().unwrap(), r#"mock-user-token:{"sub":"user:default/alice"}"#);
+/// assert_eq!(mock::service("plugin:catalog").token().unwrap(), r#"mock-service-token:{"sub":"plugin:catalog"}"#);
+/// assert!(mock::none().token().is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MockCredentials {
+    token: Option<String>,
+    cookie: bool,
+}
+
+impl MockCredentials {
+    /// The token sent, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The header these credentials are sent in: `Authorization: Bearer <token>`, or the
+    /// `backstage-auth` cookie for limited users.
+    pub fn header(&self) -> Option<(&'static str, String)> {
+        let token = self.token.as_ref()?;
+        Some(if self.cookie {
+            ("cookie", format!("{}={token}", crate::auth::USER_COOKIE))
+        } else {
+            ("authorization", format!("Bearer {token}"))
+        })
+    }
+}
+
+#[derive(serde::Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ent: Option<Vec<String>>,
+    #[serde(
+        default,
+        rename = "accessRestrictions",
+        skip_serializing_if = "Option::is_none"
+    )]
+    access_restrictions: Option<Restrictions>,
+}
+
+#[derive(serde::Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Restrictions {
+    plugin_id: Option<Vec<String>>,
+}
+
+fn token(prefix: &str, claims: &Claims) -> String {
+    format!(
+        "{prefix}:{}",
+        serde_json::to_string(claims).unwrap_or_default()
+    )
+}
+
+/// No credentials at all.
+pub fn none() -> MockCredentials {
+    MockCredentials {
+        token: None,
+        cookie: false,
+    }
+}
+
+/// A signed-in user (`user:default/mock` with [`DEFAULT_USER`]).
+pub fn user(user_entity_ref: &str) -> MockCredentials {
+    let claims = Claims {
+        sub: user_entity_ref.to_owned(),
+        ent: None,
+        access_restrictions: None,
+    };
+    MockCredentials {
+        token: Some(token("mock-user-token", &claims)),
+        cookie: false,
+    }
+}
+
+/// A user whose token carries ownership refs (`ent`), as [`crate::UserInfo`] reports them.
+pub fn user_with_ownership(
+    user_entity_ref: &str,
+    ownership_entity_refs: &[&str],
+) -> MockCredentials {
+    let ent = ownership_entity_refs
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let claims = Claims {
+        sub: user_entity_ref.to_owned(),
+        ent: Some(ent),
+        access_restrictions: None,
+    };
+    MockCredentials {
+        token: Some(token("mock-user-token", &claims)),
+        cookie: false,
+    }
+}
+
+/// A user with only a limited token, sent as the `backstage-auth` cookie: accepted only by
+/// `user-cookie` routes.
+pub fn limited_user(user_entity_ref: &str) -> MockCredentials {
+    let claims = Claims {
+        sub: user_entity_ref.to_owned(),
+        ent: None,
+        access_restrictions: None,
+    };
+    MockCredentials {
+        token: Some(token("mock-limited-user-token", &claims)),
+        cookie: true,
+    }
+}
+
+/// A service (a plugin calling as `plugin:<id>`, or an external caller).
+pub fn service(subject: &str) -> MockCredentials {
+    let claims = Claims {
+        sub: subject.to_owned(),
+        ent: None,
+        access_restrictions: None,
+    };
+    MockCredentials {
+        token: Some(token("mock-service-token", &claims)),
+        cookie: false,
+    }
+}
+
+/// A service restricted to `plugins`.
+pub fn service_restricted(subject: &str, plugins: &[&str]) -> MockCredentials {
+    let restrictions = Restrictions {
+        plugin_id: Some(plugins.iter().map(|s| (*s).to_owned()).collect()),
+    };
+    let claims = Claims {
+        sub: subject.to_owned(),
+        ent: None,
+        access_restrictions: Some(restrictions),
+    };
+    MockCredentials {
+        token: Some(token("mock-service-token", &claims)),
+        cookie: false,
+    }
+}
+
+/// A user token that fails verification (401).
+pub fn invalid_user() -> MockCredentials {
+    MockCredentials {
+        token: Some("mock-invalid-user-token".to_owned()),
+        cookie: false,
+    }
+}
+
+/// A limited user token that fails verification (401 on `user-cookie` routes).
+pub fn invalid_limited_user() -> MockCredentials {
+    MockCredentials {
+        token: Some("mock-invalid-limited-user-token".to_owned()),
+        cookie: true,
+    }
+}
+
+/// A service token that fails verification (401).
+pub fn invalid_service() -> MockCredentials {
+    MockCredentials {
+        token: Some("mock-invalid-service-token".to_owned()),
+        cookie: false,
+    }
+}
+
+/// The auth service of a test backend: accepts mock tokens, then static tokens from the
+/// config; anything else is "Illegal token".
+pub struct MockAuthenticator {
+    statics: StaticTokens,
+}
+
+impl MockAuthenticator {
+    /// Mock tokens, plus `statics`.
+    pub fn new(statics: StaticTokens) -> Self {
+        MockAuthenticator { statics }
+    }
+}
+
+fn parse(rest: &str, kind: &str) -> Result<Claims> {
+    let json = rest.strip_prefix(':').unwrap_or("");
+    if json.is_empty() {
+        let sub = if kind == "service" {
+            DEFAULT_SERVICE
+        } else {
+            DEFAULT_USER
+        };
+        return Ok(Claims {
+            sub: sub.to_owned(),
+            ent: None,
+            access_restrictions: None,
+        });
+    }
+    serde_json::from_str(json)
+        .map_err(|_| Error::authentication(format!("Invalid mock {kind} token")))
+}
+
+fn user_credentials(claims: Claims) -> Credentials {
+    Credentials::new(Principal::User(User {
+        user_entity_ref: claims.sub,
+        ownership_entity_refs: claims.ent,
+    }))
+}
+
+impl Authenticator for MockAuthenticator {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+        options: AuthenticateOptions,
+    ) -> BoxFuture<'a, Result<Credentials>> {
+        Box::pin(async move {
+            match token {
+                "mock-invalid-user-token" => {
+                    return Err(Error::authentication("User token is invalid"));
+                }
+                "mock-invalid-limited-user-token" => {
+                    return Err(Error::authentication("Limited user token is invalid"));
+                }
+                "mock-invalid-service-token" => {
+                    return Err(Error::authentication("Service token is invalid"));
+                }
+                _ => {}
+            }
+            if let Some(rest) = token.strip_prefix("mock-user-token") {
+                return parse(rest, "user").map(user_credentials);
+            }
+            if let Some(rest) = token.strip_prefix("mock-limited-user-token") {
+                if !options.allow_limited_access {
+                    return Err(Error::authentication(
+                        "Limited user token is not allowed here",
+                    ));
+                }
+                return parse(rest, "user").map(user_credentials);
+            }
+            if let Some(rest) = token.strip_prefix("mock-service-token") {
+                let claims = parse(rest, "service")?;
+                let access_restrictions = claims.access_restrictions.map(|r| AccessRestrictions {
+                    plugin_id: r.plugin_id,
+                });
+                return Ok(Credentials::new(Principal::Service(Service {
+                    subject: claims.sub,
+                    access_restrictions,
+                })));
+            }
+            self.statics.authenticate(token, options).await
+        })
+    }
+}
+
+/// The factory a [`super::TestBackend`] installs for [`Auth`]: mock tokens and the config's
+/// static tokens, with access restrictions checked for the plugin.
+pub(crate) fn mock_auth_factory<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Auth>> {
+    Box::pin(async move {
+        let statics = StaticTokens::from_config(ctx.config())?;
+        let inner: Arc<dyn Authenticator> = Arc::new(MockAuthenticator::new(statics));
+        Ok(match ctx.plugin_id() {
+            Some(plugin_id) => Auth::new(crate::auth::PluginAuthenticator { inner, plugin_id }),
+            None => Auth::from_arc(inner),
+        })
+    })
+}

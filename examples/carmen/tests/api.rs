@@ -1,0 +1,83 @@
+//! carmen's own tests, written the way a plugin author writes them: with `backstage::testing`.
+
+use backstage::testing::{TestBackend, mock};
+use carmen_backend::{Carmen, Greeting, Health, Me};
+use serde_json::json;
+
+async fn carmen() -> TestBackend {
+    TestBackend::builder()
+        .plugin::<Carmen>()
+        .start()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_is_open() {
+    let backend = carmen().await;
+    let res = backend.get("/api/carmen/health").send().await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Health>(), Health::ok());
+}
+
+#[tokio::test]
+async fn me_answers_users_only() {
+    let backend = carmen().await;
+    let res = backend
+        .post("/api/carmen/me")
+        .credentials(mock::user("user:default/alice"))
+        .send()
+        .await;
+    assert_eq!(
+        res.json::<Me>(),
+        Me {
+            user_entity_ref: "user:default/alice".into(),
+            ownership_entity_refs: vec!["user:default/alice".into()]
+        }
+    );
+    let res = backend
+        .post("/api/carmen/me")
+        .credentials(mock::service("plugin:catalog"))
+        .send()
+        .await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(
+        res.error().1,
+        "This endpoint does not allow 'service' credentials"
+    );
+    assert_eq!(backend.post("/api/carmen/me").send().await.status(), 401);
+}
+
+#[tokio::test]
+async fn greetings_take_typed_json() {
+    let backend = TestBackend::builder()
+        .plugin::<Carmen>()
+        .config(json!({ "carmen": { "greeting": "Hi" } }))
+        .start()
+        .await
+        .unwrap();
+    let greet = |body: serde_json::Value| {
+        backend
+            .post("/api/carmen/greetings")
+            .credentials(mock::user("user:default/a"))
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        greet(json!({"name": "Ada"}))
+            .await
+            .json::<Greeting>()
+            .message,
+        "Hi, Ada!"
+    );
+    let res = greet(json!({"name": " "})).await;
+    assert_eq!(
+        (res.status().as_u16(), res.error().0.as_str()),
+        (400, "InputError")
+    );
+    let res = greet(json!({"nom": "Ada"})).await;
+    assert_eq!(
+        (res.status().as_u16(), res.error().0.as_str()),
+        (400, "InputError")
+    );
+}
