@@ -42,6 +42,7 @@
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod database;
 pub mod discovery;
 mod error;
 pub mod http;
@@ -57,16 +58,19 @@ pub use auth::{
 };
 pub use backend::{Backend, BackendBuilder, InstanceMetadata, start};
 pub use backstage_macros::{
-    backend_module, backend_plugin, extension_point, init, route, routes, service, service_factory,
-    test,
+    backend_module, backend_plugin, extension_point, init, migrate, route, routes, service,
+    service_factory, test,
 };
 pub use config::{PluginConfig, RootConfig, Secret};
+pub use database::Database;
 pub use discovery::{Discovery, PluginMetadata};
 pub use error::{Error, ErrorKind, Result};
 pub use http::{HttpRouter, RootHttpRouter};
 pub use lifecycle::{Lifecycle, RootHealth, RootLifecycle};
 pub use logging::{Logger, RootLogger};
 pub use plugin::Multi;
+/// sqlx, as this crate uses it: write queries against [`Database::pool`] with this one.
+pub use sqlx;
 
 /// axum, as this crate uses it: build hand-written routers and extractors with this one.
 pub use axum;
@@ -81,6 +85,7 @@ pub use axum;
 /// }
 /// ```
 pub mod prelude {
+    pub use crate::Database;
     pub use crate::axum;
     pub use crate::{
         Auth, Credentials, Discovery, Error, ErrorKind, HttpAuth, HttpRouter, Lifecycle, Logger,
@@ -139,6 +144,8 @@ register_core_services!(
     HttpAuth,
     UserInfo,
     backend::InstanceMetadata,
+    Database,
+    database::DatabaseManager,
 );
 
 /// What the macros' generated code uses. Not a public API: it changes without notice.

@@ -11,6 +11,7 @@ use proc_macro::TokenStream;
 
 mod common;
 mod extension_point;
+mod migrations;
 mod module;
 mod plugin;
 mod routes;
@@ -91,4 +92,12 @@ pub fn route(_attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn init(_attr: TokenStream, item: TokenStream) -> TokenStream {
     common::outside_routes("init", item.into()).into()
+}
+
+/// Embeds a plugin's SQL migrations: `backstage::migrate!("./migrations")`, relative to the
+/// crate's `Cargo.toml`. Files are `<version>_<description>.sql`, or
+/// `<version>_<description>.<engine>.sql` (`postgres`, `mysql`, `sqlite`) for one engine.
+#[proc_macro]
+pub fn migrate(input: TokenStream) -> TokenStream {
+    migrations::migrate(input.into()).into()
 }

@@ -4,7 +4,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use backstage::config::{PluginConfig, Secret};
 use backstage::discovery::Listen;
@@ -468,29 +467,9 @@ async fn a_missing_or_ill_typed_plugin_value_fails_start_up_with_key_file_and_ex
     );
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn secrets_never_reach_the_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = logs();
     let config = json!({
         "typed": { "name": "carmen", "token": "plugin-secret-9f8e7d" },
         "backend": {
@@ -529,7 +508,7 @@ async fn secrets_never_reach_the_logs() {
         .unwrap();
     tracing::info!("config: {:?}", RootConfig::from_value(config));
     backend.stop().await.unwrap();
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("typed config"),
         "the plugin logged its config: {logs}"

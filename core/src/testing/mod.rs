@@ -12,9 +12,11 @@ use crate::config::RootConfig;
 use crate::error::{Error, Result};
 use crate::plugin::{BackendModule, BackendPlugin, BoxFuture, Service, ServiceContext};
 
+mod databases;
 mod factory;
 pub mod mock;
 
+pub use databases::{MYSQL_ENV, POSTGRES_ENV, TestDatabase, TestDatabases};
 pub use factory::ServiceFactoryTester;
 /// `serde_json`'s `json!`, for test configs and bodies without another dependency.
 pub use serde_json::json;

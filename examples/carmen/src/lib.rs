@@ -8,11 +8,17 @@
 //!   `carmen.greeting` in the config, see [`CarmenConfig`]), then passes through every style
 //!   that modules added to the [`GreetingStyles`] extension point.
 //!
+//! - `GET /api/carmen/items`, `POST /api/carmen/items` (`{"name": ...}`, 201), `GET` and
+//!   `DELETE /api/carmen/items/{id}` (404 `NotFoundError` for an unknown id): items stored in
+//!   carmen's own database, on whichever engine `backend.database` selects (in-memory SQLite by
+//!   default); `migrations/` creates the table.
+//!
 //! Link it into a backend with `use carmen_backend as _;`.
 
 use std::sync::{Arc, RwLock};
 
 use backstage::prelude::*;
+use backstage::sqlx::{self, Row};
 use serde::{Deserialize, Serialize};
 
 type Style = Arc<dyn Fn(String) -> String + Send + Sync>;
@@ -109,6 +115,31 @@ pub struct Greeting {
     pub message: String,
 }
 
+/// An item, as stored and served.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, Clone)]
+pub struct Item {
+    /// Its id, given by the database.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+}
+
+/// What `POST /items` takes.
+#[derive(Debug, Deserialize)]
+pub struct NewItem {
+    /// The item's name: 1 to 255 characters, not only spaces.
+    pub name: String,
+}
+
+/// An item from a row of `id, name`. Read by position: MariaDB's `INSERT ... RETURNING` rows
+/// carry no column names through sqlx.
+fn item(row: &backstage::sqlx::any::AnyRow) -> Result<Item> {
+    Ok(Item {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+    })
+}
+
 /// The carmen plugin.
 #[backend_plugin(id = "carmen")]
 pub struct Carmen {
@@ -118,14 +149,78 @@ pub struct Carmen {
     user_info: UserInfo,
     #[inject]
     greeter: Greeter,
+    #[inject]
+    db: Database,
 }
 
 #[routes]
 impl Carmen {
     #[init]
     async fn init(&self) -> Result<()> {
+        self.db.migrate(backstage::migrate!("./migrations")).await?;
         self.logger.info("carmen is ready");
         Ok(())
+    }
+
+    /// Every item.
+    #[route(get, "/items")]
+    async fn items(&self, _credentials: Credentials) -> Result<Json<Vec<Item>>> {
+        let rows = sqlx::query("SELECT id, name FROM items ORDER BY id")
+            .fetch_all(self.db.pool())
+            .await?;
+        Ok(Json(rows.iter().map(item).collect::<Result<_>>()?))
+    }
+
+    /// Stores an item: 201 with the item, 400 for a missing or blank name.
+    #[route(post, "/items")]
+    async fn create_item(
+        &self,
+        _credentials: Credentials,
+        Json(new): Json<NewItem>,
+    ) -> Result<(StatusCode, Json<Item>)> {
+        let name = new.name.trim();
+        if name.is_empty() || name.chars().count() > 255 {
+            return Err(Error::input("name must be 1 to 255 characters"));
+        }
+        let row = sqlx::query(
+            &self
+                .db
+                .sql("INSERT INTO items (name) VALUES (?) RETURNING id, name"),
+        )
+        .bind(name)
+        .fetch_one(self.db.pool())
+        .await?;
+        Ok((StatusCode::CREATED, Json(item(&row)?)))
+    }
+
+    /// One item, or 404.
+    #[route(get, "/items/{id}")]
+    async fn item(&self, Path(id): Path<i64>, _credentials: Credentials) -> Result<Json<Item>> {
+        let row = sqlx::query(&self.db.sql("SELECT id, name FROM items WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        match row {
+            Some(row) => Ok(Json(item(&row)?)),
+            None => Err(Error::not_found(format!("no item with id {id}"))),
+        }
+    }
+
+    /// Deletes an item: 204, or 404.
+    #[route(delete, "/items/{id}")]
+    async fn delete_item(
+        &self,
+        Path(id): Path<i64>,
+        _credentials: Credentials,
+    ) -> Result<StatusCode> {
+        let done = sqlx::query(&self.db.sql("DELETE FROM items WHERE id = ?"))
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!("no item with id {id}")));
+        }
+        Ok(StatusCode::NO_CONTENT)
     }
 
     /// Unauthenticated health check.

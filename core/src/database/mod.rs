@@ -1,0 +1,378 @@
+//! The `database` service on sqlx: one logical database per plugin.
+//!
+//! With no configuration each plugin gets its own in-memory SQLite database (nothing to
+//! install). `backend.database` selects PostgreSQL (`client: pg`) or MySQL/MariaDB
+//! (`client: mysql`) as Backstage does: `pluginDivisionMode: database` (the default, database
+//! `<prefix><pluginId>`, prefix `backstage_plugin_`) or `schema` (PostgreSQL: one schema per
+//! plugin), `ensureExists`, `ensureSchemaExists`, `role`, `skipMigrations`, and per-plugin
+//! overrides under `backend.database.plugin.<pluginId>`. SQLite keeps files with
+//! `connection.directory` (`<dir>/<pluginId>.sqlite`).
+//!
+//! # Portable SQL
+//!
+//! A plugin gets a [`Database`]: an `sqlx::AnyPool` for SQL written once for all three engines.
+//! Write `?` for parameters and pass the text through [`Database::sql`], which rewrites them to
+//! `$1, $2, ...` on PostgreSQL. Engine-specific features are a concrete pool away
+//! ([`Database::postgres`], [`Database::mysql`], [`Database::sqlite`]; a second pool, made on
+//! first use). On MariaDB, rows of `INSERT ... RETURNING` carry no column names through sqlx:
+//! read them by position (`row.try_get(0)`).
+//!
+//! # Connections
+//!
+//! Each plugin has its own pool: `backend.database.pool` (or `knexConfig.pool`, or per plugin)
+//! sets `min`, `max` (default 10), `idleTimeoutMillis` (default 60 000, idle connections are
+//! closed) and `acquireTimeoutMillis`. The arithmetic that runs PostgreSQL out of connections is
+//! `instances x plugins x max`: 3 instances of a backend with 12 plugins at the default 10 is 360,
+//! far over PostgreSQL's default `max_connections` of 100. `backend.database.maxConnections`
+//! caps the total per instance: each plugin's `max` becomes at most
+//! `maxConnections / number of plugins` (at least 1). Pools close when the backend stops.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use sqlx::AnyPool;
+use tokio::sync::OnceCell;
+
+use crate::config::RootConfig;
+use crate::error::{Error, Result};
+use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
+
+mod connect;
+mod migrate;
+mod settings;
+
+pub use migrate::{HISTORY_TABLE, Migration, Migrations};
+pub use settings::Engine;
+
+/// A plugin's database.
+///
+/// ```no_run
+/// use backstage::prelude::*;
+/// use backstage::sqlx::{self, Row};
+///
+/// #[backend_plugin(id = "carmen")]
+/// pub struct Carmen {
+///     #[inject]
+///     db: Database,
+/// }
+///
+/// #[routes]
+/// impl Carmen {
+///     #[init]
+///     async fn init(&self) -> Result<()> {
+///         self.db.migrate(backstage::migrate!("../examples/carmen/migrations")).await
+///     }
+///
+///     #[route(get, "/items/{id}")]
+///     async fn item(&self, Path(id): Path<i64>, _creds: Credentials) -> Result<String> {
+///         let row = sqlx::query(&self.db.sql("SELECT name FROM items WHERE id = ?"))
+///             .bind(id)
+///             .fetch_optional(self.db.pool())
+///             .await?
+///             .ok_or_else(|| Error::not_found(format!("no item {id}")))?;
+///         Ok(row.try_get::<String, _>("name")?)
+///     }
+/// }
+/// # fn main() {}
+/// ```
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    plugin_id: String,
+    engine: Engine,
+    pool: AnyPool,
+    skip_migrations: bool,
+    settings: settings::PluginDatabase,
+    postgres: OnceCell<sqlx::PgPool>,
+    mysql: OnceCell<sqlx::MySqlPool>,
+    sqlite: OnceCell<sqlx::SqlitePool>,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("plugin", &self.inner.plugin_id)
+            .field("engine", &self.inner.engine)
+            .finish()
+    }
+}
+
+impl Database {
+    /// The portable pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.inner.pool
+    }
+
+    /// The engine behind it.
+    pub fn engine(&self) -> Engine {
+        self.inner.engine
+    }
+
+    /// `sql` with its `?` parameters written for this engine (`$1, $2, ...` on PostgreSQL).
+    /// Question marks inside quotes are left alone.
+    ///
+    /// ```
+    /// use backstage::database::{portable, Engine};
+    /// assert_eq!(portable(Engine::Postgres, "SELECT * FROM t WHERE a = ? AND b = '?' AND c = ?"),
+    ///            "SELECT * FROM t WHERE a = $1 AND b = '?' AND c = $2");
+    /// assert_eq!(portable(Engine::MySql, "SELECT ?"), "SELECT ?");
+    /// ```
+    pub fn sql<'a>(&self, sql: &'a str) -> Cow<'a, str> {
+        portable(self.inner.engine, sql)
+    }
+
+    /// Applies `migrations` that have not run yet, unless `skipMigrations` is set for this
+    /// plugin. Safe when several instances start at once: one applies, the others wait.
+    pub async fn migrate(&self, migrations: Migrations) -> Result<()> {
+        if self.inner.skip_migrations {
+            tracing::info!(plugin = %self.inner.plugin_id, "skipping migrations (skipMigrations)");
+            return Ok(());
+        }
+        let applied = migrate::run(
+            &self.inner.pool,
+            self.inner.engine,
+            &self.inner.plugin_id,
+            &migrations,
+        )
+        .await?;
+        if applied > 0 {
+            tracing::info!(plugin = %self.inner.plugin_id, "applied {applied} migration(s)");
+        }
+        Ok(())
+    }
+
+    /// A PostgreSQL pool to the same database (and schema), for PostgreSQL-only features;
+    /// `None` on other engines. Made on first use: it is a second pool.
+    pub async fn postgres(&self) -> Result<Option<sqlx::PgPool>> {
+        if self.inner.engine != Engine::Postgres {
+            return Ok(None);
+        }
+        let pool = self
+            .inner
+            .postgres
+            .get_or_try_init(|| async {
+                let options: sqlx::postgres::PgConnectOptions =
+                    self.concrete_url()?.parse_options()?;
+                let mut pool =
+                    sqlx::postgres::PgPoolOptions::new().max_connections(self.concrete_max());
+                if self.inner.settings.division == settings::Division::Schema {
+                    let statement = format!(
+                        "SET search_path TO \"{}\"",
+                        self.inner.plugin_id.replace('"', "\"\"")
+                    );
+                    pool = pool.after_connect(move |connection, _| {
+                        let statement = statement.clone();
+                        Box::pin(async move {
+                            sqlx::Executor::execute(connection, statement.as_str())
+                                .await
+                                .map(|_| ())
+                        })
+                    });
+                }
+                Ok::<_, Error>(pool.connect_with(options).await?)
+            })
+            .await?;
+        Ok(Some(pool.clone()))
+    }
+
+    /// A MySQL pool to the same database; `None` on other engines. Made on first use.
+    pub async fn mysql(&self) -> Result<Option<sqlx::MySqlPool>> {
+        if self.inner.engine != Engine::MySql {
+            return Ok(None);
+        }
+        let pool = self
+            .inner
+            .mysql
+            .get_or_try_init(|| async {
+                let options: sqlx::mysql::MySqlConnectOptions =
+                    self.concrete_url()?.parse_options()?;
+                let pool =
+                    sqlx::mysql::MySqlPoolOptions::new().max_connections(self.concrete_max());
+                Ok::<_, Error>(pool.connect_with(options).await?)
+            })
+            .await?;
+        Ok(Some(pool.clone()))
+    }
+
+    /// A SQLite pool to the same database; `None` on other engines. Made on first use.
+    pub async fn sqlite(&self) -> Result<Option<sqlx::SqlitePool>> {
+        if self.inner.engine != Engine::Sqlite {
+            return Ok(None);
+        }
+        let pool = self
+            .inner
+            .sqlite
+            .get_or_try_init(|| async {
+                let options: sqlx::sqlite::SqliteConnectOptions =
+                    self.concrete_url()?.parse_options()?;
+                let pool =
+                    sqlx::sqlite::SqlitePoolOptions::new().max_connections(self.concrete_max());
+                Ok::<_, Error>(pool.connect_with(options.foreign_keys(true)).await?)
+            })
+            .await?;
+        Ok(Some(pool.clone()))
+    }
+
+    /// The URL the portable pool connects with.
+    fn concrete_url(&self) -> Result<String> {
+        Ok(self.inner.pool.connect_options().database_url.to_string())
+    }
+
+    fn concrete_max(&self) -> u32 {
+        self.inner.settings.pool.max.unwrap_or(10).min(5)
+    }
+}
+
+/// `sql` with `?` parameters written for `engine`. See [`Database::sql`].
+pub fn portable(engine: Engine, sql: &str) -> Cow<'_, str> {
+    if engine != Engine::Postgres || !sql.contains('?') {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quote: Option<char> = None;
+    let mut n = 0;
+    for c in sql.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => {
+                quote = None;
+                out.push(c);
+            }
+            (Some(_), c) => out.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                out.push(c);
+            }
+            (None, '?') => {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            (None, c) => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Parses a connection URL into a driver's options, with this crate's error.
+trait ParseOptions {
+    fn parse_options<T: std::str::FromStr<Err = sqlx::Error>>(&self) -> Result<T>;
+}
+
+impl ParseOptions for String {
+    fn parse_options<T: std::str::FromStr<Err = sqlx::Error>>(&self) -> Result<T> {
+        self.parse().map_err(|e: sqlx::Error| {
+            Error::input(format!("invalid database connection settings: {e}"))
+        })
+    }
+}
+
+impl Service for Database {
+    type Scope = PluginScoped;
+    const ID: &'static str = "core.database";
+    const DEPENDENCIES: &'static [&'static str] = &["core.rootConfig", "core.rootDatabaseManager"];
+
+    fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
+        Box::pin(async move {
+            let plugin_id = ctx
+                .plugin_id()
+                .ok_or_else(|| Error::internal("the database service belongs to a plugin"))?;
+            let manager = ctx.get::<DatabaseManager>().await?;
+            manager.for_plugin(plugin_id).await
+        })
+    }
+}
+
+/// Makes the plugins' databases and owns their pools (closed when the backend stops).
+#[derive(Clone)]
+pub struct DatabaseManager {
+    inner: Arc<ManagerInner>,
+}
+
+struct ManagerInner {
+    config: RootConfig,
+    /// `backend.database.maxConnections` spread over the backend's plugins.
+    per_plugin_cap: Option<u32>,
+    pools: Mutex<Vec<AnyPool>>,
+}
+
+impl fmt::Debug for DatabaseManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseManager")
+            .field("per_plugin_cap", &self.inner.per_plugin_cap)
+            .finish()
+    }
+}
+
+impl DatabaseManager {
+    /// Connects plugin `plugin_id` to its database, creating it when allowed.
+    pub async fn for_plugin(&self, plugin_id: &str) -> Result<Database> {
+        install();
+        let settings = settings::for_plugin(&self.inner.config, plugin_id)?;
+        connect::ensure_exists(&settings).await?;
+        let pool = connect::pool(&settings, self.inner.per_plugin_cap).await?;
+        self.inner
+            .pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pool.clone());
+        Ok(Database {
+            inner: Arc::new(Inner {
+                plugin_id: plugin_id.to_owned(),
+                engine: settings.engine,
+                pool,
+                skip_migrations: settings.skip_migrations,
+                settings,
+                postgres: OnceCell::new(),
+                mysql: OnceCell::new(),
+                sqlite: OnceCell::new(),
+            }),
+        })
+    }
+
+    /// Closes every pool.
+    pub async fn close(&self) {
+        let pools =
+            std::mem::take(&mut *self.inner.pools.lock().unwrap_or_else(|p| p.into_inner()));
+        for pool in pools {
+            pool.close().await;
+        }
+    }
+}
+
+impl Service for DatabaseManager {
+    type Scope = Root;
+    const ID: &'static str = "core.rootDatabaseManager";
+    const DEPENDENCIES: &'static [&'static str] = &["core.rootConfig", "core.rootLifecycle"];
+
+    fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
+        Box::pin(async move {
+            let config = ctx.config().clone();
+            let total: Option<u32> = config.get_optional("backend.database.maxConnections")?;
+            let plugins = ctx.instance_metadata().plugins().len().max(1) as u32;
+            let per_plugin_cap = total.map(|total| (total / plugins).max(1));
+            let manager = DatabaseManager {
+                inner: Arc::new(ManagerInner {
+                    config,
+                    per_plugin_cap,
+                    pools: Mutex::new(Vec::new()),
+                }),
+            };
+            let lifecycle = ctx.get::<crate::RootLifecycle>().await?;
+            let closing = manager.clone();
+            lifecycle.add_shutdown_hook(move || async move {
+                closing.close().await;
+                Ok(())
+            });
+            Ok(manager)
+        })
+    }
+}
+
+pub(crate) fn install() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(sqlx::any::install_default_drivers);
+}
