@@ -1,13 +1,13 @@
 use backstage::prelude::*;
 
-pub struct Database;
+pub struct Cache;
 
 #[backend_plugin(id = "carmen")]
 pub struct Carmen {
     #[inject]
     logger: Logger,
     #[inject]
-    db: Database,
+    cache: Cache,
 }
 
 fn main() {}
