@@ -403,7 +403,9 @@ async fn boot_plugin(
     // NotFoundError (Backstage's Express routers answer a wrong method with 404 too).
     let fallback_gate = gate.clone();
     let method_gate = gate;
+    let body_limit = crate::http::policies::HttpPolicies::from_config(&registry.config)?.body_limit;
     Ok(router
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .fallback(move |request: axum::extract::Request| fallback_gate.clone().not_found(request))
         .method_not_allowed_fallback(move |request: axum::extract::Request| {
             method_gate.clone().not_found(request)

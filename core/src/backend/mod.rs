@@ -17,7 +17,9 @@ use tokio::task::JoinHandle;
 use crate::config::RootConfig;
 use crate::discovery::Listen;
 use crate::error::{Error, Result};
-use crate::http::dispatch::{Dispatcher, Shared, security_headers};
+use crate::http::dispatch::{Dispatcher, Shared};
+use crate::http::policies::HttpPolicies;
+use crate::http::serve::{self, ServerSettings};
 use crate::lifecycle::{Lifecycle, RootHealth, RootLifecycle};
 use crate::plugin::registry::{
     linked_extension_points, linked_modules, linked_overrides, linked_plugins, linked_services,
@@ -80,7 +82,9 @@ pub struct Backend {
     registry: Arc<Registry>,
     plugin_instances: Vec<Arc<PluginInstances>>,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    server: Option<JoinHandle<()>>,
+    started: tokio::sync::watch::Sender<bool>,
+    shutdown_delay: std::time::Duration,
 }
 
 impl fmt::Debug for Backend {
@@ -139,21 +143,40 @@ impl Backend {
     async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> Result<()> {
         signal.await;
         tracing::info!("Shutting down");
+        // A second signal while shutting down means: stop now.
+        let second = shutdown_signal();
+        tokio::spawn(async move {
+            second.await;
+            eprintln!("Second signal: exiting at once");
+            std::process::exit(130);
+        });
         self.stop().await
     }
 
     async fn shutdown_now(&mut self) -> Result<()> {
+        // Readiness turns 503 first, so load balancers stop sending traffic during the delay.
         self.shared.health.set_stopping();
+        if self.server.is_some() && !self.shutdown_delay.is_zero() {
+            tracing::info!(
+                "Waiting {} ms (serverShutdownDelay) before the server stops",
+                self.shutdown_delay.as_millis()
+            );
+            tokio::time::sleep(self.shutdown_delay).await;
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(server) = self.server.take() {
-            match server.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!("the HTTP server failed: {e}"),
-                Err(e) => tracing::error!("the HTTP server task failed: {e}"),
-            }
+        // The server stops accepting; requests on connections it already accepted finish (for
+        // at most the grace period). Only then do plugins shut down, and anything that still
+        // reaches them is refused.
+        if let Some(server) = self.server.take()
+            && let Err(e) = server.await
+        {
+            tracing::error!("the HTTP server task failed: {e}");
         }
+        self.shared
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::Release);
         for plugin in &self.plugin_instances {
             if let Some(lifecycle) = plugin.instances.existing::<Lifecycle>() {
                 run_hooks(
@@ -346,6 +369,12 @@ impl BackendBuilder {
         })?;
         let config = self.config.unwrap_or_else(RootConfig::empty);
         let policies = boot::BootPolicies::from_config(&config, self.all_linked)?;
+        let server_settings = ServerSettings::from_config(&config)?;
+        let http_policies = HttpPolicies::from_config(&config)?;
+        let cors = crate::http::policies::cors(&config)?;
+        let shutdown_delay =
+            crate::config::duration(&config, "backend.lifecycle.serverShutdownDelay")?
+                .unwrap_or_default();
 
         let listener = bind(&Listen::from_config(&config)?).await?;
         let addr = listener
@@ -364,22 +393,23 @@ impl BackendBuilder {
             plugin: None,
         };
         let health = root_ctx.get::<RootHealth>().await?;
+        let (started_tx, started_rx) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
             health,
             routes: OnceLock::new(),
-            headers: security_headers(),
+            policies: http_policies,
+            started: started_rx,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         });
         let (tx, rx) = oneshot::channel::<()>();
         let dispatcher = Dispatcher {
             shared: shared.clone(),
         };
-        let server = tokio::spawn(async move {
-            axum::serve(listener, tower::make::Shared::new(dispatcher))
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await
-        });
+        let service = match cors {
+            Some(cors) => tower::util::Either::Left(tower::Layer::layer(&cors, dispatcher)),
+            None => tower::util::Either::Right(dispatcher),
+        };
+        let server = tokio::spawn(serve::serve(listener, service, server_settings, rx));
         tracing::info!("Listening on {addr}");
         let ids: Vec<&'static str> = plugins.iter().map(|p| p.id).collect();
         let module_names: Vec<String> = modules
@@ -397,9 +427,12 @@ impl BackendBuilder {
             plugin_instances: Vec::new(),
             shutdown: Some(tx),
             server: Some(server),
+            started: started_tx,
+            shutdown_delay,
         };
         match boot::boot(&registry, &plugins, &modules, &policies, &mut backend).await {
             Ok(()) => {
+                let _ = backend.started.send(true);
                 backend.shared.health.set_started();
                 tracing::info!("Backend started in {} ms", started.elapsed().as_millis());
                 Ok(backend)
@@ -492,7 +525,14 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
 /// backstage::start()
 /// ```
 pub fn start() {
-    crate::logging::init();
+    let config = std::env::current_dir()
+        .map_err(|e| Error::internal(format!("cannot read the working directory: {e}")))
+        .and_then(|dir| RootConfig::load(std::env::args().skip(1), &dir));
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => fail(&e.to_string()),
+    };
+    crate::logging::init(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -502,9 +542,6 @@ pub fn start() {
     };
     let result = runtime.block_on(async {
         let signal = shutdown_signal();
-        let dir = std::env::current_dir()
-            .map_err(|e| Error::internal(format!("cannot read the working directory: {e}")))?;
-        let config = RootConfig::load(std::env::args().skip(1), &dir)?;
         let backend = Backend::builder()
             .all_linked()
             .config(config)

@@ -305,6 +305,90 @@ fn config_args(args: impl IntoIterator<Item = String>) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// A duration at `key`, in any of Backstage's forms: milliseconds as a number, a string like
+/// `"5s"`, `"1m 30s"` or `"PT5S"` (ISO 8601), or an object like `{ minutes: 1, seconds: 30 }`.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = backstage::RootConfig::from_value(serde_json::json!({
+///     "a": 1500, "b": "2s", "c": "PT1M", "d": { "minutes": 1, "milliseconds": 5 }
+/// }));
+/// assert_eq!(backstage::config::duration(&config, "a").unwrap(), Some(Duration::from_millis(1500)));
+/// assert_eq!(backstage::config::duration(&config, "b").unwrap(), Some(Duration::from_secs(2)));
+/// assert_eq!(backstage::config::duration(&config, "c").unwrap(), Some(Duration::from_secs(60)));
+/// assert_eq!(backstage::config::duration(&config, "d").unwrap(), Some(Duration::from_millis(60_005)));
+/// assert_eq!(backstage::config::duration(&config, "e").unwrap(), None);
+/// ```
+pub fn duration(config: &RootConfig, key: &str) -> Result<Option<std::time::Duration>> {
+    use std::time::Duration;
+    let value: Option<Value> = config.get_optional(key)?;
+    let bad = || {
+        Error::input(format!(
+            "invalid duration at '{}' in {}: write milliseconds (5000), a string (\"5s\", \"PT5S\") or an object ({{ seconds: 5 }})",
+            config.full(key),
+            config.source_of(key).unwrap_or("config")
+        ))
+    };
+    let Some(value) = value else { return Ok(None) };
+    match value {
+        Value::Number(n) => n
+            .as_u64()
+            .map(|ms| Some(Duration::from_millis(ms)))
+            .ok_or_else(bad),
+        Value::String(text) => {
+            let text = text.trim();
+            if let Some(iso) = text.strip_prefix("PT").or_else(|| text.strip_prefix("pt")) {
+                return iso_duration(iso).map(Some).ok_or_else(bad);
+            }
+            humantime::parse_duration(text).map(Some).map_err(|_| bad())
+        }
+        Value::Object(map) => {
+            let mut total = Duration::ZERO;
+            for (unit, amount) in map {
+                let amount = amount.as_f64().filter(|a| *a >= 0.0).ok_or_else(bad)?;
+                let seconds = match unit.as_str() {
+                    "years" => 365.0 * 86_400.0,
+                    "months" => 30.0 * 86_400.0,
+                    "weeks" => 7.0 * 86_400.0,
+                    "days" => 86_400.0,
+                    "hours" => 3_600.0,
+                    "minutes" => 60.0,
+                    "seconds" => 1.0,
+                    "milliseconds" => 0.001,
+                    _ => return Err(bad()),
+                };
+                total += Duration::from_secs_f64(amount * seconds);
+            }
+            Ok(Some(total))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// The time part of an ISO 8601 duration after `PT`: `1H30M`, `5S`, `0.5S`.
+fn iso_duration(text: &str) -> Option<std::time::Duration> {
+    let mut total = 0.0;
+    let mut number = String::new();
+    for c in text.chars() {
+        match c {
+            '0'..='9' | '.' => number.push(c),
+            'H' | 'h' | 'M' | 'm' | 'S' | 's' => {
+                let n: f64 = number.parse().ok()?;
+                number.clear();
+                total += n * match c.to_ascii_uppercase() {
+                    'H' => 3_600.0,
+                    'M' => 60.0,
+                    _ => 1.0,
+                };
+            }
+            _ => return None,
+        }
+    }
+    number
+        .is_empty()
+        .then(|| std::time::Duration::from_secs_f64(total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

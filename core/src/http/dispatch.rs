@@ -2,13 +2,15 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::Request;
-use axum::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use axum::extract::{ConnectInfo, Request};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
@@ -29,7 +31,11 @@ pub(crate) struct Routes {
 pub(crate) struct Shared {
     pub(crate) health: RootHealth,
     pub(crate) routes: OnceLock<Routes>,
-    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) policies: super::policies::HttpPolicies,
+    /// Turns true once every plugin has started.
+    pub(crate) started: tokio::sync::watch::Receiver<bool>,
+    /// Set when plugins shut down: their routes answer 503.
+    pub(crate) shutting_down: std::sync::atomic::AtomicBool,
 }
 
 /// The backend's root HTTP service.
@@ -39,34 +45,6 @@ pub(crate) struct Dispatcher {
 }
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
-
-/// Backstage's default security headers (helmet 6 as Backstage configures it).
-pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; base-uri 'self'; font-src 'self' https: data:; frame-ancestors 'self'; img-src 'self' data:; object-src 'none'; script-src 'self' 'unsafe-eval'; script-src-attr 'none'; style-src 'self' https: 'unsafe-inline'; upgrade-insecure-requests";
-
-pub(crate) fn security_headers() -> Vec<(HeaderName, HeaderValue)> {
-    [
-        ("content-security-policy", CONTENT_SECURITY_POLICY),
-        ("referrer-policy", "no-referrer"),
-        (
-            "strict-transport-security",
-            "max-age=15552000; includeSubDomains",
-        ),
-        ("x-content-type-options", "nosniff"),
-        ("x-dns-prefetch-control", "off"),
-        ("x-download-options", "noopen"),
-        ("x-frame-options", "SAMEORIGIN"),
-        ("x-permitted-cross-domain-policies", "none"),
-        ("x-xss-protection", "0"),
-    ]
-    .into_iter()
-    .map(|(name, value)| {
-        (
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        )
-    })
-    .collect()
-}
 
 impl Service<Request> for Dispatcher {
     type Response = Response;
@@ -85,47 +63,145 @@ impl Service<Request> for Dispatcher {
 
 impl Shared {
     async fn handle(&self, request: Request) -> Response {
+        let started = Instant::now();
         let method = request.method().clone();
         let uri = request.uri().clone();
-        let mut response = match AssertUnwindSafe(self.route(request)).catch_unwind().await {
-            Ok(response) => response,
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
-                Error::internal(format!("request handler panicked: {what}")).into_response()
+        let version = request.version();
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let log_meta = tracing::enabled!(target: "backstage::http", tracing::Level::INFO)
+            .then(|| RequestMeta::of(&request));
+
+        let limits = self.rate_limits_for(uri.path());
+        let mut response = 'response: {
+            if let Some(ip) = peer {
+                for limit in &limits {
+                    if !limit.hit(ip) {
+                        break 'response too_many_requests(limit.retry_after(ip));
+                    }
+                }
+            }
+            if let Some(length) = request
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                && length > self.policies.body_limit as u64
+            {
+                break 'response Error::new(
+                    crate::ErrorKind::PayloadTooLarge,
+                    "request entity too large",
+                )
+                .into_response();
+            }
+            let routed = AssertUnwindSafe(self.route(request)).catch_unwind();
+            let outcome = match self.policies.request_timeout {
+                Some(limit) => match tokio::time::timeout(limit, routed).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        break 'response Error::service_unavailable("Request timed out")
+                            .into_response();
+                    }
+                },
+                None => routed.await,
+            };
+            match outcome {
+                Ok(response) => response,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
+                    Error::internal(format!("request handler panicked: {what}")).into_response()
+                }
             }
         };
+        if let Some(ip) = peer {
+            let status = response.status();
+            for limit in &limits {
+                if (limit.skip_successful && status.as_u16() < 400)
+                    || (limit.skip_failed && status.as_u16() >= 400)
+                {
+                    limit.forget(ip);
+                }
+            }
+        }
         if let Some(report) = response.extensions_mut().remove::<ErrorReport>() {
             write_error_body(&mut response, &report, &method, &uri);
         }
+        if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was never read: the connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         let headers = response.headers_mut();
-        for (name, value) in &self.headers {
+        for (name, value) in &self.policies.security_headers {
             if !headers.contains_key(name) {
                 headers.insert(name.clone(), value.clone());
             }
         }
+        if let Some(meta) = log_meta {
+            meta.log(&method, &uri, version, &response, started);
+        }
         response
+    }
+
+    fn rate_limits_for(&self, path: &str) -> Vec<&super::policies::RateLimit> {
+        let limits = &self.policies.rate_limits;
+        let mut found = Vec::new();
+        if let Some(global) = &limits.global {
+            found.push(global);
+        }
+        if !limits.plugins.is_empty()
+            && let Some(rest) = path.strip_prefix("/api/")
+            && let Some(limit) = limits.plugins.get(rest.split('/').next().unwrap_or(""))
+        {
+            found.push(limit);
+        }
+        found
     }
 
     async fn route(&self, mut request: Request) -> Response {
         let path = request.uri().path();
         if let Some(probe) = path.strip_prefix("/.backstage/health/v1/") {
-            return match probe {
+            let mut response = match probe {
                 "liveness" => json_response(StatusCode::OK, br#"{"status":"ok"}"#),
                 "readiness" => self.health.readiness_response(),
-                _ => StatusCode::NOT_FOUND.into_response(),
+                _ => return StatusCode::NOT_FOUND.into_response(),
             };
-        }
-        let Some(routes) = self.routes.get() else {
-            if path.starts_with("/api/") {
-                return Error::service_unavailable("Service has not started up yet")
-                    .into_response();
+            for (name, value) in &self.policies.health_headers {
+                response.headers_mut().insert(name.clone(), value.clone());
             }
-            return StatusCode::NOT_FOUND.into_response();
+            return response;
+        }
+        if path.starts_with("/api/")
+            && self
+                .shutting_down
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Error::service_unavailable("Service is shutting down").into_response();
+        }
+        let routes = match self.routes.get() {
+            Some(routes) => routes,
+            None if path.starts_with("/api/") => {
+                // Hold the request while plugins start, up to the pause timeout.
+                let mut started = self.started.clone();
+                let _ = tokio::time::timeout(self.policies.startup_pause, started.wait_for(|s| *s))
+                    .await;
+                match self.routes.get() {
+                    Some(routes) => routes,
+                    None => {
+                        return Error::service_unavailable("Service has not started up yet")
+                            .into_response();
+                    }
+                }
+            }
+            None => return StatusCode::NOT_FOUND.into_response(),
         };
+        let path = request.uri().path();
         let Some(rest) = path.strip_prefix("/api/") else {
             return routes
                 .root
@@ -214,6 +290,85 @@ fn write_error_body(response: &mut Response, report: &ErrorReport, method: &Meth
             *response.body_mut() = Body::from(bytes);
         }
         Err(e) => tracing::error!("could not serialize an error body: {e}"),
+    }
+}
+
+/// 429, in the body Backstage's rate limiter sends (it has no `request` part).
+fn too_many_requests(retry_after: u64) -> Response {
+    let mut response = json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        br#"{"error":{"name":"Error","message":"Too many requests, please try again later"},"response":{"statusCode":429}}"#,
+    );
+    if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// What the request line needs from the request, taken before the request is consumed.
+struct RequestMeta {
+    referrer: Option<String>,
+    user_agent: Option<String>,
+    remote: Option<String>,
+}
+
+impl RequestMeta {
+    fn of(request: &Request) -> Self {
+        let header = |name| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        RequestMeta {
+            referrer: header(http::header::REFERER),
+            user_agent: header(http::header::USER_AGENT),
+            remote: request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+        }
+    }
+
+    /// Backstage's request line: `[date] "GET /path HTTP/1.1" 200 15 "-" "curl/8.0"`.
+    fn log(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        version: http::Version,
+        response: &Response,
+        started: Instant,
+    ) {
+        let version = match version {
+            http::Version::HTTP_09 => "0.9",
+            http::Version::HTTP_10 => "1.0",
+            http::Version::HTTP_2 => "2.0",
+            http::Version::HTTP_3 => "3.0",
+            _ => "1.1",
+        };
+        let length = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("0");
+        let url = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        tracing::info!(
+            target: "backstage::http",
+            r#type = "incomingRequest",
+            method = %method,
+            url,
+            status = response.status().as_u16(),
+            remote_address = self.remote.as_deref().unwrap_or("-"),
+            response_time_ms = started.elapsed().as_millis() as u64,
+            "[{}] \"{method} {url} HTTP/{version}\" {} {length} \"{}\" \"{}\"",
+            humantime::format_rfc3339_millis(std::time::SystemTime::now()),
+            response.status().as_u16(),
+            self.referrer.as_deref().unwrap_or("-"),
+            self.user_agent.as_deref().unwrap_or("-"),
+        );
     }
 }
 

@@ -23,7 +23,9 @@ use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
 
 pub(crate) mod dispatch;
 pub(crate) mod gate;
+pub(crate) mod policies;
 mod policy;
+pub(crate) mod serve;
 
 pub use policy::PathPolicy;
 

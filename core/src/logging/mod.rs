@@ -103,16 +103,120 @@ impl Service for RootLogger {
     }
 }
 
-/// Installs the default subscriber (readable lines on stderr, level from `LOG_LEVEL`), unless
-/// one is installed already.
-pub(crate) fn init() {
-    let filter = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
+/// Installs the default subscriber, unless one is installed already.
+///
+/// - Level: `LOG_LEVEL` (any `tracing` filter, e.g. `debug` or `info,backstage::http=warn`), else
+///   `backend.logger.level`, else `info`.
+/// - Format: JSON lines when `NODE_ENV` or `BACKSTAGE_ENV` is `production` (Backstage's switch),
+///   readable lines otherwise.
+/// - `backend.logger.meta`: fields added to every line (`service: backstage`).
+pub(crate) fn init(config: &crate::RootConfig) {
+    let level = std::env::var("LOG_LEVEL")
+        .ok()
+        .or_else(|| {
+            config
+                .get_optional::<String>("backend.logger.level")
+                .ok()
+                .flatten()
+        })
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&level).unwrap_or_else(|_| {
+        eprintln!("LOG_LEVEL / backend.logger.level '{level}' is not a log level; using info");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let meta: std::collections::BTreeMap<String, serde_json::Value> = config
+        .get_optional("backend.logger.meta")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let production = ["NODE_ENV", "BACKSTAGE_ENV"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|e| e == "production"));
+    let ansi = !production && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if production {
+        let inner = tracing_subscriber::fmt::format().json().flatten_event(true);
+        builder
+            .event_format(WithMeta::new(inner, &meta, true))
+            .try_init()
+    } else {
+        builder
+            .event_format(WithMeta::new(
+                tracing_subscriber::fmt::format(),
+                &meta,
+                false,
+            ))
+            .try_init()
+    };
+}
+
+/// A formatter that appends `backend.logger.meta` to every line.
+struct WithMeta<F> {
+    inner: F,
+    suffix: String,
+    json: bool,
+}
+
+impl<F> WithMeta<F> {
+    fn new(
+        inner: F,
+        meta: &std::collections::BTreeMap<String, serde_json::Value>,
+        json: bool,
+    ) -> Self {
+        let suffix = meta
+            .iter()
+            .map(|(key, value)| {
+                let text = match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if json {
+                    format!(
+                        ",{}:{}",
+                        serde_json::Value::String(key.clone()),
+                        serde_json::Value::String(text)
+                    )
+                } else {
+                    format!(" {key}={text}")
+                }
+            })
+            .collect();
+        WithMeta {
+            inner,
+            suffix,
+            json,
+        }
+    }
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for WithMeta<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        if self.suffix.is_empty() {
+            return self.inner.format_event(ctx, writer, event);
+        }
+        let mut line = String::new();
+        self.inner.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        let line = line.trim_end_matches('\n');
+        match line.strip_suffix('}') {
+            Some(open) if self.json => writeln!(writer, "{open}{}}}", self.suffix),
+            _ => writeln!(writer, "{line}{}", self.suffix),
+        }
+    }
 }

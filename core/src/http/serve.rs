@@ -1,0 +1,276 @@
+//! The HTTP server: accepting connections (plain or TLS), timeouts, connection limits and a
+//! graceful stop.
+//!
+//! Written on hyper-util rather than `axum::serve` because `axum::serve` exposes neither the
+//! header read timeout, nor TLS, nor a limit on connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::config::RootConfig;
+use crate::error::{Error, Result};
+use std::convert::Infallible;
+
+/// `backend.server`, `backend.https` and the shutdown grace period.
+#[derive(Clone)]
+pub(crate) struct ServerSettings {
+    /// `backend.server.headersTimeout`: a client must send a request's headers within this
+    /// (slow-loris protection; it also closes idle keep-alive connections). Default 60 s.
+    pub(crate) headers_timeout: Duration,
+    /// `backend.server.maxConnections`: connections served at once; more wait to be accepted.
+    pub(crate) max_connections: Option<usize>,
+    /// `backend.server.keepAlive` (default true): whether HTTP/1.1 connections are reused.
+    pub(crate) keep_alive: bool,
+    /// `backend.lifecycle.shutdownGracePeriod`: how long in-flight requests may take to finish
+    /// once the server stops accepting. Default 30 s.
+    pub(crate) grace_period: Duration,
+    /// `backend.https.certificate`: serve TLS.
+    pub(crate) tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
+impl ServerSettings {
+    pub(crate) fn from_config(config: &RootConfig) -> Result<Self> {
+        let headers_timeout = crate::config::duration(config, "backend.server.headersTimeout")?
+            .unwrap_or(Duration::from_secs(60));
+        let max_connections: Option<usize> =
+            config.get_optional("backend.server.maxConnections")?;
+        if max_connections == Some(0) {
+            return Err(Error::input(
+                "backend.server.maxConnections must be at least 1",
+            ));
+        }
+        let keep_alive = config
+            .get_optional("backend.server.keepAlive")?
+            .unwrap_or(true);
+        let grace_period =
+            crate::config::duration(config, "backend.lifecycle.shutdownGracePeriod")?
+                .unwrap_or(Duration::from_secs(30));
+        let tls = tls_config(config)?;
+        Ok(ServerSettings {
+            headers_timeout,
+            max_connections,
+            keep_alive,
+            grace_period,
+            tls,
+        })
+    }
+}
+
+fn tls_config(config: &RootConfig) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>> {
+    if !config.has("backend.https")
+        || config.get_optional::<bool>("backend.https").ok().flatten() == Some(false)
+    {
+        return Ok(None);
+    }
+    if config.get_optional::<bool>("backend.https").ok().flatten() == Some(true) {
+        return Err(Error::input(
+            "backend.https: true asks for a generated certificate, which this backend does not make; give backend.https.certificate.cert and .key (PEM)",
+        ));
+    }
+    let cert: String = config.get("backend.https.certificate.cert")?;
+    let key: String = config.get("backend.https.certificate.key")?;
+    let certs = rustls_pemfile::certs(&mut cert.as_bytes())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| {
+            Error::input(format!(
+                "backend.https.certificate.cert is not a PEM certificate: {e}"
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(Error::input(
+            "backend.https.certificate.cert holds no PEM certificate",
+        ));
+    }
+    let key = rustls_pemfile::private_key(&mut key.as_bytes())
+        .map_err(|e| {
+            Error::input(format!(
+                "backend.https.certificate.key is not a PEM private key: {e}"
+            ))
+        })?
+        .ok_or_else(|| Error::input("backend.https.certificate.key holds no PEM private key"))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut server = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::internal(format!("cannot set up TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            Error::input(format!(
+                "backend.https.certificate does not hold a usable key pair: {e}"
+            ))
+        })?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(server)))
+}
+
+/// How long accepted connections get to deliver their first request once the server stops.
+const SETTLE: Duration = Duration::from_millis(150);
+
+/// Serves `dispatcher` on `listener` until `stop` fires; then stops accepting, lets in-flight
+/// requests finish for at most the grace period, and returns.
+pub(crate) async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    settings: ServerSettings,
+    mut stop: oneshot::Receiver<()>,
+) where
+    S: tower::Service<Request, Response = axum::response::Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.headers_timeout)
+        .keep_alive(settings.keep_alive);
+    builder.http2().timer(TokioTimer::new());
+    let limit = settings
+        .max_connections
+        .map(|n| Arc::new(Semaphore::new(n)));
+    let acceptor = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let graceful = GracefulShutdown::new();
+    // Once `stop` fires, connections already waiting in the listen queue are still accepted
+    // (their clients have connected; closing the listener would reset them), then the listener
+    // closes and new connections are refused.
+    let mut draining = false;
+    loop {
+        let permit = match &limit {
+            Some(limit) if draining => match limit.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => break,
+            },
+            Some(limit) => tokio::select! {
+                permit = limit.clone().acquire_owned() => match permit {
+                    Ok(permit) => Some(permit),
+                    Err(_) => break,
+                },
+                _ = &mut stop => {
+                    draining = true;
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let accepted = if draining {
+            match tokio::time::timeout(Duration::from_millis(5), listener.accept()).await {
+                Ok(accepted) => accepted,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = &mut stop => {
+                    draining = true;
+                    continue;
+                }
+            }
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("accepting a connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service_for(service.clone(), peer);
+        match &acceptor {
+            None => {
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                    drop(permit);
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let handshake_timeout = settings.headers_timeout;
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        _ => return,
+                    };
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                        .into_owned();
+                    let _ = watcher.watch(connection).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+    drop(listener);
+    // Requests already on the wire of freshly accepted connections are read before the
+    // connections are told to close, so no client that connected goes unanswered.
+    let settle = SETTLE.min(settings.grace_period);
+    tokio::time::sleep(settle).await;
+    if tokio::time::timeout(settings.grace_period - settle, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still in flight after the shutdown grace period of {} ms were cut off",
+            settings.grace_period.as_millis()
+        );
+    }
+}
+
+/// The service of one connection: the backend's service, told the peer's address.
+#[derive(Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: SocketAddr,
+}
+
+impl<S> tower::Service<hyper::Request<hyper::body::Incoming>> for WithPeer<S>
+where
+    S: tower::Service<Request>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: hyper::Request<hyper::body::Incoming>) -> S::Future {
+        let mut request = request.map(axum::body::Body::new);
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        self.inner.call(request)
+    }
+}
+
+fn service_for<S>(service: S, peer: SocketAddr) -> TowerToHyperService<WithPeer<S>>
+where
+    S: tower::Service<Request>,
+{
+    TowerToHyperService::new(WithPeer {
+        inner: service,
+        peer,
+    })
+}

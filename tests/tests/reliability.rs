@@ -1,0 +1,713 @@
+//! Lifecycle and reliability: shutdown under load, start-up gate, limits, timeouts, logs,
+//! CORS, CSP, health headers, rate limits, HTTPS.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backstage::prelude::*;
+use backstage::testing::{TestBackend, json};
+
+/// Routes for the in-process tests.
+#[backend_plugin(id = "rel")]
+pub struct Rel;
+
+#[routes]
+impl Rel {
+    #[route(get, "/sleep/{ms}", auth = "unauthenticated")]
+    async fn sleep(&self, Path(ms): Path<u64>) -> String {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        format!("slept {ms} ms")
+    }
+
+    #[route(post, "/echo", auth = "unauthenticated")]
+    async fn echo(&self, Json(body): Json<serde_json::Value>) -> String {
+        body.to_string().len().to_string()
+    }
+
+    #[route(get, "/fail", auth = "unauthenticated")]
+    async fn fail(&self) -> Result<&'static str> {
+        Err(Error::input("no"))
+    }
+}
+
+async fn rel(config: serde_json::Value) -> TestBackend {
+    TestBackend::builder()
+        .plugin::<Rel>()
+        .config(config)
+        .start()
+        .await
+        .unwrap()
+}
+
+// Blocking socket I/O below: the server needs threads of its own.
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413_without_being_read() {
+    let backend = rel(json!({ "backend": { "server": { "maxRequestBodySize": "1kb" } } })).await;
+    let small = json!({ "a": "x".repeat(100) });
+    assert_eq!(
+        backend
+            .post("/api/rel/echo")
+            .json(&small)
+            .send()
+            .await
+            .status(),
+        200
+    );
+    let big = json!({ "a": "x".repeat(4000) });
+    let res = backend.post("/api/rel/echo").json(&big).send().await;
+    assert_eq!(res.status(), 413);
+    assert_eq!(
+        res.error(),
+        (
+            "PayloadTooLargeError".to_owned(),
+            "request entity too large".to_owned()
+        )
+    );
+
+    // a huge declared length is refused from the headers alone: nothing is read, memory stays flat
+    let before = rss_kb();
+    let address = backend.backend().local_addr();
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream
+            .write_all(b"POST /api/rel/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    }
+    // a chunked body without a length is cut off at the limit
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.write_all(b"POST /api/rel/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n").unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 8192, "x".repeat(8192));
+    for _ in 0..64 {
+        if stream.write_all(chunk.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(
+        rss_kb() < before + 30_000,
+        "memory grew from {before} kB to {} kB",
+        rss_kb()
+    );
+}
+
+fn rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[backstage::test]
+async fn slow_requests_time_out_with_503() {
+    let backend = rel(json!({ "backend": { "server": { "requestTimeout": "300ms" } } })).await;
+    assert_eq!(
+        backend.get("/api/rel/sleep/10").send().await.text(),
+        "slept 10 ms"
+    );
+    let started = Instant::now();
+    let res = backend.get("/api/rel/sleep/3000").send().await;
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        res.error(),
+        (
+            "ServiceUnavailableError".to_owned(),
+            "Request timed out".to_owned()
+        )
+    );
+}
+
+#[test]
+fn a_slow_loris_is_cut_off_by_the_header_timeout() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let backend = runtime.block_on(rel(
+        json!({ "backend": { "server": { "headersTimeout": "500ms" } } }),
+    ));
+    let mut stream = TcpStream::connect(backend.backend().local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /api/rel/sleep/1 HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    // ... and never the blank line that ends the headers
+    let mut buffer = Vec::new();
+    let _ = stream.read_to_end(&mut buffer);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(5),
+        "closed after {elapsed:?}"
+    );
+    let text = String::from_utf8_lossy(&buffer);
+    assert!(!text.contains("slept"), "{text}");
+    drop(backend);
+}
+
+// Blocking socket I/O below: the server needs threads of its own.
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_queues_extra_connections() {
+    let backend = rel(json!({ "backend": { "server": { "maxConnections": 1 } } })).await;
+    let address = backend.backend().local_addr();
+    // the first connection holds the only slot
+    let mut first = TcpStream::connect(address).unwrap();
+    first
+        .write_all(b"GET /api/rel/sleep/1 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(first.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(700))
+        .build()
+        .unwrap();
+    let waiting = client.get(backend.url("/api/rel/sleep/1")).send().await;
+    assert!(
+        waiting.is_err(),
+        "the second connection waits while the first is open"
+    );
+    drop(reader);
+    drop(first);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    assert_eq!(
+        client
+            .get(backend.url("/api/rel/sleep/1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[backstage::test]
+async fn keep_alive_can_be_turned_off() {
+    let backend = rel(json!({ "backend": { "server": { "keepAlive": false } } })).await;
+    let res = backend.get("/api/rel/sleep/1").send().await;
+    assert_eq!(res.header("connection"), Some("close"));
+    let backend = rel(json!({})).await;
+    assert_eq!(
+        backend
+            .get("/api/rel/sleep/1")
+            .send()
+            .await
+            .header("connection"),
+        None
+    );
+}
+
+#[backstage::test]
+async fn cors_follows_backend_cors() {
+    let backend = rel(json!({ "backend": { "cors": {
+        "origin": ["https://*.example.com", "http://localhost:3000"],
+        "methods": ["GET", "POST"],
+        "credentials": true,
+        "maxAge": 600,
+        "exposedHeaders": ["x-total"],
+    } } }))
+    .await;
+    let preflight = |origin: &str| {
+        backend
+            .request(backstage::axum::http::Method::OPTIONS, "/api/rel/echo")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let res = preflight("https://app.example.com").await;
+    assert_eq!(
+        res.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(res.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(res.header("access-control-max-age"), Some("600"));
+    assert_eq!(res.header("access-control-allow-methods"), Some("GET,POST"));
+    assert_eq!(
+        res.header("access-control-allow-headers"),
+        Some("content-type")
+    );
+    let res = preflight("https://evil.example.org").await;
+    assert_eq!(res.header("access-control-allow-origin"), None);
+    let res = backend
+        .get("/api/rel/sleep/1")
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await;
+    assert_eq!(
+        res.header("access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
+    assert_eq!(res.header("access-control-expose-headers"), Some("x-total"));
+
+    let without = rel(json!({})).await;
+    let res = without
+        .get("/api/rel/sleep/1")
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await;
+    assert_eq!(
+        res.header("access-control-allow-origin"),
+        None,
+        "no backend.cors, no CORS headers"
+    );
+}
+
+#[backstage::test]
+async fn csp_overrides_and_health_headers() {
+    let backend = rel(json!({ "backend": {
+        "csp": { "connect-src": ["'self'", "https://api.example.com"], "upgrade-insecure-requests": false },
+        "health": { "headers": { "x-health-check": "backstage" } },
+    } }))
+    .await;
+    let res = backend.get("/api/rel/sleep/1").send().await;
+    let csp = res.header("content-security-policy").unwrap();
+    assert!(
+        csp.ends_with("connect-src 'self' https://api.example.com"),
+        "{csp}"
+    );
+    assert!(!csp.contains("upgrade-insecure-requests"), "{csp}");
+    assert_eq!(res.header("x-health-check"), None);
+    for probe in ["liveness", "readiness"] {
+        let res = backend
+            .get(&format!("/.backstage/health/v1/{probe}"))
+            .send()
+            .await;
+        assert_eq!(res.header("x-health-check"), Some("backstage"), "{probe}");
+    }
+}
+
+#[backstage::test]
+async fn rate_limits_answer_429_in_backstages_body() {
+    let backend = rel(json!({ "backend": { "rateLimit": { "incomingRequestLimit": 3, "window": "1m", "ipAllowList": [] } } })).await;
+    for _ in 0..3 {
+        assert_eq!(backend.get("/api/rel/sleep/1").send().await.status(), 200);
+    }
+    let res = backend.get("/api/rel/sleep/1").send().await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(
+        res.text(),
+        r#"{"error":{"name":"Error","message":"Too many requests, please try again later"},"response":{"statusCode":429}}"#
+    );
+    assert!(res.header("retry-after").is_some());
+
+    // loopback is on the default allow list
+    let backend = rel(json!({ "backend": { "rateLimit": { "incomingRequestLimit": 1 } } })).await;
+    for _ in 0..3 {
+        assert_eq!(backend.get("/api/rel/sleep/1").send().await.status(), 200);
+    }
+
+    // per plugin, and failed requests not counted
+    let backend = rel(
+        json!({ "backend": { "rateLimit": { "global": false, "plugin": { "rel": {
+        "incomingRequestLimit": 2, "ipAllowList": [], "skipFailedRequests": true } } } } }),
+    )
+    .await;
+    for _ in 0..5 {
+        assert_eq!(backend.get("/api/rel/fail").send().await.status(), 400);
+    }
+    assert_eq!(backend.get("/api/rel/sleep/1").send().await.status(), 200);
+    assert_eq!(backend.get("/api/rel/sleep/1").send().await.status(), 200);
+    assert_eq!(backend.get("/api/rel/sleep/1").send().await.status(), 429);
+    assert_eq!(
+        backend
+            .get("/.backstage/health/v1/liveness")
+            .send()
+            .await
+            .status(),
+        200,
+        "other paths are not limited"
+    );
+}
+
+#[backstage::test]
+async fn https_with_a_pem_certificate() {
+    let cert = include_str!("../fixtures/test-cert.pem");
+    let key = include_str!("../fixtures/test-key.pem");
+    let backend =
+        rel(json!({ "backend": { "https": { "certificate": { "cert": cert, "key": key } } } }))
+            .await;
+    let address = backend.backend().local_addr();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let res = client
+        .get(format!(
+            "https://localhost:{}/api/rel/sleep/1",
+            address.port()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.text().await.unwrap(), "slept 1 ms");
+    let plain = reqwest::get(format!(
+        "http://127.0.0.1:{}/api/rel/sleep/1",
+        address.port()
+    ))
+    .await;
+    assert!(
+        plain.is_err() || !plain.unwrap().status().is_success(),
+        "plain HTTP is not served"
+    );
+
+    let err = TestBackend::builder()
+        .plugin::<Rel>()
+        .config(json!({ "backend": { "https": { "certificate": { "cert": "not a cert", "key": key } } } }))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("backend.https.certificate.cert"),
+        "{err}"
+    );
+}
+
+// ---- real processes
+
+fn spawn_slow(
+    dir: &std::path::Path,
+    config: &str,
+    env: &[(&str, &str)],
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("app-config.yaml"), config).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slow-backend"));
+    command
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env_remove("LOG_LEVEL")
+        .env_remove("NODE_ENV");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn wait_for(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => {
+                let done = line.contains(needle);
+                lines.push(line);
+                if done {
+                    return lines;
+                }
+            }
+            Err(_) => panic!("no line with {needle:?} in:\n{}", lines.join("\n")),
+        }
+    }
+}
+
+/// A request's status and body, or how it failed.
+type Outcome = Result<(u16, String), String>;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[backstage::test]
+async fn sigterm_under_load_drops_no_accepted_request() {
+    let dir = std::env::temp_dir().join(format!("backstage-sigterm-{}", std::process::id()));
+    let port = free_port();
+    let config = format!(
+        "backend:\n  listen: {{ host: 127.0.0.1, port: {port} }}\n  lifecycle:\n    serverShutdownDelay: 600ms\n  logger:\n    level: warn\n"
+    );
+    let (child, rx) = spawn_slow(&dir, &config, &[("LOG_LEVEL", "info")]);
+    wait_for(&rx, "Backend started in");
+    let base = format!("http://127.0.0.1:{port}");
+    // a fresh connection per request: each either is accepted and answered, or refused
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let results: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let stop_sending = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..50 {
+        let (client, base, results, stop) = (
+            client.clone(),
+            base.clone(),
+            results.clone(),
+            stop_sending.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            for _ in 0..40 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let outcome = match client
+                    .get(format!("{base}/api/slow/sleep/200"))
+                    .send()
+                    .await
+                {
+                    Ok(res) => {
+                        let status = res.status().as_u16();
+                        match res.text().await {
+                            Ok(body) => Ok((status, body)),
+                            Err(e) => Err(format!("cut mid-response: {e}")),
+                        }
+                    }
+                    Err(e) if e.is_connect() => Err("refused".to_owned()),
+                    Err(e) => Err(format!("failed after connecting: {e:?}")),
+                };
+                results.lock().unwrap().push(outcome);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // during the delay, readiness is 503 and requests are still served
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let readiness = client
+        .get(format!("{base}/.backstage/health/v1/readiness"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(readiness.status(), 503);
+    assert_eq!(
+        readiness.text().await.unwrap(),
+        r#"{"message":"Backend is shuttting down","status":"error"}"#
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop_sending.store(true, std::sync::atomic::Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let results = results.lock().unwrap();
+    let served = results
+        .iter()
+        .filter(|r| matches!(r, Ok((200, body)) if body == "slept 200 ms"))
+        .count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e == "refused"))
+        .count();
+    let bad: Vec<_> = results
+        .iter()
+        .filter(|r| {
+            !matches!(r, Ok((200, b)) if b == "slept 200 ms")
+                && !matches!(r, Err(e) if e == "refused")
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} bad outcomes, e.g. {:?}",
+        bad.len(),
+        bad.iter().take(3).collect::<Vec<_>>()
+    );
+    assert!(served >= 100, "served {served}");
+    assert!(
+        refused > 0,
+        "some requests came after the server stopped accepting"
+    );
+}
+
+#[backstage::test]
+async fn a_handler_that_always_panics_does_not_hurt_the_others() {
+    let dir = std::env::temp_dir().join(format!("backstage-panics-{}", std::process::id()));
+    let port = free_port();
+    let (mut child, rx) = spawn_slow(
+        &dir,
+        &format!("backend:\n  listen: {{ host: 127.0.0.1, port: {port} }}\n"),
+        &[("LOG_LEVEL", "error")],
+    );
+    let _ = rx.recv_timeout(Duration::from_secs(1));
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if client
+            .get(format!("{base}/.backstage/health/v1/readiness"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (client, base) = (client.clone(), base.clone());
+        tasks.push(tokio::spawn(async move {
+            let path = if i % 2 == 0 {
+                "/api/slow/panic"
+            } else {
+                "/api/slow/sleep/5"
+            };
+            client
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 500).count(), 100);
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 100);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+#[backstage::test]
+async fn logs_request_lines_json_in_production_level_and_meta() {
+    let dir = std::env::temp_dir().join(format!("backstage-logs-{}", std::process::id()));
+    let port = free_port();
+    let config = format!(
+        "backend:\n  listen: {{ host: 127.0.0.1, port: {port} }}\n  logger:\n    level: info\n    meta:\n      service: backstage-test\n      region: eu\n"
+    );
+    let (child, rx) = spawn_slow(&dir, &config, &[("NODE_ENV", "production")]);
+    let lines = wait_for(&rx, "Backend started in");
+    for line in &lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert_eq!(value["service"], "backstage-test", "{line}");
+        assert_eq!(value["region"], "eu", "{line}");
+    }
+    let _ = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/slow/sleep/1"))
+        .header("user-agent", "tester/1")
+        .send()
+        .await
+        .unwrap();
+    let lines = wait_for(&rx, "incomingRequest");
+    let line = lines.last().unwrap();
+    assert!(
+        line.contains(r#"\"GET /api/slow/sleep/1 HTTP/1.1\" 200 10 \"-\" \"tester/1\""#),
+        "{line}"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait_with_output();
+
+    // the level from config, and LOG_LEVEL over it
+    let config = format!(
+        "backend:\n  listen: {{ host: 127.0.0.1, port: {} }}\n  logger:\n    level: warn\n",
+        free_port()
+    );
+    let (child, rx) = spawn_slow(&dir, &config, &[]);
+    std::thread::sleep(Duration::from_millis(800));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait_with_output();
+    let quiet: Vec<String> = rx.try_iter().collect();
+    assert!(
+        quiet.iter().all(|l| !l.contains("Listening on")),
+        "{quiet:?}"
+    );
+    let (child, rx) = spawn_slow(&dir, &config, &[("LOG_LEVEL", "info")]);
+    wait_for(&rx, "Listening on");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait_with_output();
+}
+
+#[backstage::test]
+async fn requests_wait_for_start_up_up_to_the_pause_timeout() {
+    // carmen-like plugin that takes 600 ms to start; requests sent meanwhile are held
+    let port = free_port();
+    let config = json!({ "backend": { "listen": { "host": "127.0.0.1", "port": port }, "lifecycle": { "startupRequestPauseTimeout": "5s" } } });
+    let starting = tokio::spawn(
+        TestBackend::builder()
+            .plugin::<SlowStart>()
+            .config(config)
+            .start(),
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let res = reqwest::get(format!("http://127.0.0.1:{port}/api/slow-start/hello"))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "held until the plugin started, then served"
+    );
+    let _backend = starting.await.unwrap().unwrap();
+
+    let port = free_port();
+    let config = json!({ "backend": { "listen": { "host": "127.0.0.1", "port": port }, "lifecycle": { "startupRequestPauseTimeout": "100ms" } } });
+    let starting = tokio::spawn(
+        TestBackend::builder()
+            .plugin::<SlowStart>()
+            .config(config)
+            .start(),
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let res = reqwest::get(format!("http://127.0.0.1:{port}/api/slow-start/hello"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Service has not started up yet")
+    );
+    let _backend = starting.await.unwrap().unwrap();
+}
+
+/// Takes 600 ms to start.
+#[backend_plugin(id = "slow-start")]
+pub struct SlowStart;
+
+#[routes]
+impl SlowStart {
+    #[init]
+    async fn init(&self) {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+
+    #[route(get, "/hello", auth = "unauthenticated")]
+    async fn hello(&self) -> &'static str {
+        "hello"
+    }
+}
