@@ -551,3 +551,60 @@ async fn server_errors_are_clear_and_bounded() {
         db.cleanup().await;
     }
 }
+
+/// Reports the database role its connections use.
+#[backend_plugin(id = "whoami")]
+pub struct WhoAmI {
+    #[inject]
+    db: Database,
+}
+
+#[routes]
+impl WhoAmI {
+    #[route(get, "/", auth = "unauthenticated")]
+    async fn who(&self) -> Result<String> {
+        let row = sqlx::query("SELECT current_user::text")
+            .fetch_one(self.db.pool())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+#[backstage::test]
+async fn postgres_role_is_set_on_every_connection() {
+    let Some(db) = TestDatabases::each()
+        .into_iter()
+        .find(|db| db.engine() == Engine::Postgres)
+    else {
+        eprintln!("skipped: {} is not set", backstage::testing::POSTGRES_ENV);
+        return;
+    };
+    let role = format!("{}role", db.prefix());
+    let admin = sqlx::PgPool::connect(db.url().unwrap()).await.unwrap();
+    sqlx::query(&format!("CREATE ROLE \"{role}\" NOLOGIN"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("GRANT \"{role}\" TO CURRENT_USER"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let backend = TestBackend::builder()
+        .plugin::<WhoAmI>()
+        .config(db.config_with(json!({ "role": role })))
+        .start()
+        .await;
+    let result = match backend {
+        Ok(backend) => Ok(backend.get("/api/whoami/").send().await.text()),
+        Err(e) => Err(e.to_string()),
+    };
+    db.cleanup().await;
+    let _ = sqlx::query(&format!("DROP OWNED BY \"{role}\""))
+        .execute(&admin)
+        .await;
+    let _ = sqlx::query(&format!("DROP ROLE \"{role}\""))
+        .execute(&admin)
+        .await;
+    admin.close().await;
+    assert_eq!(result.unwrap(), role);
+}

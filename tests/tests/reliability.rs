@@ -711,3 +711,90 @@ impl SlowStart {
         "hello"
     }
 }
+
+#[backstage::test]
+async fn a_redis_store_shares_rate_limit_counts_between_instances() {
+    let Ok(url) = std::env::var("BACKSTAGE_TEST_CACHE_REDIS_CONNECTION_STRING") else {
+        let line = "reliability: skipped the Redis rate limit store: BACKSTAGE_TEST_CACHE_REDIS_CONNECTION_STRING is not set\n";
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        return;
+    };
+    let config = json!({ "backend": { "rateLimit": {
+        "global": false,
+        "store": { "type": "redis", "connection": url },
+        "plugin": { "rel": { "incomingRequestLimit": 3, "window": "5s", "ipAllowList": [] } },
+    } } });
+    // clear what an earlier run of this test may have left for this address
+    let _ = redis_flush(&url).await;
+    let first = rel(config.clone()).await;
+    let second = rel(config).await;
+    assert_eq!(first.get("/api/rel/sleep/1").send().await.status(), 200);
+    assert_eq!(second.get("/api/rel/sleep/1").send().await.status(), 200);
+    assert_eq!(first.get("/api/rel/sleep/1").send().await.status(), 200);
+    let res = second.get("/api/rel/sleep/1").send().await;
+    assert_eq!(
+        res.status(),
+        429,
+        "the fourth request across both instances is over the limit"
+    );
+    let wait: u64 = res.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=5).contains(&wait), "{wait}");
+
+    let broken = json!({ "backend": { "rateLimit": {
+        "store": { "type": "redis", "connection": "redis://127.0.0.1:1" }, "passOnStoreError": true,
+        "incomingRequestLimit": 1, "ipAllowList": [],
+    } } });
+    let backend = rel(broken).await;
+    assert_eq!(
+        backend.get("/api/rel/sleep/1").send().await.status(),
+        200,
+        "passOnStoreError lets requests through"
+    );
+    assert_eq!(backend.get("/api/rel/sleep/1").send().await.status(), 200);
+}
+
+/// Deletes this test's key (speaking Redis's protocol directly, to need no client here).
+async fn redis_flush(url: &str) -> Option<()> {
+    let mut stream =
+        tokio::net::TcpStream::connect(url.trim_start_matches("redis://").trim_end_matches('/'))
+            .await
+            .ok()?;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = "backstage:rate-limit:plugin:rel:127.0.0.1";
+    let command = format!("*2\r\n$3\r\nDEL\r\n${}\r\n{key}\r\n", key.len());
+    stream.write_all(command.as_bytes()).await.ok()?;
+    let mut reply = [0u8; 16];
+    let _ = stream.read(&mut reply).await.ok()?;
+    Some(())
+}
+
+#[backstage::test]
+async fn requests_longer_than_the_grace_period_are_cut_off() {
+    let dir = std::env::temp_dir().join(format!("backstage-grace-{}", std::process::id()));
+    let port = free_port();
+    let config = format!(
+        "backend:\n  listen: {{ host: 127.0.0.1, port: {port} }}\n  lifecycle:\n    shutdownGracePeriod: 500ms\n"
+    );
+    let (child, rx) = spawn_slow(&dir, &config, &[("LOG_LEVEL", "info")]);
+    wait_for(&rx, "Backend started in");
+    let slow = tokio::spawn(reqwest::get(format!(
+        "http://127.0.0.1:{port}/api/slow/sleep/10000"
+    )));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    let outcome = slow.await.unwrap();
+    assert!(
+        outcome.is_err() || outcome.is_ok_and(|r| r.status() != 200),
+        "the 10 s request was cut off"
+    );
+}

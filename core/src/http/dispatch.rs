@@ -78,8 +78,8 @@ impl Shared {
         let mut response = 'response: {
             if let Some(ip) = peer {
                 for limit in &limits {
-                    if !limit.hit(ip) {
-                        break 'response too_many_requests(limit.retry_after(ip));
+                    if !limit.hit(ip).await {
+                        break 'response too_many_requests(limit.retry_after(ip).await);
                     }
                 }
             }
@@ -124,7 +124,7 @@ impl Shared {
                 if (limit.skip_successful && status.as_u16() < 400)
                     || (limit.skip_failed && status.as_u16() >= 400)
                 {
-                    limit.forget(ip);
+                    limit.forget(ip).await;
                 }
             }
         }

@@ -300,6 +300,36 @@ pub(crate) struct RateLimit {
     pub(crate) skip_successful: bool,
     pub(crate) skip_failed: bool,
     counters: Mutex<HashMap<IpAddr, (Instant, u64)>>,
+    /// With `store.type: redis`: the counts live in Redis, shared by every instance.
+    redis: Option<RedisStore>,
+}
+
+/// Fixed-window counters in Redis: `INCR` per client and window, expiring with the window.
+pub(crate) struct RedisStore {
+    client: redis::Client,
+    connection: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    /// `backstage:rate-limit:<scope>:`
+    prefix: String,
+    /// `passOnStoreError`: when Redis fails, let the request through instead of refusing it.
+    pass_on_error: bool,
+}
+
+impl RedisStore {
+    async fn connection(&self) -> redis::RedisResult<redis::aio::ConnectionManager> {
+        // Few retries and short timeouts: a request must not wait long on a broken store.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(2));
+        self.connection
+            .get_or_try_init(|| self.client.get_connection_manager_with_config(config))
+            .await
+            .cloned()
+    }
+
+    fn key(&self, ip: IpAddr) -> String {
+        format!("{}{ip}", self.prefix)
+    }
 }
 
 impl RateLimit {
@@ -342,14 +372,41 @@ impl RateLimit {
                 .map_err(|_| bad("skipFailedRequests"))?
                 .unwrap_or(false),
             counters: Mutex::new(HashMap::new()),
+            redis: None,
         })
     }
 
     /// Counts a request from `ip`; `false` when it is over the limit.
-    pub(crate) fn hit(&self, ip: IpAddr) -> bool {
+    pub(crate) async fn hit(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         if self.allow.iter().any(|a| canonical(*a) == ip) {
             return true;
+        }
+        if let Some(store) = &self.redis {
+            let window = self.window.as_millis() as i64;
+            let key = store.key(ip);
+            let counted: redis::RedisResult<(u64,)> = async {
+                let mut connection = store.connection().await?;
+                redis::pipe()
+                    .atomic()
+                    .cmd("INCR")
+                    .arg(&key)
+                    .cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg(window)
+                    .arg("NX")
+                    .ignore()
+                    .query_async(&mut connection)
+                    .await
+            }
+            .await;
+            return match counted {
+                Ok((count,)) => count <= self.limit,
+                Err(e) => {
+                    tracing::error!("the rate limit store (Redis) failed: {e}");
+                    store.pass_on_error
+                }
+            };
         }
         let now = Instant::now();
         let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
@@ -365,7 +422,16 @@ impl RateLimit {
     }
 
     /// Takes back a counted request (`skipSuccessfulRequests`, `skipFailedRequests`).
-    pub(crate) fn forget(&self, ip: IpAddr) {
+    pub(crate) async fn forget(&self, ip: IpAddr) {
+        if let Some(store) = &self.redis {
+            if let Ok(mut connection) = store.connection().await {
+                let _: redis::RedisResult<i64> = redis::cmd("DECR")
+                    .arg(store.key(canonical(ip)))
+                    .query_async(&mut connection)
+                    .await;
+            }
+            return;
+        }
         let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = counters.get_mut(&canonical(ip)) {
             entry.1 = entry.1.saturating_sub(1);
@@ -373,7 +439,21 @@ impl RateLimit {
     }
 
     /// Seconds until `ip`'s window ends.
-    pub(crate) fn retry_after(&self, ip: IpAddr) -> u64 {
+    pub(crate) async fn retry_after(&self, ip: IpAddr) -> u64 {
+        if let Some(store) = &self.redis {
+            let left: redis::RedisResult<i64> = match store.connection().await {
+                Ok(mut connection) => {
+                    redis::cmd("PTTL")
+                        .arg(store.key(canonical(ip)))
+                        .query_async(&mut connection)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            return left
+                .map(|ms| (ms.max(0) as u64).div_ceil(1000).max(1))
+                .unwrap_or(1);
+        }
         let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         counters
             .get(&canonical(ip))
@@ -413,30 +493,56 @@ impl RateLimits {
                 )?)
             }
             Some(Value::Object(map)) => {
-                if let Some(store) = map.get("store")
-                    && store
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .is_some_and(|t| t != "memory")
-                {
-                    return Err(Error::input(
-                        "backend.rateLimit.store: only the memory store is supported; counts are kept per instance",
-                    ));
-                }
+                let redis_url = match map.get("store") {
+                    None => None,
+                    Some(store) => match store.get("type").and_then(Value::as_str) {
+                        None | Some("memory") => None,
+                        Some("redis") => Some(store.get("connection").and_then(Value::as_str).ok_or_else(|| {
+                            Error::input("backend.rateLimit.store.connection: a Redis store needs a connection string (redis://host:6379)")
+                        })?),
+                        Some(other) => {
+                            return Err(Error::input(format!(
+                                "backend.rateLimit.store.type: unknown store '{other}'; use 'memory' or 'redis'"
+                            )));
+                        }
+                    },
+                };
+                let pass_on_error = map
+                    .get("passOnStoreError")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let redis_for = |scope: &str| -> Result<Option<RedisStore>> {
+                    redis_url
+                        .map(|url| {
+                            let client = redis::Client::open(url).map_err(|e| {
+                                Error::input(format!(
+                                    "backend.rateLimit.store.connection is not a Redis URL: {e}"
+                                ))
+                            })?;
+                            Ok(RedisStore {
+                                client,
+                                connection: tokio::sync::OnceCell::new(),
+                                prefix: format!("backstage:rate-limit:{scope}:"),
+                                pass_on_error,
+                            })
+                        })
+                        .transpose()
+                };
                 let global = map.get("global").and_then(Value::as_bool).unwrap_or(true);
                 let value = Value::Object(map.clone());
                 if global {
-                    limits.global = Some(RateLimit::from_value(&value, "backend.rateLimit")?);
+                    let mut limit = RateLimit::from_value(&value, "backend.rateLimit")?;
+                    limit.redis = redis_for("global")?;
+                    limits.global = Some(limit);
                 }
                 if let Some(Value::Object(plugins)) = map.get("plugin") {
                     for (id, settings) in plugins {
-                        limits.plugins.insert(
-                            id.clone(),
-                            RateLimit::from_value(
-                                settings,
-                                &format!("backend.rateLimit.plugin.{id}"),
-                            )?,
-                        );
+                        let mut limit = RateLimit::from_value(
+                            settings,
+                            &format!("backend.rateLimit.plugin.{id}"),
+                        )?;
+                        limit.redis = redis_for(&format!("plugin:{id}"))?;
+                        limits.plugins.insert(id.clone(), limit);
                     }
                 }
             }
@@ -491,13 +597,16 @@ mod tests {
         )
         .unwrap();
         let a: IpAddr = "10.0.0.1".parse().unwrap();
-        assert!(limit.hit(a) && limit.hit(a) && !limit.hit(a));
-        assert!(limit.hit("10.0.0.2".parse().unwrap()));
+        let hit = |ip: IpAddr| {
+            futures_util::FutureExt::now_or_never(limit.hit(ip)).expect("memory counts are ready")
+        };
+        assert!(hit(a) && hit(a) && !hit(a));
+        assert!(hit("10.0.0.2".parse().unwrap()));
         for _ in 0..10 {
-            assert!(limit.hit("10.0.0.9".parse().unwrap()));
+            assert!(hit("10.0.0.9".parse().unwrap()));
         }
-        limit.forget(a);
-        limit.forget(a);
-        assert!(limit.hit(a));
+        futures_util::FutureExt::now_or_never(limit.forget(a)).expect("ready");
+        futures_util::FutureExt::now_or_never(limit.forget(a)).expect("ready");
+        assert!(hit(a));
     }
 }
