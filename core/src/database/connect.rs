@@ -192,14 +192,7 @@ async fn admin_connection(
     db: &PluginDatabase,
     database: Option<&str>,
 ) -> Result<sqlx::AnyConnection> {
-    let url = url(db, database)?;
-    let options: AnyConnectOptions = url.parse().map_err(|e| {
-        Error::input(format!(
-            "plugin '{}': invalid database connection settings: {e}",
-            db.plugin_id
-        ))
-    })?;
-    let options = options.disable_statement_logging();
+    let options = connect_options(db, &url(db, database)?)?;
     let timeout = Duration::from_millis(db.connect_timeout_millis);
     match tokio::time::timeout(timeout, sqlx::AnyConnection::connect_with(&options)).await {
         Ok(Ok(connection)) => Ok(connection),
@@ -212,6 +205,17 @@ async fn admin_connection(
             db.connect_timeout_millis
         ))),
     }
+}
+
+/// Connection options from `url`, without statement logging (queries are the plugin's to log).
+fn connect_options(db: &PluginDatabase, url: &str) -> Result<AnyConnectOptions> {
+    let options: AnyConnectOptions = url.parse().map_err(|e| {
+        Error::input(format!(
+            "plugin '{}': invalid database connection settings: {e}",
+            db.plugin_id
+        ))
+    })?;
+    Ok(options.disable_statement_logging())
 }
 
 fn connect_error(db: &PluginDatabase, e: &sqlx::Error) -> Error {
@@ -231,13 +235,7 @@ pub(crate) async fn pool(db: &PluginDatabase, cap: Option<u32>) -> Result<AnyPoo
         _ => Some(db.database_name()),
     };
     let url = url(db, database.as_deref())?;
-    let options: AnyConnectOptions = url.parse().map_err(|e| {
-        Error::input(format!(
-            "plugin '{}': invalid database connection settings: {e}",
-            db.plugin_id
-        ))
-    })?;
-    let options = options.disable_statement_logging();
+    let options = connect_options(db, &url)?;
     let mut max = db.pool.max.unwrap_or(10);
     if let Some(cap) = cap {
         max = max.min(cap.max(1));
