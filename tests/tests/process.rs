@@ -19,10 +19,21 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// Starts `bin` in `dir` and collects its stderr lines until "Backend started" (or exit).
 fn spawn(bin: &str, dir: &PathBuf, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    spawn_with_env(bin, dir, args, &[])
+}
+
+/// [`spawn`] with extra environment variables.
+fn spawn_with_env(
+    bin: &str,
+    dir: &PathBuf,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(bin)
         .args(args)
         .current_dir(dir)
         .env("LOG_LEVEL", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -193,23 +204,16 @@ async fn layered_config_and_environment_overrides_reach_the_plugin() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_carmen-backend"))
-        .current_dir(&dir)
-        .env("APP_CONFIG_backend_listen_port", port.to_string())
-        .env("CARMEN_TOKEN", "layered-token-123")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let port_text = port.to_string();
+    let (child, rx) = spawn_with_env(
+        env!("CARGO_BIN_EXE_carmen-backend"),
+        &dir,
+        &[],
+        &[
+            ("APP_CONFIG_backend_listen_port", &port_text),
+            ("CARMEN_TOKEN", "layered-token-123"),
+        ],
+    );
     let log = lines_until(&rx, "Backend started in").join("\n");
     assert!(
         log.contains(&format!("Listening on 127.0.0.1:{port}")),
