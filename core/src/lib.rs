@@ -53,8 +53,8 @@ pub mod testing;
 
 pub use auth::AuthenticateOptions;
 pub use auth::{
-    AccessRestrictions, Auth, Authenticator, BackstageUserInfo, Credentials, HttpAuth, Principal,
-    Service, StaticTokens, User, UserInfo,
+    AccessRestrictions, Auth, Authenticator, BackstageUserInfo, Credentials, HttpAuth,
+    PluginClient, PluginRequestToken, Principal, Service, StaticTokens, User, UserCookie, UserInfo,
 };
 pub use backend::{Backend, BackendBuilder, InstanceMetadata, start};
 pub use backstage_macros::{
@@ -89,9 +89,9 @@ pub mod prelude {
     pub use crate::axum;
     pub use crate::{
         Auth, Credentials, Discovery, Error, ErrorKind, HttpAuth, HttpRouter, Lifecycle, Logger,
-        PluginConfig, PluginMetadata, Principal, Result, RootConfig, RootHealth, RootHttpRouter,
-        RootLifecycle, RootLogger, Secret, Service, User, UserInfo, backend_module, backend_plugin,
-        extension_point, init, route, routes, service, service_factory,
+        PluginClient, PluginConfig, PluginMetadata, Principal, Result, RootConfig, RootHealth,
+        RootHttpRouter, RootLifecycle, RootLogger, Secret, Service, User, UserInfo, backend_module,
+        backend_plugin, extension_point, init, route, routes, service, service_factory,
     };
     pub use axum::Json;
     pub use axum::extract::{Path, Query};
@@ -143,6 +143,7 @@ register_core_services!(
     Auth,
     HttpAuth,
     UserInfo,
+    PluginClient,
     backend::InstanceMetadata,
     Database,
     database::DatabaseManager,

@@ -1,10 +1,11 @@
-//! Static external access tokens (`backend.auth.externalAccess`, type `static`).
-
-use std::sync::Arc;
+//! External access (`backend.auth.externalAccess`): static tokens, legacy shared secrets
+//! (HS256) and tokens of an external issuer checked against its JWKS.
 
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use super::jwks::JwksCache;
+use super::jws::{self, Jws, VerifyKey};
 use super::{
     AccessRestrictions, AuthenticateOptions, Authenticator, Credentials, Principal, Service,
 };
@@ -26,8 +27,8 @@ use crate::plugin::BoxFuture;
 ///           - plugin: carmen
 /// ```
 ///
-/// Tokens are compared in constant time. Entries of other types (`legacy`, `jwks`) are left to
-/// the full auth implementation and skipped here with a warning.
+/// Tokens are compared in constant time. Entries of other types (`legacy`, `jwks`) are read by
+/// the backend's auth service and skipped here.
 ///
 /// ```
 /// use backstage::StaticTokens;
@@ -45,7 +46,7 @@ struct Entry {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
-    options: Option<StaticOptions>,
+    options: Option<serde_json::Value>,
     #[serde(default)]
     access_restrictions: Option<Vec<Restriction>>,
 }
@@ -54,6 +55,26 @@ struct Entry {
 struct StaticOptions {
     token: Option<String>,
     subject: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LegacyOptions {
+    secret: Option<String>,
+    subject: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JwksOptions {
+    url: Option<String>,
+    #[serde(default)]
+    algorithm: Option<jws::OneOrMany>,
+    #[serde(default)]
+    issuer: Option<jws::OneOrMany>,
+    #[serde(default)]
+    audience: Option<jws::OneOrMany>,
+    #[serde(default)]
+    subject_prefix: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -74,34 +95,7 @@ impl StaticTokens {
     /// The static tokens of `backend.auth.externalAccess`; a malformed entry is an error that
     /// names its index (never its token).
     pub fn from_config(config: &RootConfig) -> Result<Self> {
-        let entries: Vec<Entry> = config
-            .get_optional("backend.auth.externalAccess")?
-            .unwrap_or_default();
-        let mut tokens = StaticTokens::default();
-        for (i, entry) in entries.into_iter().enumerate() {
-            let key = format!("backend.auth.externalAccess[{i}]");
-            if entry.kind != "static" {
-                tracing::warn!(
-                    "{key}: external access of type '{}' is not supported yet; its tokens are refused",
-                    entry.kind
-                );
-                continue;
-            }
-            let options = entry.options.ok_or_else(|| {
-                Error::input(format!("{key}.options is required for type 'static'"))
-            })?;
-            let token = options
-                .token
-                .ok_or_else(|| Error::input(format!("{key}.options.token is required")))?;
-            let subject = options
-                .subject
-                .ok_or_else(|| Error::input(format!("{key}.options.subject is required")))?;
-            let restrictions = entry.access_restrictions.map(|list| AccessRestrictions {
-                plugin_id: Some(list.into_iter().map(|r| r.plugin).collect()),
-            });
-            tokens.add(&token, &subject, restrictions, &key)?;
-        }
-        Ok(tokens)
+        Ok(ExternalAccess::from_config(config)?.statics)
     }
 
     fn add(
@@ -175,23 +169,212 @@ pub(crate) fn check_restrictions(creds: &Credentials, plugin_id: &str) -> Result
     Ok(())
 }
 
-/// An authenticator shared by all plugins, checked against one plugin's restrictions.
-pub(crate) struct PluginAuthenticator {
-    pub(crate) inner: Arc<dyn Authenticator>,
-    pub(crate) plugin_id: &'static str,
+/// A legacy shared secret: HS256 tokens with `sub: backstage-server` and no `aud`.
+struct Legacy {
+    key: VerifyKey,
+    credentials: Credentials,
 }
 
-impl Authenticator for PluginAuthenticator {
-    fn authenticate<'a>(
-        &'a self,
-        token: &'a str,
-        options: AuthenticateOptions,
-    ) -> BoxFuture<'a, Result<Credentials>> {
-        Box::pin(async move {
-            let creds = self.inner.authenticate(token, options).await?;
-            check_restrictions(&creds, self.plugin_id)?;
-            Ok(creds)
-        })
+/// An external issuer whose tokens are checked against its JWKS.
+struct JwksIssuer {
+    url: String,
+    algorithms: Option<jws::OneOrMany>,
+    issuers: Option<jws::OneOrMany>,
+    audiences: Option<jws::OneOrMany>,
+    subject_prefix: Option<String>,
+    restrictions: Option<AccessRestrictions>,
+}
+
+/// Every kind of external access the config allows.
+#[derive(Default)]
+pub(crate) struct ExternalAccess {
+    pub(crate) statics: StaticTokens,
+    legacy: Vec<Legacy>,
+    jwks: Vec<JwksIssuer>,
+}
+
+fn options<T: serde::de::DeserializeOwned>(
+    value: Option<serde_json::Value>,
+    key: &str,
+    kind: &str,
+) -> Result<T> {
+    let value = value
+        .ok_or_else(|| Error::input(format!("{key}.options is required for type '{kind}'")))?;
+    serde_json::from_value(value).map_err(|e| Error::input(format!("{key}.options: {e}")))
+}
+
+fn required(value: Option<String>, key: &str, field: &str) -> Result<String> {
+    value.ok_or_else(|| Error::input(format!("{key}.options.{field} is required")))
+}
+
+impl ExternalAccess {
+    /// Reads `backend.auth.externalAccess` and the deprecated `backend.auth.keys` (legacy
+    /// secrets whose subject is `external:backstage-plugin`). Errors name the entry's key,
+    /// never a token or secret.
+    pub(crate) fn from_config(config: &RootConfig) -> Result<Self> {
+        let entries: Vec<Entry> = config
+            .get_optional("backend.auth.externalAccess")?
+            .unwrap_or_default();
+        let mut access = ExternalAccess::default();
+        for (i, entry) in entries.into_iter().enumerate() {
+            let key = format!("backend.auth.externalAccess[{i}]");
+            let restrictions = entry.access_restrictions.map(|list| AccessRestrictions {
+                plugin_id: Some(list.into_iter().map(|r| r.plugin).collect()),
+            });
+            match entry.kind.as_str() {
+                "static" => {
+                    let o: StaticOptions = options(entry.options, &key, "static")?;
+                    let token = required(o.token, &key, "token")?;
+                    let subject = required(o.subject, &key, "subject")?;
+                    access.statics.add(&token, &subject, restrictions, &key)?;
+                }
+                "legacy" => {
+                    let o: LegacyOptions = options(entry.options, &key, "legacy")?;
+                    let secret = required(o.secret, &key, "secret")?;
+                    let subject = required(o.subject, &key, "subject")?;
+                    access.add_legacy(&secret, &subject, restrictions, &key)?;
+                }
+                "jwks" => {
+                    let o: JwksOptions = options(entry.options, &key, "jwks")?;
+                    let url = required(o.url, &key, "url")?;
+                    if url.chars().any(char::is_whitespace) || url::Url::parse(&url).is_err() {
+                        return Err(Error::input(format!(
+                            "{key}.options.url: '{url}' is not a valid URL"
+                        )));
+                    }
+                    access.jwks.push(JwksIssuer {
+                        url,
+                        algorithms: o.algorithm,
+                        issuers: o.issuer,
+                        audiences: o.audience,
+                        subject_prefix: o.subject_prefix,
+                        restrictions,
+                    });
+                }
+                other => {
+                    return Err(Error::input(format!(
+                        "{key}.type: unknown external access type '{other}'; use 'static', 'legacy' or 'jwks'"
+                    )));
+                }
+            }
+        }
+        #[derive(Deserialize)]
+        struct OldKey {
+            secret: Option<String>,
+        }
+        let old: Vec<OldKey> = config
+            .get_optional("backend.auth.keys")?
+            .unwrap_or_default();
+        for (i, entry) in old.into_iter().enumerate() {
+            let key = format!("backend.auth.keys[{i}]");
+            let secret = entry
+                .secret
+                .ok_or_else(|| Error::input(format!("{key}.secret is required")))?;
+            access.add_legacy(&secret, "external:backstage-plugin", None, &key)?;
+        }
+        Ok(access)
+    }
+
+    fn add_legacy(
+        &mut self,
+        secret: &str,
+        subject: &str,
+        restrictions: Option<AccessRestrictions>,
+        key: &str,
+    ) -> Result<()> {
+        let bytes = (!secret.is_empty() && !secret.chars().any(char::is_whitespace))
+            .then(|| jws::decode_secret(secret))
+            .flatten()
+            .ok_or_else(|| {
+                Error::input(format!("{key}: the secret must be a valid base64 string"))
+            })?;
+        if subject.is_empty() || subject.chars().any(char::is_whitespace) {
+            return Err(Error::input(format!(
+                "{key}: the subject must be a set of non-space characters"
+            )));
+        }
+        self.legacy.push(Legacy {
+            key: VerifyKey::Hmac(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes)),
+            credentials: Credentials::new(Principal::Service(Service {
+                subject: subject.to_owned(),
+                access_restrictions: restrictions,
+            })),
+        });
+        Ok(())
+    }
+
+    /// The credentials of an external token, `None` when no external access accepts it.
+    pub(crate) async fn verify(
+        &self,
+        token: &str,
+        parsed: Option<&Jws<'_>>,
+        cache: &JwksCache,
+    ) -> Result<Option<Credentials>> {
+        if let Some(creds) = self.statics.verify(token) {
+            return Ok(Some(creds.clone()));
+        }
+        let Some(jws) = parsed else {
+            return Ok(None);
+        };
+        let input = jws.signing_input.as_bytes();
+        if jws.header.alg == "HS256"
+            && jws.claims.sub.as_deref() == Some("backstage-server")
+            && jws.claims.aud.is_none()
+        {
+            for legacy in &self.legacy {
+                if legacy.key.verify("HS256", input, &jws.signature) {
+                    if let Err(e) = jws.claims.check(&["exp"]) {
+                        tracing::warn!("Refused a legacy token: {e}");
+                        return Err(Error::authentication("Illegal token"));
+                    }
+                    return Ok(Some(legacy.credentials.clone()));
+                }
+            }
+            return Ok(None);
+        }
+        for issuer in &self.jwks {
+            let alg = jws.header.alg.as_str();
+            if issuer.algorithms.as_ref().is_some_and(|a| !a.contains(alg)) {
+                continue;
+            }
+            let Ok(key) = cache.key(&issuer.url, jws.header.kid.as_deref(), alg).await else {
+                continue;
+            };
+            if !key.verify(alg, input, &jws.signature) || jws.claims.check(&["exp"]).is_err() {
+                continue;
+            }
+            if let Some(issuers) = &issuer.issuers
+                && !jws
+                    .claims
+                    .iss
+                    .as_deref()
+                    .is_some_and(|iss| issuers.contains(iss))
+            {
+                continue;
+            }
+            if let Some(audiences) = &issuer.audiences {
+                let matches = match &jws.claims.aud {
+                    Some(jws::OneOrMany::One(aud)) => audiences.contains(aud),
+                    Some(jws::OneOrMany::Many(auds)) => auds.iter().any(|a| audiences.contains(a)),
+                    None => false,
+                };
+                if !matches {
+                    continue;
+                }
+            }
+            let Some(sub) = jws.claims.sub.as_deref() else {
+                continue;
+            };
+            let subject = match &issuer.subject_prefix {
+                Some(prefix) => format!("external:{prefix}:{sub}"),
+                None => format!("external:{sub}"),
+            };
+            return Ok(Some(Credentials::new(Principal::Service(Service {
+                subject,
+                access_restrictions: issuer.restrictions.clone(),
+            }))));
+        }
+        Ok(None)
     }
 }
 

@@ -5,13 +5,18 @@
 //! `Credentials` accepts any principal, `Credentials<User>` only users (403 for services),
 //! `Credentials<Service>` only services.
 //!
-//! Tokens accepted today: static external tokens from `backend.auth.externalAccess`
-//! (type `static`, options `token` and `subject`); they give service credentials whose subject is
-//! the configured one, as Backstage does.
+//! Tokens are verified as Backstage's `auth` service verifies them (see `tokens` for the
+//! rules): plugin tokens (`typ: vnd.backstage.plugin`, ES256, checked against the calling
+//! plugin's JWKS), user tokens from the auth backend (`typ: vnd.backstage.user`, checked against
+//! `<auth>/.well-known/jwks.json`), limited user tokens (the `backstage-auth` cookie, only where
+//! the route's policy is `user-cookie`), and external access from `backend.auth.externalAccess`
+//! (`static`, `legacy` and `jwks`). Every rejection is a 401 `AuthenticationError` worded as
+//! Backstage words it; access restrictions answer 403.
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
@@ -21,9 +26,16 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, PluginScoped, Service as ServiceTrait, ServiceContext};
 
+mod client;
+pub(crate) mod cookie;
 mod external;
+pub(crate) mod jwks;
+pub(crate) mod jws;
+pub(crate) mod keys;
+pub(crate) mod tokens;
 
-pub(crate) use external::PluginAuthenticator;
+pub use client::PluginClient;
+pub use cookie::UserCookie;
 pub use external::StaticTokens;
 
 /// A user principal: the signed-in user a request is made for.
@@ -122,8 +134,17 @@ impl PrincipalType for Service {
 /// assert_eq!(user.principal().user_entity_ref, "user:default/alice");
 /// ```
 pub struct Credentials<P: PrincipalType = Principal> {
-    inner: Arc<Principal>,
+    inner: Arc<Inner>,
     _type: PhantomData<fn() -> P>,
+}
+
+struct Inner {
+    principal: Principal,
+    /// The token these credentials came from, when it can be forwarded (user tokens).
+    token: Option<Box<str>>,
+    expires_at: Option<SystemTime>,
+    /// For a user reached through a plugin token: the calling plugin (`plugin:<id>`).
+    actor: Option<Box<str>>,
 }
 
 impl<P: PrincipalType> Clone for Credentials<P> {
@@ -137,8 +158,10 @@ impl<P: PrincipalType> Clone for Credentials<P> {
 
 impl<P: PrincipalType + fmt::Debug> fmt::Debug for Credentials<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the token: credentials end up in logs.
         f.debug_struct("Credentials")
-            .field("principal", &*self.inner)
+            .field("principal", &self.inner.principal)
+            .field("expires_at", &self.inner.expires_at)
             .finish()
     }
 }
@@ -147,7 +170,49 @@ impl Credentials<Principal> {
     /// Credentials of `principal`.
     pub fn new(principal: Principal) -> Self {
         Credentials {
-            inner: Arc::new(principal),
+            inner: Arc::new(Inner {
+                principal,
+                token: None,
+                expires_at: None,
+                actor: None,
+            }),
+            _type: PhantomData,
+        }
+    }
+
+    /// These credentials, carrying the token they were verified from and when it expires: what
+    /// [`Auth::plugin_request_token`] forwards for a user, and [`UserInfo`] reads.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use backstage::Credentials;
+    /// let expires = SystemTime::now() + Duration::from_secs(60);
+    /// let creds = Credentials::user("user:default/alice").with_token("eyJ...", Some(expires));
+    /// assert_eq!(creds.token(), Some("eyJ..."));
+    /// assert_eq!(creds.expires_at(), Some(expires));
+    /// ```
+    pub fn with_token(self, token: &str, expires_at: Option<SystemTime>) -> Self {
+        let inner = Inner {
+            principal: self.inner.principal.clone(),
+            token: Some(token.into()),
+            expires_at,
+            actor: self.inner.actor.clone(),
+        };
+        Credentials {
+            inner: Arc::new(inner),
+            _type: PhantomData,
+        }
+    }
+
+    pub(crate) fn with_actor(self, actor: String) -> Self {
+        let inner = Inner {
+            principal: self.inner.principal.clone(),
+            token: self.inner.token.clone(),
+            expires_at: self.inner.expires_at,
+            actor: Some(actor.into()),
+        };
+        Credentials {
+            inner: Arc::new(inner),
             _type: PhantomData,
         }
     }
@@ -177,7 +242,7 @@ impl Credentials<Principal> {
 impl<P: PrincipalType> Credentials<P> {
     /// The principal, of the type `P` names.
     pub fn principal(&self) -> &P {
-        match P::select(&self.inner) {
+        match P::select(&self.inner.principal) {
             Some(principal) => principal,
             // `Credentials<P>` is only ever built after `P::select` succeeded.
             None => unreachable!("credentials narrowed to a principal type they do not hold"),
@@ -186,19 +251,44 @@ impl<P: PrincipalType> Credentials<P> {
 
     /// The principal, whatever its type.
     pub fn any(&self) -> &Principal {
-        &self.inner
+        &self.inner.principal
+    }
+
+    /// The token these credentials were verified from, when they carry one (user credentials
+    /// do; it is what a call on the user's behalf forwards).
+    pub fn token(&self) -> Option<&str> {
+        self.inner.token.as_deref()
+    }
+
+    /// When the token behind these credentials expires, if known.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.inner.expires_at
+    }
+
+    /// For user credentials that arrived through a plugin token: the plugin that made the call
+    /// on the user's behalf (`plugin:<id>`), as Backstage's `principal.actor`.
+    pub fn actor(&self) -> Option<&str> {
+        self.inner.actor.as_deref()
+    }
+
+    /// These credentials with the principal type forgotten.
+    pub fn erase(&self) -> Credentials {
+        Credentials {
+            inner: self.inner.clone(),
+            _type: PhantomData,
+        }
     }
 
     /// These credentials narrowed to principal type `Q`, or Backstage's error when they are of
     /// another type (401 for none, 403 otherwise).
     pub fn narrow<Q: PrincipalType>(&self) -> Result<Credentials<Q>> {
-        if Q::select(&self.inner).is_some() {
+        if Q::select(&self.inner.principal).is_some() {
             return Ok(Credentials {
                 inner: self.inner.clone(),
                 _type: PhantomData,
             });
         }
-        Err(match &*self.inner {
+        Err(match &self.inner.principal {
             Principal::None => Error::authentication("Missing credentials"),
             other => Error::not_allowed(format!(
                 "This endpoint does not allow '{}' credentials",
@@ -228,9 +318,10 @@ impl<S: Send + Sync, P: PrincipalType> FromRequestParts<S> for Credentials<P> {
     }
 }
 
-/// A way to verify tokens: what [`Auth`] delegates to. Implement it to replace token
-/// verification (for example in tests) and install it with
-/// `Backend::builder().service(Auth::new(...))`.
+/// A way to verify and issue tokens: what [`Auth`] delegates to. Implement it to replace token
+/// handling (for example in tests) and install it with
+/// `Backend::builder().service(Auth::new(...))`. Only [`Authenticator::authenticate`] is
+/// required; the others refuse by default.
 pub trait Authenticator: Send + Sync + 'static {
     /// Verifies `token` and returns the credentials it carries, or a 401
     /// `AuthenticationError` ("Illegal token") when it is not valid.
@@ -239,6 +330,44 @@ pub trait Authenticator: Send + Sync + 'static {
         token: &'a str,
         options: AuthenticateOptions,
     ) -> BoxFuture<'a, Result<Credentials>>;
+
+    /// A token with which plugin `plugin_id` calls plugin `target_plugin_id` for
+    /// `on_behalf_of`. An empty token means "send none".
+    fn plugin_request_token<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        on_behalf_of: &'a Credentials,
+        target_plugin_id: &'a str,
+    ) -> BoxFuture<'a, Result<String>> {
+        let _ = (plugin_id, on_behalf_of, target_plugin_id);
+        Box::pin(async {
+            Err(Error::authentication(
+                "This auth service does not issue plugin tokens",
+            ))
+        })
+    }
+
+    /// The limited token (cookie token) of a user's credentials, and when it expires.
+    fn limited_user_token<'a>(
+        &'a self,
+        credentials: &'a Credentials,
+    ) -> BoxFuture<'a, Result<(String, SystemTime)>> {
+        let _ = credentials;
+        Box::pin(async {
+            Err(Error::authentication(
+                "This auth service does not issue limited user tokens",
+            ))
+        })
+    }
+
+    /// The public keys plugin `plugin_id` signs its tokens with, as JWKs.
+    fn public_keys<'a>(
+        &'a self,
+        plugin_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<serde_json::Value>>> {
+        let _ = plugin_id;
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// How a token may be used.
@@ -249,7 +378,11 @@ pub struct AuthenticateOptions {
     pub allow_limited_access: bool,
 }
 
-/// The `auth` service: verifies tokens.
+/// The `auth` service: verifies tokens, and issues the tokens a plugin calls other plugins
+/// with.
+///
+/// In a plugin it is that plugin's: it checks access restrictions against the plugin, signs
+/// with the plugin's keys, and calls itself `plugin:<id>`.
 ///
 /// ```
 /// use backstage::{Auth, StaticTokens, Principal};
@@ -263,11 +396,30 @@ pub struct AuthenticateOptions {
 #[derive(Clone)]
 pub struct Auth {
     inner: Arc<dyn Authenticator>,
+    plugin_id: Option<&'static str>,
+    /// The plugin's key source, when the default factory made this `Auth`.
+    keys: Option<Arc<keys::KeySource>>,
 }
 
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Auth")
+        f.debug_struct("Auth")
+            .field("plugin_id", &self.plugin_id)
+            .finish()
+    }
+}
+
+/// A plugin request token, as [`Auth::plugin_request_token`] returns it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PluginRequestToken {
+    /// The token; empty when the call is to be made without one (the default auth policy is
+    /// disabled and there are no credentials to forward).
+    pub token: String,
+}
+
+impl fmt::Debug for PluginRequestToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PluginRequestToken(..)")
     }
 }
 
@@ -276,66 +428,144 @@ impl Auth {
     pub fn new(authenticator: impl Authenticator) -> Self {
         Auth {
             inner: Arc::new(authenticator),
+            plugin_id: None,
+            keys: None,
         }
     }
 
-    pub(crate) fn from_arc(inner: Arc<dyn Authenticator>) -> Self {
-        Auth { inner }
+    pub(crate) fn from_arc(inner: Arc<dyn Authenticator>, plugin_id: Option<&'static str>) -> Self {
+        Auth {
+            inner,
+            plugin_id,
+            keys: None,
+        }
+    }
+
+    /// Lets the plugin's key store use the plugin's own database pool.
+    pub(crate) fn share_database(&self, database: crate::Database) {
+        if let Some(keys::KeySource::Database(keys)) = self.keys.as_deref() {
+            keys.share_database(database);
+        }
     }
 
     /// Verifies `token`.
     pub async fn authenticate(&self, token: &str) -> Result<Credentials> {
-        self.inner
-            .authenticate(token, AuthenticateOptions::default())
+        self.authenticate_with(token, AuthenticateOptions::default())
             .await
     }
 
-    /// Verifies `token` with `options` (limited user tokens only when allowed).
+    /// Verifies `token` with `options` (limited user tokens only when allowed). In a plugin,
+    /// a caller restricted to other plugins gets 403.
     pub async fn authenticate_with(
         &self,
         token: &str,
         options: AuthenticateOptions,
     ) -> Result<Credentials> {
-        self.inner.authenticate(token, options).await
+        let creds = self.inner.authenticate(token, options).await?;
+        if let Some(plugin_id) = self.plugin_id {
+            external::check_restrictions(&creds, plugin_id)?;
+        }
+        Ok(creds)
+    }
+
+    /// Whether `credentials` hold a principal of type `P`.
+    ///
+    /// ```
+    /// use backstage::{Auth, Credentials, StaticTokens, User, Service};
+    /// let auth = Auth::new(StaticTokens::default());
+    /// assert!(auth.is_principal::<User>(&Credentials::user("user:default/a")));
+    /// assert!(!auth.is_principal::<Service>(&Credentials::user("user:default/a")));
+    /// ```
+    pub fn is_principal<P: PrincipalType>(&self, credentials: &Credentials) -> bool {
+        P::select(credentials.any()).is_some()
+    }
+
+    /// Credentials with no principal.
+    pub fn none_credentials(&self) -> Credentials {
+        Credentials::none()
+    }
+
+    /// This plugin's own service credentials, `plugin:<id>`: what a plugin calls other plugins
+    /// with when it acts for itself.
+    pub fn own_service_credentials(&self) -> Credentials<Service> {
+        let subject = match self.plugin_id {
+            Some(id) => format!("plugin:{id}"),
+            None => "plugin:root".to_owned(),
+        };
+        Credentials {
+            inner: Credentials::service(subject).inner,
+            _type: PhantomData,
+        }
+    }
+
+    /// A token for calling plugin `target_plugin_id`: a plugin token signed with this plugin's
+    /// key, on behalf of the user when `on_behalf_of` is a user (the target then sees user
+    /// credentials), as this plugin otherwise.
+    pub async fn plugin_request_token<P: PrincipalType>(
+        &self,
+        on_behalf_of: &Credentials<P>,
+        target_plugin_id: &str,
+    ) -> Result<PluginRequestToken> {
+        let plugin_id = self.plugin_id.unwrap_or("root");
+        let token = self
+            .inner
+            .plugin_request_token(plugin_id, &on_behalf_of.erase(), target_plugin_id)
+            .await?;
+        Ok(PluginRequestToken { token })
+    }
+
+    /// The limited token of a user (the cookie token) and when it expires.
+    pub async fn limited_user_token(
+        &self,
+        credentials: &Credentials<User>,
+    ) -> Result<(String, SystemTime)> {
+        self.inner.limited_user_token(&credentials.erase()).await
+    }
+
+    /// The public keys this plugin's tokens are signed with (`{"keys": [...]}` at
+    /// `/.backstage/auth/v1/jwks.json`).
+    pub async fn list_public_service_keys(&self) -> Result<Vec<serde_json::Value>> {
+        self.inner
+            .public_keys(self.plugin_id.unwrap_or("root"))
+            .await
     }
 }
 
 impl ServiceTrait for Auth {
     type Scope = PluginScoped;
     const ID: &'static str = "core.auth";
-    const DEPENDENCIES: &'static [&'static str] = &["core.rootConfig"];
+    const DEPENDENCIES: &'static [&'static str] = &[
+        "core.rootConfig",
+        "core.discovery",
+        "core.rootDatabaseManager",
+    ];
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
-            let tokens = ctx.get::<SharedStaticTokens>().await?;
-            match ctx.plugin_id() {
-                Some(plugin_id) => Ok(Auth::new(external::PluginAuthenticator {
-                    inner: tokens.0,
-                    plugin_id,
-                })),
-                None => Ok(Auth { inner: tokens.0 }),
-            }
+            let shared = ctx.get::<tokens::SharedAuth>().await?;
+            let plugin_id = ctx.plugin_id();
+            let Some(id) = plugin_id else {
+                let root = tokens::BackstageAuthenticator::root(shared.0.clone());
+                return Ok(Auth::from_arc(Arc::new(root), None));
+            };
+            let keys = Arc::new(match &shared.0.static_keys {
+                Some(keys) => keys::KeySource::Static(keys.clone()),
+                None => keys::KeySource::Database(keys::DatabaseKeys::new(
+                    id,
+                    ctx.get::<crate::database::DatabaseManager>().await?,
+                )),
+            });
+            let authenticator =
+                tokens::BackstageAuthenticator::new(id, shared.0.clone(), keys.clone());
+            Ok(Auth {
+                inner: Arc::new(authenticator),
+                plugin_id,
+                keys: Some(keys),
+            })
         })
     }
 }
 
-/// The static tokens of `backend.auth.externalAccess`, read once per backend.
-#[derive(Clone)]
-struct SharedStaticTokens(Arc<dyn Authenticator>);
-
-impl ServiceTrait for SharedStaticTokens {
-    type Scope = crate::plugin::Root;
-    const ID: &'static str = "core.auth.externalAccess";
-    const DEPENDENCIES: &'static [&'static str] = &["core.rootConfig"];
-    fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
-        Box::pin(async move {
-            Ok(SharedStaticTokens(Arc::new(StaticTokens::from_config(
-                ctx.config(),
-            )?)))
-        })
-    }
-}
-
-/// The `httpAuth` service: the credentials of an HTTP request.
+/// The `httpAuth` service: the credentials of an HTTP request, and the user cookie.
 ///
 /// ```
 /// use backstage::{Auth, HttpAuth, StaticTokens};
@@ -351,12 +581,17 @@ impl ServiceTrait for SharedStaticTokens {
 #[derive(Clone, Debug)]
 pub struct HttpAuth {
     auth: Auth,
+    /// The plugin's external base URL, for the cookie's domain and flags.
+    external_base_url: Option<Arc<str>>,
 }
 
 impl HttpAuth {
     /// An `HttpAuth` verifying bearer tokens with `auth`.
     pub fn new(auth: Auth) -> Self {
-        HttpAuth { auth }
+        HttpAuth {
+            auth,
+            external_base_url: None,
+        }
     }
 
     /// The credentials of a request with `headers`: 401 "Missing credentials" without a bearer
@@ -391,14 +626,76 @@ impl HttpAuth {
             None => Ok(Credentials::none()),
         }
     }
+
+    /// Issues the user cookie for a request with `headers`, as Backstage's
+    /// `httpAuth.issueUserCookie` does: for `credentials` when given (none credentials clear
+    /// the cookie), else for the request's bearer user token. A cookie still valid for more
+    /// than five minutes is kept (no `Set-Cookie`). Send [`UserCookie::set_cookie`] with the
+    /// response.
+    pub async fn issue_user_cookie(
+        &self,
+        headers: &HeaderMap,
+        credentials: Option<&Credentials>,
+    ) -> Result<UserCookie> {
+        let options = cookie::CookieOptions::new(self.external_base_url.as_deref());
+        let credentials = match credentials {
+            Some(creds) if matches!(creds.any(), Principal::None) => {
+                return Ok(UserCookie {
+                    expires_at: SystemTime::now(),
+                    set_cookie: Some(options.clear()),
+                });
+            }
+            Some(creds) if !matches!(creds.any(), Principal::User(_)) => {
+                return Err(Error::authentication(
+                    "Refused to issue cookie for non-user principal",
+                ));
+            }
+            Some(creds) => creds.narrow::<User>()?,
+            None => self.credentials(headers).await?.narrow::<User>()?,
+        };
+        if let Some(existing) = cookie_token(headers)
+            && let Ok(creds) = self
+                .auth
+                .authenticate_with(
+                    existing,
+                    AuthenticateOptions {
+                        allow_limited_access: true,
+                    },
+                )
+                .await
+            && matches!(creds.any(), Principal::User(_))
+            && let Some(expires_at) = creds.expires_at()
+            && expires_at > SystemTime::now() + std::time::Duration::from_secs(5 * 60)
+        {
+            return Ok(UserCookie {
+                expires_at,
+                set_cookie: None,
+            });
+        }
+        let (token, expires_at) = self.auth.limited_user_token(&credentials).await?;
+        Ok(UserCookie {
+            expires_at,
+            set_cookie: Some(options.set(&token, expires_at)),
+        })
+    }
 }
 
 impl ServiceTrait for HttpAuth {
     type Scope = PluginScoped;
     const ID: &'static str = "core.httpAuth";
-    const DEPENDENCIES: &'static [&'static str] = &["core.auth"];
+    const DEPENDENCIES: &'static [&'static str] = &["core.auth", "core.discovery"];
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
-        Box::pin(async move { Ok(HttpAuth::new(ctx.get::<Auth>().await?)) })
+        Box::pin(async move {
+            let auth = ctx.get::<Auth>().await?;
+            let discovery = ctx.get::<crate::Discovery>().await?;
+            let external_base_url = ctx
+                .plugin_id()
+                .map(|id| Arc::from(discovery.external_base_url(id).as_str()));
+            Ok(HttpAuth {
+                auth,
+                external_base_url,
+            })
+        })
     }
 }
 
@@ -442,6 +739,10 @@ pub struct BackstageUserInfo {
 
 /// The `userInfo` service: who a user is.
 ///
+/// The ownership refs come from the user token's `ent` claim; a token without one is sent to
+/// the auth plugin's `/v1/userinfo`, as Backstage does. Credentials without a token (made in
+/// tests) own what the user itself is.
+///
 /// ```
 /// use backstage::{Credentials, UserInfo};
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -451,37 +752,84 @@ pub struct BackstageUserInfo {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct UserInfo {
-    _private: (),
+    remote: Option<(crate::Discovery, reqwest::Client)>,
 }
 
 impl UserInfo {
-    /// The user's entity ref and ownership refs, from the user's token. A token without an
-    /// `ent` claim owns what the user itself is.
+    /// The user's entity ref and ownership refs.
     pub async fn get_user_info<P: PrincipalType>(
         &self,
         credentials: &Credentials<P>,
     ) -> Result<BackstageUserInfo> {
-        match credentials.any() {
-            Principal::User(user) => Ok(BackstageUserInfo {
+        let user = match credentials.any() {
+            Principal::User(user) => user,
+            other => {
+                return Err(Error::input(format!(
+                    "User info is only available for user principals, got '{}'",
+                    other.type_name()
+                )));
+            }
+        };
+        if let Some(refs) = &user.ownership_entity_refs {
+            return Ok(BackstageUserInfo {
                 user_entity_ref: user.user_entity_ref.clone(),
-                ownership_entity_refs: user
-                    .ownership_entity_refs
-                    .clone()
-                    .unwrap_or_else(|| vec![user.user_entity_ref.clone()]),
-            }),
-            other => Err(Error::input(format!(
-                "User info is only available for user principals, got '{}'",
-                other.type_name()
-            ))),
+                ownership_entity_refs: refs.clone(),
+            });
         }
+        let (Some(token), Some((discovery, http))) = (credentials.token(), &self.remote) else {
+            return Ok(BackstageUserInfo {
+                user_entity_ref: user.user_entity_ref.clone(),
+                ownership_entity_refs: vec![user.user_entity_ref.clone()],
+            });
+        };
+        #[derive(Deserialize)]
+        struct Response {
+            claims: ResponseClaims,
+        }
+        #[derive(Deserialize)]
+        struct ResponseClaims {
+            ent: Option<Vec<String>>,
+        }
+        let url = format!("{}/v1/userinfo", discovery.base_url("auth"));
+        let response = http
+            .get(&url)
+            .bearer_auth(token)
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| Error::internal(format!("could not reach {url}: {e}")))?;
+        if !response.status().is_success() {
+            return Err(Error::internal(format!(
+                "{url} answered {}",
+                response.status()
+            )));
+        }
+        let body: Response = response
+            .json()
+            .await
+            .map_err(|e| Error::internal(format!("{url} sent an unexpected body: {e}")))?;
+        let refs = body
+            .claims
+            .ent
+            .ok_or_else(|| Error::internal("Ownership entity refs can not be determined"))?;
+        Ok(BackstageUserInfo {
+            user_entity_ref: user.user_entity_ref.clone(),
+            ownership_entity_refs: refs,
+        })
     }
 }
 
 impl ServiceTrait for UserInfo {
     type Scope = PluginScoped;
     const ID: &'static str = "core.userInfo";
-    fn create<'a>(_ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
-        Box::pin(async { Ok(UserInfo::default()) })
+    const DEPENDENCIES: &'static [&'static str] = &["core.discovery"];
+    fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
+        Box::pin(async move {
+            let shared = ctx.get::<tokens::SharedAuth>().await?;
+            Ok(UserInfo {
+                remote: Some((shared.0.discovery.clone(), shared.0.http.clone())),
+            })
+        })
     }
 }
 

@@ -399,6 +399,34 @@ async fn boot_plugin(
             router.merge(guarded)
         })?;
     }
+    // Backstage's auth endpoints: the plugin's public keys (open to all) and the user cookie.
+    let auth = ctx.get::<crate::Auth>().await?;
+    if let Some(database) = instances.instances.existing::<crate::Database>() {
+        auth.share_database(database);
+    }
+    let cookie_gate = gate.clone();
+    let auth_routes = Router::new()
+        .route(
+            "/.backstage/auth/v1/jwks.json",
+            axum::routing::get(move || {
+                let auth = auth.clone();
+                async move {
+                    match auth.list_public_service_keys().await {
+                        Ok(keys) => axum::Json(serde_json::json!({ "keys": keys })).into_response(),
+                        Err(e) => e.into_response(),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/.backstage/auth/v1/cookie",
+            axum::routing::get({
+                let gate = cookie_gate.clone();
+                move |request: axum::extract::Request| gate.clone().cookie(request)
+            })
+            .delete(move |request: axum::extract::Request| cookie_gate.clone().cookie(request)),
+        );
+    router = catch_router_panic("the auth endpoints", || router.merge(auth_routes))?;
     // An unknown path, or a known path with another method: the path policies first, then 404
     // NotFoundError (Backstage's Express routers answer a wrong method with 404 too).
     let fallback_gate = gate.clone();

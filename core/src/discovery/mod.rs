@@ -106,6 +106,41 @@ impl Listen {
 pub struct Discovery {
     internal: Arc<str>,
     external: Arc<str>,
+    endpoints: Arc<[Endpoint]>,
+}
+
+/// One `discovery.endpoints` entry: where some plugins live instead of this backend.
+#[derive(Clone, Debug, Deserialize)]
+struct Endpoint {
+    target: Target,
+    plugins: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+enum Target {
+    Both(String),
+    Split { internal: String, external: String },
+}
+
+/// `target` with `{{pluginId}}` (spaces allowed inside the braces) replaced by `plugin_id`.
+fn fill(target: &str, plugin_id: &str) -> String {
+    let mut out = String::with_capacity(target.len() + plugin_id.len());
+    let mut rest = target;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        if rest[start + 2..start + len].trim() == "pluginId" {
+            out.push_str(plugin_id);
+        } else {
+            out.push_str(&rest[start..start + len + 2]);
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out.trim_end_matches('/').to_owned()
 }
 
 impl Discovery {
@@ -114,17 +149,81 @@ impl Discovery {
         Discovery {
             internal: internal.trim_end_matches('/').into(),
             external: external.trim_end_matches('/').into(),
+            endpoints: Arc::new([]),
         }
     }
 
-    /// The URL other backends use to call plugin `plugin_id`.
+    fn endpoint(&self, plugin_id: &str) -> Option<&Target> {
+        self.endpoints
+            .iter()
+            .find(|e| e.plugins.iter().any(|p| p == plugin_id))
+            .map(|e| &e.target)
+    }
+
+    /// The URL other backends use to call plugin `plugin_id`: a `discovery.endpoints` target
+    /// listing the plugin, else this backend.
+    ///
+    /// ```
+    /// use backstage::{Discovery, RootConfig};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let config = RootConfig::from_value(serde_json::json!({
+    ///     "backend": { "baseUrl": "http://localhost:7007" },
+    ///     "discovery": { "endpoints": [
+    ///         { "target": "http://node-backend:7007/api/{{pluginId}}", "plugins": ["catalog"] },
+    ///     ]},
+    /// }));
+    /// let discovery = Discovery::from_config(&config).unwrap();
+    /// assert_eq!(discovery.base_url("catalog"), "http://node-backend:7007/api/catalog");
+    /// assert_eq!(discovery.base_url("carmen"), "http://localhost:7007/api/carmen");
+    /// # });
+    /// ```
     pub fn base_url(&self, plugin_id: &str) -> String {
-        format!("{}/api/{plugin_id}", self.internal)
+        match self.endpoint(plugin_id) {
+            Some(
+                Target::Both(target)
+                | Target::Split {
+                    internal: target, ..
+                },
+            ) => fill(target, plugin_id),
+            None => format!("{}/api/{plugin_id}", self.internal),
+        }
     }
 
     /// The URL browsers use to call plugin `plugin_id`.
     pub fn external_base_url(&self, plugin_id: &str) -> String {
-        format!("{}/api/{plugin_id}", self.external)
+        match self.endpoint(plugin_id) {
+            Some(
+                Target::Both(target)
+                | Target::Split {
+                    external: target, ..
+                },
+            ) => fill(target, plugin_id),
+            None => format!("{}/api/{plugin_id}", self.external),
+        }
+    }
+
+    /// Discovery as a backend reading `config` would set it up, listening where
+    /// `backend.listen` says.
+    pub fn from_config(config: &RootConfig) -> Result<Self> {
+        Self::from_config_bound(config, None)
+    }
+
+    fn from_config_bound(config: &RootConfig, bound: Option<u16>) -> Result<Self> {
+        let listen = Listen::from_config(config)?;
+        let port = bound.unwrap_or(listen.port);
+        let host = match listen.host.as_str() {
+            "" | "0.0.0.0" | "::" => "localhost".to_owned(),
+            host if host.contains(':') => format!("[{host}]"),
+            host => host.to_owned(),
+        };
+        let internal = format!("http://{host}:{port}");
+        let external: Option<String> = config.get_optional("backend.baseUrl")?;
+        let endpoints: Vec<Endpoint> = config
+            .get_optional("discovery.endpoints")?
+            .unwrap_or_default();
+        let mut discovery = Discovery::new(&internal, external.as_deref().unwrap_or(&internal));
+        discovery.endpoints = endpoints.into();
+        Ok(discovery)
     }
 }
 
@@ -134,20 +233,7 @@ impl Service for Discovery {
     const DEPENDENCIES: &'static [&'static str] = &["core.rootConfig"];
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
-            let config = ctx.config();
-            let listen = Listen::from_config(config)?;
-            let port = ctx.registry.bound.map_or(listen.port, |addr| addr.port());
-            let host = match listen.host.as_str() {
-                "" | "0.0.0.0" | "::" => "localhost".to_owned(),
-                host if host.contains(':') => format!("[{host}]"),
-                host => host.to_owned(),
-            };
-            let internal = format!("http://{host}:{port}");
-            let external: Option<String> = config.get_optional("backend.baseUrl")?;
-            Ok(Discovery::new(
-                &internal,
-                external.as_deref().unwrap_or(&internal),
-            ))
+            Discovery::from_config_bound(ctx.config(), ctx.registry.bound.map(|a| a.port()))
         })
     }
 }

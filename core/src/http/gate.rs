@@ -18,6 +18,9 @@ use crate::plugin::ServiceContext;
 pub struct Gate {
     http_auth: HttpAuth,
     policies: Arc<[PathPolicy]>,
+    /// `backend.auth.dangerouslyDisableDefaultAuthPolicy`: every route is open; credentials
+    /// sent are still verified.
+    open: bool,
 }
 
 impl Gate {
@@ -25,9 +28,14 @@ impl Gate {
     pub async fn for_plugin(ctx: &ServiceContext<'_>) -> Result<Self> {
         let http_auth = ctx.get::<HttpAuth>().await?;
         let policies = ctx.get::<super::HttpRouter>().await?.policies();
+        let open = ctx
+            .config()
+            .get_optional("backend.auth.dangerouslyDisableDefaultAuthPolicy")?
+            .unwrap_or(false);
         Ok(Gate {
             http_auth,
             policies: policies.into(),
+            open,
         })
     }
 
@@ -64,6 +72,10 @@ impl Gate {
         parts: &mut Parts,
         allow_limited_access: bool,
     ) -> std::result::Result<(), Response> {
+        if self.open {
+            self.optional(parts).await;
+            return Ok(());
+        }
         let options = crate::auth::AuthenticateOptions {
             allow_limited_access,
         };
@@ -95,6 +107,38 @@ impl Gate {
 
     /// Answers a path no route matched: the path policies first (so anonymous callers get 401),
     /// then 404 `NotFoundError`.
+    /// The user cookie endpoints (`/.backstage/auth/v1/cookie`): GET issues the cookie for the
+    /// caller's bearer user token (`{"expiresAt": ...}`), DELETE clears it (204). Behind the
+    /// `user-cookie` policy, as in Backstage.
+    pub(crate) async fn cookie(self, request: Request) -> Response {
+        let (mut parts, _body) = request.into_parts();
+        if let Err(response) = self.require(&mut parts, true).await {
+            return response;
+        }
+        let delete = parts.method == http::Method::DELETE;
+        let none = crate::Credentials::none();
+        let issued = self
+            .http_auth
+            .issue_user_cookie(&parts.headers, delete.then_some(&none))
+            .await;
+        let cookie = match issued {
+            Ok(cookie) => cookie,
+            Err(e) => return e.into_response(),
+        };
+        let mut response = if delete {
+            http::StatusCode::NO_CONTENT.into_response()
+        } else {
+            let expires = humantime::format_rfc3339_millis(cookie.expires_at).to_string();
+            axum::Json(serde_json::json!({ "expiresAt": expires })).into_response()
+        };
+        if let Some(set_cookie) = cookie.set_cookie {
+            response
+                .headers_mut()
+                .insert(http::header::SET_COOKIE, set_cookie);
+        }
+        response
+    }
+
     pub(crate) async fn not_found(self, request: Request) -> Response {
         let (mut parts, _body) = request.into_parts();
         if let Err(response) = self.check_path(&mut parts).await {

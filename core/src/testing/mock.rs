@@ -268,6 +268,53 @@ impl Authenticator for MockAuthenticator {
             self.statics.authenticate(token, options).await
         })
     }
+
+    /// Mock tokens again: a user's own mock token for calls on a user's behalf, else
+    /// `mock-service-token` for `plugin:<id>`.
+    fn plugin_request_token<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        on_behalf_of: &'a Credentials,
+        _target_plugin_id: &'a str,
+    ) -> BoxFuture<'a, Result<String>> {
+        let token = match on_behalf_of.any() {
+            Principal::User(user) => match &user.ownership_entity_refs {
+                Some(refs) => {
+                    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+                    user_with_ownership(&user.user_entity_ref, &refs).token
+                }
+                None => self::user(&user.user_entity_ref).token,
+            },
+            Principal::Service(_) => service(&format!("plugin:{plugin_id}")).token,
+            Principal::None => None,
+        };
+        Box::pin(async move {
+            token.ok_or_else(|| {
+                Error::authentication("Refused to issue service token for credential type 'none'")
+            })
+        })
+    }
+
+    fn limited_user_token<'a>(
+        &'a self,
+        credentials: &'a Credentials,
+    ) -> BoxFuture<'a, Result<(String, std::time::SystemTime)>> {
+        let result = match credentials.any() {
+            Principal::User(user) => limited_user(&user.user_entity_ref)
+                .token
+                .map(|t| {
+                    (
+                        t,
+                        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+                    )
+                })
+                .ok_or_else(|| Error::internal("no mock token")),
+            _ => Err(Error::authentication(
+                "Only user credentials have limited tokens",
+            )),
+        };
+        Box::pin(std::future::ready(result))
+    }
 }
 
 /// The factory a [`super::TestBackend`] installs for [`Auth`]: mock tokens and the config's
@@ -276,9 +323,6 @@ pub(crate) fn mock_auth_factory<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a
     Box::pin(async move {
         let statics = StaticTokens::from_config(ctx.config())?;
         let inner: Arc<dyn Authenticator> = Arc::new(MockAuthenticator::new(statics));
-        Ok(match ctx.plugin_id() {
-            Some(plugin_id) => Auth::new(crate::auth::PluginAuthenticator { inner, plugin_id }),
-            None => Auth::from_arc(inner),
-        })
+        Ok(Auth::from_arc(inner, ctx.plugin_id()))
     })
 }

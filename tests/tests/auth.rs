@@ -1,0 +1,819 @@
+//! Backstage's auth over real HTTP: plugin tokens between plugins, user tokens verified against
+//! the auth plugin's JWKS, limited tokens and the cookie endpoints, external access, and the
+//! attacks a token verifier must refuse.
+//!
+//! A fake `auth` plugin in this backend stands in for Backstage's auth backend: it serves the
+//! JWKS of a key these tests sign user tokens with, and `/v1/userinfo`.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use backstage::prelude::*;
+use backstage::{Backend, PluginClient, UserInfo};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use serde_json::{Value, json};
+use support::*;
+
+const USER_KID: &str = "user-key-1";
+const ISSUER_KID: &str = "issuer-key-1";
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn key_pair() -> EcdsaKeyPair {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap()
+}
+
+/// The auth backend's signing key.
+fn user_key() -> &'static EcdsaKeyPair {
+    static KEY: OnceLock<EcdsaKeyPair> = OnceLock::new();
+    KEY.get_or_init(key_pair)
+}
+
+/// An external issuer's signing key (`externalAccess` type `jwks`).
+fn issuer_key() -> &'static EcdsaKeyPair {
+    static KEY: OnceLock<EcdsaKeyPair> = OnceLock::new();
+    KEY.get_or_init(key_pair)
+}
+
+fn jwk(pair: &EcdsaKeyPair, kid: &str) -> Value {
+    let point = pair.public_key().as_ref();
+    json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..]), "kid": kid, "alg": "ES256"})
+}
+
+fn sign(pair: &EcdsaKeyPair, header: &Value, claims: &Value) -> String {
+    sign_raw(pair, &header.to_string(), &claims.to_string())
+}
+
+fn sign_raw(pair: &EcdsaKeyPair, header: &str, claims: &str) -> String {
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+    let sig = pair
+        .sign(&ring::rand::SystemRandom::new(), input.as_bytes())
+        .unwrap();
+    format!("{input}.{}", b64(sig.as_ref()))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A user token as Backstage's auth backend issues it, `uip` included.
+fn user_token(sub: &str, ent: Option<&[&str]>) -> String {
+    let (iat, exp) = (now(), now() + 3600);
+    // The auth backend signs the limited form exactly as written here (key order matters).
+    let limited = sign_raw(
+        user_key(),
+        &format!(r#"{{"typ":"vnd.backstage.limited-user","alg":"ES256","kid":"{USER_KID}"}}"#),
+        &format!(r#"{{"sub":"{sub}","iat":{iat},"exp":{exp}}}"#),
+    );
+    let uip = limited.rsplit('.').next().unwrap();
+    let mut claims = json!({"iss": "http://localhost/api/auth", "sub": sub, "aud": "backstage", "iat": iat, "exp": exp, "uip": uip});
+    if let Some(ent) = ent {
+        claims["ent"] = json!(ent);
+    }
+    sign(
+        user_key(),
+        &json!({"typ": "vnd.backstage.user", "alg": "ES256", "kid": USER_KID}),
+        &claims,
+    )
+}
+
+static AUTH_JWKS_FETCHES: AtomicUsize = AtomicUsize::new(0);
+
+fn userinfo_ent() -> &'static Mutex<Vec<String>> {
+    static ENT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    ENT.get_or_init(|| Mutex::new(vec!["group:default/from-userinfo".into()]))
+}
+
+/// Stands in for Backstage's auth backend.
+#[backend_plugin(id = "auth")]
+pub struct FakeAuthBackend {}
+
+#[routes]
+impl FakeAuthBackend {
+    #[route(get, "/.well-known/jwks.json", auth = "unauthenticated")]
+    async fn jwks(&self) -> Json<Value> {
+        AUTH_JWKS_FETCHES.fetch_add(1, Ordering::SeqCst);
+        Json(json!({ "keys": [jwk(user_key(), USER_KID)] }))
+    }
+
+    #[route(get, "/v1/userinfo")]
+    async fn userinfo(&self, _user: Credentials<User>) -> Json<Value> {
+        let ent = userinfo_ent().lock().unwrap().clone();
+        Json(json!({ "claims": { "ent": ent } }))
+    }
+
+    #[route(get, "/issuer/jwks.json", auth = "unauthenticated")]
+    async fn issuer_jwks(&self) -> Json<Value> {
+        Json(json!({ "keys": [jwk(issuer_key(), ISSUER_KID)] }))
+    }
+}
+
+/// Calls `beta` on behalf of its caller, or as itself.
+#[backend_plugin(id = "alpha")]
+pub struct Alpha {
+    #[inject]
+    client: PluginClient,
+    #[inject]
+    auth: Auth,
+    #[inject]
+    user_info: UserInfo,
+}
+
+#[routes]
+impl Alpha {
+    #[route(get, "/call-beta")]
+    async fn call_beta(&self, creds: Credentials) -> Result<Json<Value>> {
+        let response = self.client.get("beta", "/whoami", &creds).await?;
+        let status = response.status().as_u16();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Json(json!({ "status": status, "body": body })))
+    }
+
+    #[route(get, "/call-beta-as-self", auth = "unauthenticated")]
+    async fn call_beta_as_self(&self) -> Result<Json<Value>> {
+        let own = self.auth.own_service_credentials();
+        let response = self.client.get("beta", "/whoami", &own).await?;
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Json(body))
+    }
+
+    #[route(get, "/token-for/{target}", auth = "unauthenticated")]
+    async fn token_for(&self, Path(target): Path<String>) -> Result<String> {
+        let own = self.auth.own_service_credentials();
+        Ok(self.auth.plugin_request_token(&own, &target).await?.token)
+    }
+
+    #[route(get, "/cookie-only", auth = "user-cookie")]
+    async fn cookie_only(&self, user: Credentials<User>) -> String {
+        user.principal().user_entity_ref.clone()
+    }
+
+    #[route(get, "/info")]
+    async fn info(&self, user: Credentials<User>) -> Result<Json<backstage::BackstageUserInfo>> {
+        Ok(Json(self.user_info.get_user_info(&user).await?))
+    }
+}
+
+/// Says who called it.
+#[backend_plugin(id = "beta")]
+pub struct Beta {}
+
+#[routes]
+impl Beta {
+    #[route(get, "/whoami")]
+    async fn whoami(&self, creds: Credentials) -> Json<Value> {
+        Json(match creds.any() {
+            Principal::User(user) => {
+                json!({"type": "user", "userEntityRef": user.user_entity_ref, "actor": creds.actor()})
+            }
+            Principal::Service(service) => json!({"type": "service", "subject": service.subject}),
+            Principal::None => json!({"type": "none"}),
+        })
+    }
+}
+
+fn config(extra: Value) -> Value {
+    let mut config = loopback_config();
+    config["backend"]["auth"] = json!({
+        "externalAccess": [
+            {"type": "static", "options": {"token": "static-token-for-tests", "subject": "ci-bot"}},
+            {"type": "static", "options": {"token": "restricted-token-for-tests", "subject": "narrow"},
+             "accessRestrictions": [{"plugin": "beta"}]},
+            {"type": "legacy", "options": {"secret": "bGVnYWN5LXNlY3JldC1mb3ItdGVzdHM", "subject": "legacy-caller"}},
+        ]
+    });
+    if let Value::Object(extra) = extra {
+        for (key, value) in extra {
+            config["backend"][key] = value;
+        }
+    }
+    config
+}
+
+async fn backend(extra: Value) -> Backend {
+    Backend::builder()
+        .plugin::<FakeAuthBackend>()
+        .plugin::<Alpha>()
+        .plugin::<Beta>()
+        .config_value(config(extra))
+        .start()
+        .await
+        .expect("backend starts")
+}
+
+async fn get(backend: &Backend, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut request = client().get(backend.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let (status, _, body) = read(request.send().await.unwrap()).await;
+    (status, body)
+}
+
+fn message(body: &str) -> String {
+    let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    value["error"]["message"]
+        .as_str()
+        .unwrap_or(body)
+        .to_owned()
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_call_each_other_with_plugin_tokens() {
+    let backend = backend(json!({})).await;
+    let (status, body) = get(&backend, "/api/alpha/call-beta-as-self", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"type": "service", "subject": "plugin:alpha"})
+    );
+
+    // On behalf of a user: beta sees the user, with alpha as the actor.
+    let user = user_token("user:default/alice", Some(&["user:default/alice"]));
+    let (status, body) = get(&backend, "/api/alpha/call-beta", Some(&user)).await;
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status"], 200);
+    assert_eq!(
+        body["body"],
+        json!({"type": "user", "userEntityRef": "user:default/alice", "actor": "plugin:alpha"})
+    );
+
+    // The token is a Backstage plugin token, signed with a key alpha serves.
+    let (_, token) = get(&backend, "/api/alpha/token-for/beta", None).await;
+    let parts: Vec<&str> = token.split('.').collect();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(header["typ"], "vnd.backstage.plugin");
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(claims["sub"], "alpha");
+    assert_eq!(claims["aud"], "beta");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        3600
+    );
+    let (status, jwks) = get(&backend, "/api/alpha/.backstage/auth/v1/jwks.json", None).await;
+    assert_eq!(status, 200);
+    let jwks: Value = serde_json::from_str(&jwks).unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert!(kids.contains(&header["kid"].as_str().unwrap()), "{jwks}");
+    assert_eq!(jwks["keys"][0]["kty"], "EC");
+    assert!(jwks["keys"][0].get("d").is_none(), "no private part");
+
+    // A plugin token for beta is refused by alpha (wrong audience).
+    let (status, body) = get(&backend, "/api/alpha/call-beta", Some(&token)).await;
+    assert_eq!(status, 401);
+    assert_eq!(message(&body), "Failed plugin token verification");
+    // ...and accepted by beta.
+    let (status, body) = get(&backend, "/api/beta/whoami", Some(&token)).await;
+    assert_eq!(
+        (status, body.contains("plugin:alpha")),
+        (200, true),
+        "{body}"
+    );
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_tokens_limited_tokens_and_cookies() {
+    let backend = backend(json!({})).await;
+    let user = user_token("user:default/alice", None);
+    let (status, body) = get(&backend, "/api/beta/whoami", Some(&user)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("user:default/alice"));
+
+    // Without `ent`, user info comes from the auth plugin's /v1/userinfo.
+    let (status, body) = get(&backend, "/api/alpha/info", Some(&user)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"userEntityRef": "user:default/alice", "ownershipEntityRefs": ["group:default/from-userinfo"]})
+    );
+    let with_ent = user_token("user:default/alice", Some(&["group:default/in-token"]));
+    let (_, body) = get(&backend, "/api/alpha/info", Some(&with_ent)).await;
+    assert!(body.contains("group:default/in-token"), "{body}");
+
+    // The cookie endpoint issues the limited token as Backstage does.
+    let response = client()
+        .get(backend.url("/api/alpha/.backstage/auth/v1/cookie"))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, body) = read(response).await;
+    assert_eq!(status, 200, "{body}");
+    let expires = serde_json::from_str::<Value>(&body).unwrap()["expiresAt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(expires.ends_with(".000Z"), "{expires}");
+    let set_cookie = headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.starts_with("backstage-auth=")
+            && set_cookie.contains("; Domain=127.0.0.1; Path=/; Expires="),
+        "{set_cookie}"
+    );
+    // Plain http on a host other than localhost: not Secure, SameSite=Lax (Backstage's rule).
+    assert!(
+        set_cookie.ends_with("; HttpOnly; Priority=High; SameSite=Lax"),
+        "{set_cookie}"
+    );
+    let limited = set_cookie["backstage-auth=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(limited.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["typ"], "vnd.backstage.limited-user");
+
+    // The cookie opens user-cookie routes only.
+    let with_cookie = |path: &str| {
+        client()
+            .get(backend.url(path))
+            .header("cookie", format!("backstage-auth={limited}"))
+            .send()
+    };
+    let (status, _, body) = read(with_cookie("/api/alpha/cookie-only").await.unwrap()).await;
+    assert_eq!((status, body.as_str()), (200, "user:default/alice"));
+    let (status, _, body) = read(with_cookie("/api/beta/whoami").await.unwrap()).await;
+    assert_eq!(
+        (status, message(&body)),
+        (401, "Missing credentials".to_owned())
+    );
+    // A limited token as a bearer token is refused outside user-cookie routes.
+    let (status, body) = get(&backend, "/api/beta/whoami", Some(&limited)).await;
+    assert_eq!(
+        (status, message(&body)),
+        (401, "Illegal limited user token".to_owned())
+    );
+
+    // DELETE clears it.
+    let response = client()
+        .delete(backend.url("/api/alpha/.backstage/auth/v1/cookie"))
+        .header("cookie", format!("backstage-auth={limited}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let cleared = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cleared.starts_with(
+            "backstage-auth=; Domain=127.0.0.1; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+        ),
+        "{cleared}"
+    );
+    // Service credentials get no cookie.
+    let response = client()
+        .get(backend.url("/api/alpha/.backstage/auth/v1/cookie"))
+        .bearer_auth("static-token-for-tests")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_access_static_legacy_jwks_and_restrictions() {
+    let backend = {
+        let mut cfg = config(json!({}));
+        let entries = cfg["backend"]["auth"]["externalAccess"]
+            .as_array_mut()
+            .unwrap();
+        entries.push(json!({"type": "jwks", "options": {
+            "url": "http://127.0.0.1:1/unused", "issuer": "https://issuer.example", "audience": "backstage-rs",
+            "subjectPrefix": "issuer"}}));
+        // Start once to learn the port, then point the jwks entry at the fake auth plugin.
+        let probe = Backend::builder()
+            .plugin::<FakeAuthBackend>()
+            .config_value(loopback_config())
+            .start()
+            .await
+            .unwrap();
+        let url = probe.url("/api/auth/issuer/jwks.json");
+        cfg["backend"]["auth"]["externalAccess"][3]["options"]["url"] = json!(url);
+        let backend = Backend::builder()
+            .plugin::<Alpha>()
+            .plugin::<Beta>()
+            .config_value(cfg)
+            .start()
+            .await
+            .unwrap();
+        (probe, backend)
+    };
+    let (probe, backend) = backend;
+
+    let (status, body) = get(&backend, "/api/beta/whoami", Some("static-token-for-tests")).await;
+    assert_eq!((status, body.contains("ci-bot")), (200, true), "{body}");
+    // Restricted to beta: alpha answers 403 with Backstage's words.
+    let (status, body) = get(
+        &backend,
+        "/api/beta/whoami",
+        Some("restricted-token-for-tests"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(
+        &backend,
+        "/api/alpha/info",
+        Some("restricted-token-for-tests"),
+    )
+    .await;
+    assert_eq!(
+        (status, message(&body)),
+        (
+            403,
+            "This token's access is restricted to plugin(s) 'beta'".to_owned()
+        )
+    );
+
+    // Legacy: HS256 with the shared secret, sub backstage-server, no aud, exp enforced.
+    let secret = URL_SAFE_NO_PAD
+        .decode("bGVnYWN5LXNlY3JldC1mb3ItdGVzdHM")
+        .unwrap();
+    let hs256 = |claims: Value| {
+        let input = format!(
+            "{}.{}",
+            b64(br#"{"alg":"HS256"}"#),
+            b64(claims.to_string().as_bytes())
+        );
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+        format!(
+            "{input}.{}",
+            b64(ring::hmac::sign(&key, input.as_bytes()).as_ref())
+        )
+    };
+    let legacy = hs256(json!({"sub": "backstage-server", "exp": now() + 60}));
+    let (status, body) = get(&backend, "/api/beta/whoami", Some(&legacy)).await;
+    assert_eq!(
+        (status, body.contains("legacy-caller")),
+        (200, true),
+        "{body}"
+    );
+    for refused in [
+        hs256(json!({"sub": "backstage-server", "exp": now() - 1})),
+        hs256(json!({"sub": "backstage-server"})),
+        hs256(json!({"sub": "backstage-server", "aud": "x", "exp": now() + 60})),
+    ] {
+        let (status, _) = get(&backend, "/api/beta/whoami", Some(&refused)).await;
+        assert_eq!(status, 401);
+    }
+
+    // JWKS issuer: subject gets the prefix; wrong issuer or audience is refused.
+    let issued = |iss: &str, aud: &str| {
+        sign(
+            issuer_key(),
+            &json!({"alg": "ES256", "kid": ISSUER_KID}),
+            &json!({"iss": iss, "aud": aud, "sub": "robot", "iat": now(), "exp": now() + 60}),
+        )
+    };
+    let (status, body) = get(
+        &backend,
+        "/api/beta/whoami",
+        Some(&issued("https://issuer.example", "backstage-rs")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("external:issuer:robot"), "{body}");
+    for refused in [
+        issued("https://other.example", "backstage-rs"),
+        issued("https://issuer.example", "other"),
+    ] {
+        let (status, body) = get(&backend, "/api/beta/whoami", Some(&refused)).await;
+        assert_eq!((status, message(&body)), (401, "Illegal token".to_owned()));
+    }
+    backend.stop().await.unwrap();
+    probe.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_are_refused() {
+    support::logs();
+    let backend = backend(json!({})).await;
+    let refused = |token: String, expected: &'static str| {
+        let backend = &backend;
+        async move {
+            let (status, body) = get(backend, "/api/beta/whoami", Some(&token)).await;
+            assert_eq!(
+                (status, message(&body)),
+                (401, expected.to_owned()),
+                "{token}"
+            );
+        }
+    };
+    let user_header = json!({"typ": "vnd.backstage.user", "alg": "ES256", "kid": USER_KID});
+    let claims = |extra: Value| {
+        let mut c = json!({"sub": "user:default/mallory", "aud": "backstage", "iat": now(), "exp": now() + 60});
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        c
+    };
+    // alg: none, no signature.
+    let none = format!(
+        "{}.{}.",
+        b64(
+            json!({"typ": "vnd.backstage.user", "alg": "none", "kid": USER_KID})
+                .to_string()
+                .as_bytes()
+        ),
+        b64(claims(json!({})).to_string().as_bytes())
+    );
+    refused(none, "Failed user token verification").await;
+    // HS256 signed with the public key as the secret.
+    let public = jwk(user_key(), USER_KID).to_string();
+    let input = format!(
+        "{}.{}",
+        b64(
+            json!({"typ": "vnd.backstage.user", "alg": "HS256", "kid": USER_KID})
+                .to_string()
+                .as_bytes()
+        ),
+        b64(claims(json!({})).to_string().as_bytes())
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, public.as_bytes());
+    let confused = format!(
+        "{input}.{}",
+        b64(ring::hmac::sign(&key, input.as_bytes()).as_ref())
+    );
+    refused(confused, "Failed user token verification").await;
+    // Signed by another key.
+    let stranger = sign(&key_pair(), &user_header, &claims(json!({})));
+    refused(stranger, "Failed user token verification").await;
+    // Expired, not yet valid, without exp, wrong audience.
+    refused(
+        sign(user_key(), &user_header, &claims(json!({"exp": now() - 5}))),
+        "Failed user token verification",
+    )
+    .await;
+    refused(
+        sign(
+            user_key(),
+            &user_header,
+            &claims(json!({"nbf": now() + 600})),
+        ),
+        "Failed user token verification",
+    )
+    .await;
+    refused(
+        sign(user_key(), &user_header, &claims(json!({"exp": null}))),
+        "Failed user token verification",
+    )
+    .await;
+    refused(
+        sign(
+            user_key(),
+            &user_header,
+            &claims(json!({"aud": "elsewhere"})),
+        ),
+        "Failed user token verification",
+    )
+    .await;
+    // Wrong typ: a valid signature does not make an unknown token type acceptable.
+    refused(
+        sign(
+            user_key(),
+            &json!({"typ": "JWT", "alg": "ES256", "kid": USER_KID}),
+            &claims(json!({"aud": "x"})),
+        ),
+        "Illegal token",
+    )
+    .await;
+    // Garbage, and an oversized token.
+    refused("!!!.@@@.###".to_owned(), "Illegal token").await;
+    refused("a".repeat(33 * 1024), "Illegal token").await;
+    // A plugin token whose subject is not a plugin id.
+    let plugin_header = json!({"typ": "vnd.backstage.plugin", "alg": "ES256", "kid": "k"});
+    refused(
+        sign(
+            user_key(),
+            &plugin_header,
+            &json!({"sub": "../../evil", "aud": "beta", "iat": now(), "exp": now() + 60}),
+        ),
+        "Invalid plugin token: forbidden subject format",
+    )
+    .await;
+    // A plugin token from a plugin whose keys never signed it.
+    refused(
+        sign(
+            &key_pair(),
+            &plugin_header,
+            &json!({"sub": "alpha", "aud": "beta", "iat": now(), "exp": now() + 60}),
+        ),
+        "Failed plugin token verification",
+    )
+    .await;
+
+    // Unknown key ids: one fetch at most per cooldown, and no storm.
+    let before = AUTH_JWKS_FETCHES.load(Ordering::SeqCst);
+    for i in 0..30 {
+        let header =
+            json!({"typ": "vnd.backstage.user", "alg": "ES256", "kid": format!("unknown-{i}")});
+        refused(
+            sign(user_key(), &header, &claims(json!({}))),
+            "Failed user token verification",
+        )
+        .await;
+    }
+    let fetched = AUTH_JWKS_FETCHES.load(Ordering::SeqCst) - before;
+    assert!(
+        (1..=11).contains(&fetched),
+        "{fetched} JWKS fetches for 30 unknown key ids"
+    );
+
+    // Refusals were logged, and no token ever reached the logs: every JWT starts with `eyJ`.
+    let logs = logs().text();
+    assert!(
+        logs.contains("Failed to verify incoming user token"),
+        "{logs}"
+    );
+    assert!(!logs.contains("eyJ"), "a token in the logs: {logs}");
+    assert!(!logs.contains("static-token-for-tests"));
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_jwks_endpoint_is_bounded() {
+    // A "plugin" whose JWKS endpoint accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _hold = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let mut cfg = config(json!({}));
+    cfg["discovery"] = json!({"endpoints": [{"target": format!("http://127.0.0.1:{port}/api/{{{{pluginId}}}}"), "plugins": ["stuck"]}]});
+    let backend = Backend::builder()
+        .plugin::<Beta>()
+        .config_value(cfg)
+        .start()
+        .await
+        .unwrap();
+    let token = sign(
+        &key_pair(),
+        &json!({"typ": "vnd.backstage.plugin", "alg": "ES256", "kid": "k"}),
+        &json!({"sub": "stuck", "aud": "beta", "iat": now(), "exp": now() + 60}),
+    );
+    let started = Instant::now();
+    let (status, body) = get(&backend, "/api/beta/whoami", Some(&token)).await;
+    assert_eq!(
+        (status, message(&body)),
+        (401, "Failed plugin token verification".to_owned())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_the_default_policy_opens_routes_but_still_checks_tokens() {
+    let backend = backend(json!({"auth": {"dangerouslyDisableDefaultAuthPolicy": true}})).await;
+    let (status, body) = get(&backend, "/api/beta/whoami", None).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"type":"none"}"#));
+    let (status, _) = get(&backend, "/api/beta/whoami", Some("not-a-valid-token")).await;
+    assert_eq!(status, 401);
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_key_store_signs_with_the_configured_key() {
+    let dir = std::env::temp_dir().join(format!("backstage-static-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let pem = |label: &str, der: &[u8]| {
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    };
+    let mut spki = vec![
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    ];
+    spki.extend_from_slice(pair.public_key().as_ref());
+    std::fs::write(dir.join("private.key"), pem("PRIVATE KEY", pkcs8.as_ref())).unwrap();
+    std::fs::write(dir.join("public.key"), pem("PUBLIC KEY", &spki)).unwrap();
+    let store = json!({"pluginKeyStore": {"type": "static", "static": {"keys": [{
+        "publicKeyFile": dir.join("public.key"), "privateKeyFile": dir.join("private.key"), "keyId": "static-1"}]}}});
+    let mut extra = json!({"auth": config(json!({}))["backend"]["auth"].clone()});
+    extra["auth"]["pluginKeyStore"] = store["pluginKeyStore"].clone();
+    let backend = backend(extra).await;
+    let (_, jwks) = get(&backend, "/api/alpha/.backstage/auth/v1/jwks.json", None).await;
+    let jwks: Value = serde_json::from_str(&jwks).unwrap();
+    assert_eq!(jwks["keys"], json!([jwk(&pair, "static-1")]));
+    let (status, body) = get(&backend, "/api/alpha/call-beta-as-self", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("plugin:alpha"));
+    backend.stop().await.unwrap();
+
+    // A missing private key names the key at fault.
+    let bad = json!({"auth": {"pluginKeyStore": {"type": "static", "static": {"keys": [{
+        "publicKeyFile": dir.join("public.key"), "keyId": "static-1"}]}}}});
+    let err = Backend::builder()
+        .plugin::<Beta>()
+        .config_value(config(bad))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("backend.auth.pluginKeyStore.static.keys[0].privateKeyFile"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Several instances share the plugin's database: a token signed by one instance is accepted
+/// by another, because every instance's JWKS lists the keys in the shared table.
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_public_keys_through_the_database() {
+    use backstage::testing::TestDatabases;
+    let servers: Vec<_> = TestDatabases::each()
+        .into_iter()
+        .filter(|db| db.url().is_some())
+        .collect();
+    if servers.is_empty() {
+        eprintln!("skipped: no database server connection string is set");
+        return;
+    }
+    logs();
+    for db in servers {
+        let engine = db.engine().name();
+        let start = || {
+            let mut cfg = config(json!({}));
+            cfg["backend"]["database"] = db.config()["backend"]["database"].clone();
+            Backend::builder()
+                .plugin::<Alpha>()
+                .plugin::<Beta>()
+                .config_value(cfg)
+                .start()
+        };
+        let first = start().await.expect("first instance starts");
+        let second = start().await.expect("second instance starts");
+        let (_, token) = get(&first, "/api/alpha/token-for/beta", None).await;
+        let header: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(token.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let (_, jwks) = get(&second, "/api/alpha/.backstage/auth/v1/jwks.json", None).await;
+        assert!(
+            jwks.contains(header["kid"].as_str().unwrap()),
+            "{engine}: {jwks}\n{}",
+            logs().text()
+        );
+        let (status, body) = get(&second, "/api/beta/whoami", Some(&token)).await;
+        assert_eq!(status, 200, "{engine}: {body}");
+        assert!(body.contains("plugin:alpha"), "{engine}: {body}");
+        first.stop().await.unwrap();
+        second.stop().await.unwrap();
+        db.cleanup().await;
+    }
+}
