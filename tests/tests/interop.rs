@@ -1,0 +1,262 @@
+//! Interop with Backstage itself: a TypeScript backend from npm (`tests/interop/backend.js`,
+//! `@backstage/backend-defaults`) and a Rust backend call each other's plugins with plugin
+//! tokens, and both accept the same static external token.
+//!
+//! Opt-in: runs when `BACKSTAGE_TEST_INTEROP` is set (`.ci/run` sets it where `node` and `npm`
+//! exist) and reports that it skipped otherwise. npm installs into
+//! `$HOME/.cache/backstage-rs/interop` (or `BACKSTAGE_INTEROP_DIR`), never into the repository.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use backstage::prelude::*;
+use backstage::{Backend, PluginClient};
+use base64::Engine;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use serde_json::{Value, json};
+use support::*;
+
+const STATIC_TOKEN: &str = "interop-static-token";
+
+/// The Rust side.
+#[backend_plugin(id = "rusty")]
+pub struct Rusty {
+    #[inject]
+    client: PluginClient,
+    #[inject]
+    auth: Auth,
+}
+
+#[routes]
+impl Rusty {
+    #[route(get, "/whoami")]
+    async fn whoami(&self, creds: Credentials) -> Json<Value> {
+        Json(match creds.any() {
+            Principal::Service(s) => json!({"type": "service", "subject": s.subject}),
+            Principal::User(u) => json!({"type": "user", "userEntityRef": u.user_entity_ref}),
+            Principal::None => json!({"type": "none"}),
+        })
+    }
+
+    #[route(get, "/call-ts", auth = "unauthenticated")]
+    async fn call_ts(&self) -> Result<Json<Value>> {
+        let own = self.auth.own_service_credentials();
+        let response = self.client.get("tsplug", "/whoami", &own).await?;
+        let status = response.status().as_u16();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Json(json!({ "status": status, "body": body })))
+    }
+}
+
+/// Kills the Node backend when the test ends, however it ends.
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn work_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("BACKSTAGE_INTEROP_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
+    PathBuf::from(home).join(".cache/backstage-rs/interop")
+}
+
+/// Copies the TypeScript backend next to its dependencies and installs them when the
+/// package list changed.
+fn install(dir: &Path) {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop");
+    std::fs::create_dir_all(dir).unwrap();
+    let package = std::fs::read_to_string(source.join("package.json")).unwrap();
+    std::fs::copy(source.join("backend.js"), dir.join("backend.js")).unwrap();
+    let installed = dir.join("node_modules/.backstage-rs-package.json");
+    if std::fs::read_to_string(&installed).ok().as_deref() == Some(package.as_str()) {
+        return;
+    }
+    std::fs::write(dir.join("package.json"), &package).unwrap();
+    let status = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("npm runs");
+    assert!(status.success(), "npm install failed in {}", dir.display());
+    std::fs::write(&installed, &package).unwrap();
+}
+
+/// A P-256 key pair as PEM files, for the TypeScript backend's static key store.
+fn write_keys(dir: &Path) -> (PathBuf, PathBuf) {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let mut spki = vec![
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    ];
+    spki.extend_from_slice(pair.public_key().as_ref());
+    let pem = |label: &str, der: &[u8]| {
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<String> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    };
+    let (private, public) = (dir.join("private.pem"), dir.join("public.pem"));
+    std::fs::write(&private, pem("PRIVATE KEY", pkcs8.as_ref())).unwrap();
+    std::fs::write(&public, pem("PUBLIC KEY", &spki)).unwrap();
+    (private, public)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_and_typescript_backends_accept_each_others_tokens() {
+    if std::env::var_os("BACKSTAGE_TEST_INTEROP").is_none() {
+        eprintln!("skipped: BACKSTAGE_TEST_INTEROP is not set (needs node and npm)");
+        return;
+    }
+    let dir = work_dir();
+    tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || install(&dir)
+    })
+    .await
+    .unwrap();
+    let (private, public) = write_keys(&dir);
+    let node_port = free_port();
+
+    let mut config = loopback_config();
+    config["backend"]["auth"] = json!({"externalAccess": [
+        {"type": "static", "options": {"token": STATIC_TOKEN, "subject": "interop"}}]});
+    config["discovery"] = json!({"endpoints": [{
+        "target": format!("http://127.0.0.1:{node_port}/api/{{{{pluginId}}}}"), "plugins": ["tsplug"]}]});
+    let rust = Backend::builder()
+        .plugin::<Rusty>()
+        .config_value(config)
+        .start()
+        .await
+        .unwrap();
+    let rust_port = rust.local_addr().port();
+
+    let node_config = json!({
+        "backend": {
+            "baseUrl": format!("http://127.0.0.1:{node_port}"),
+            "listen": {"host": "127.0.0.1", "port": node_port},
+            "database": {"client": "better-sqlite3", "connection": ":memory:"},
+            "auth": {
+                "externalAccess": [{"type": "static", "options": {"token": STATIC_TOKEN, "subject": "interop"}}],
+                "pluginKeyStore": {"type": "static", "static": {"keys": [
+                    {"publicKeyFile": public, "privateKeyFile": private, "keyId": "ts-key"}]}},
+            },
+        },
+        "discovery": {"endpoints": [{
+            "target": format!("http://127.0.0.1:{rust_port}/api/{{{{pluginId}}}}"), "plugins": ["rusty"]}]},
+    });
+    // JSON is YAML: Backstage's loader reads it as is.
+    let config_file = dir.join(format!("config-{node_port}.yaml"));
+    std::fs::write(&config_file, node_config.to_string()).unwrap();
+    let log = std::fs::File::create(dir.join("backend.log")).unwrap();
+    let _node = Node(
+        Command::new("node")
+            .arg("backend.js")
+            .arg("--config")
+            .arg(&config_file)
+            .current_dir(&dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("node starts"),
+    );
+    let node = |path: &str| format!("http://127.0.0.1:{node_port}{path}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ready = client()
+            .get(node("/api/tsplug/.backstage/auth/v1/jwks.json"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the TypeScript backend did not start; see {}",
+            dir.join("backend.log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // The TypeScript plugin calls ours with its plugin token: accepted, as plugin:tsplug.
+    let (status, body) = {
+        let r = client()
+            .get(node("/api/tsplug/call-rust"))
+            .send()
+            .await
+            .unwrap();
+        let (s, _, b) = read(r).await;
+        (s, b)
+    };
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"status": 200, "body": {"type": "service", "subject": "plugin:tsplug"}})
+    );
+
+    // Ours calls the TypeScript plugin with ours: accepted, as plugin:rusty.
+    let response = client()
+        .get(rust.url("/api/rusty/call-ts"))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = read(response).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"status": 200, "body": {"type": "service", "subject": "plugin:rusty"}})
+    );
+
+    // One static token works on both.
+    for url in [node("/api/tsplug/whoami"), rust.url("/api/rusty/whoami")] {
+        let response = client()
+            .get(&url)
+            .bearer_auth(STATIC_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let (status, _, body) = read(response).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        assert!(body.contains(r#""subject":"interop""#), "{url}: {body}");
+        // And a wrong one is refused by both.
+        let response = client()
+            .get(&url)
+            .bearer_auth("wrong-token-123")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{url}");
+    }
+    rust.stop().await.unwrap();
+    std::fs::remove_file(&config_file).ok();
+}
