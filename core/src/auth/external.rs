@@ -410,6 +410,43 @@ mod tests {
     }
 
     #[test]
+    fn legacy_secrets_come_from_external_access_and_the_old_keys() {
+        let config = RootConfig::from_value(json!({"backend": {"auth": {
+            "externalAccess": [{"type": "legacy", "options": {"secret": "c2VjcmV0LW9uZQ", "subject": "one"}}],
+            "keys": [{"secret": "c2VjcmV0LXR3bw=="}],
+        }}}));
+        let access = ExternalAccess::from_config(&config).unwrap();
+        let subjects: Vec<String> = access
+            .legacy
+            .iter()
+            .map(|l| match l.credentials.any() {
+                Principal::Service(s) => s.subject.clone(),
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(subjects, ["one", "external:backstage-plugin"]);
+
+        let bad = RootConfig::from_value(json!({"backend": {"auth": {
+            "externalAccess": [{"type": "legacy", "options": {"secret": "not base64!", "subject": "x"}}],
+        }}}));
+        let err = ExternalAccess::from_config(&bad).err().unwrap();
+        assert!(
+            err.message().starts_with("backend.auth.externalAccess[0]"),
+            "{}",
+            err.message()
+        );
+        assert!(!err.message().contains("not base64!"));
+        let unknown = RootConfig::from_value(json!({"backend": {"auth": {
+            "externalAccess": [{"type": "magic", "options": {}}],
+        }}}));
+        let err = ExternalAccess::from_config(&unknown).err().unwrap();
+        assert!(
+            err.message()
+                .contains("unknown external access type 'magic'")
+        );
+    }
+
+    #[test]
     fn restrictions_name_the_allowed_plugins() {
         let creds = Credentials::new(Principal::Service(Service {
             subject: "ci".into(),

@@ -12,8 +12,10 @@
 //! itself and every path below it, segment by segment, `{param}` matching any one segment,
 //! letters compared case-insensitively; `/` matches everything.
 //!
-//! `user-cookie` routes accept what default routes accept; cookie-based limited user tokens
-//! come with the full auth implementation.
+//! `user-cookie` routes accept what default routes accept, and also a user's limited token in
+//! the `backstage-auth` cookie. Every plugin also serves Backstage's auth endpoints:
+//! `/.backstage/auth/v1/jwks.json` (its public keys, open to all) and
+//! `/.backstage/auth/v1/cookie` (GET issues the user cookie, DELETE clears it).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
