@@ -1,0 +1,328 @@
+//! The benchmark's baseline: carmen's benchmarked routes written by hand in axum, with no
+//! framework code. It does the same work the framework does for them: Backstage's security
+//! headers, the static-token check (constant time), ES256 plugin tokens verified with the
+//! caller's JWKS (fetched once, cached), the same SQLite queries, the same JSON and the same
+//! Backstage error body for a 404.
+//!
+//! Environment: `PORT`, `STATIC_TOKEN`, `JWKS_URL` (the calling plugin's key set).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use subtle::ConstantTimeEq;
+use tokio::sync::OnceCell;
+
+struct AppState {
+    pool: SqlitePool,
+    token: String,
+    jwks_url: String,
+    key: OnceCell<Vec<u8>>,
+    http: reqwest::Client,
+}
+
+#[derive(Serialize)]
+struct Item {
+    id: i64,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct NewItem {
+    name: String,
+}
+
+const HEADERS: [(&str, &str); 9] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; base-uri 'self'; font-src 'self' https: data:; form-action 'self'; frame-ancestors 'self'; img-src 'self' data:; object-src 'none'; script-src 'self'; script-src-attr 'none'; style-src 'self' https: 'unsafe-inline'; upgrade-insecure-requests",
+    ),
+    ("referrer-policy", "no-referrer"),
+    (
+        "strict-transport-security",
+        "max-age=15552000; includeSubDomains",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("x-dns-prefetch-control", "off"),
+    ("x-download-options", "noopen"),
+    ("x-frame-options", "SAMEORIGIN"),
+    ("x-permitted-cross-domain-policies", "none"),
+    ("x-xss-protection", "0"),
+];
+
+fn error(status: StatusCode, name: &str, message: &str, method: &str, uri: &Uri) -> Response {
+    let body = json!({
+        "error": {"name": name, "message": message},
+        "request": {"method": method, "url": uri.to_string()},
+        "response": {"statusCode": status.as_u16()},
+    });
+    (status, Json(body)).into_response()
+}
+
+fn unauthorized(uri: &Uri, method: &str) -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "AuthenticationError",
+        "Illegal token",
+        method,
+        uri,
+    )
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+}
+
+impl AppState {
+    /// Static token or plugin token; `false` for anything else.
+    async fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = bearer(headers) else {
+            return false;
+        };
+        if bool::from(token.as_bytes().ct_eq(self.token.as_bytes())) {
+            return true;
+        }
+        self.plugin_token(token).await
+    }
+
+    async fn plugin_token(&self, token: &str) -> bool {
+        #[derive(Deserialize)]
+        struct Header {
+            typ: Option<String>,
+            alg: String,
+        }
+        #[derive(Deserialize)]
+        struct Claims {
+            sub: String,
+            aud: String,
+            exp: u64,
+        }
+        let Some((input, signature)) = token.rsplit_once('.') else {
+            return false;
+        };
+        let Some((header, claims)) = input.split_once('.') else {
+            return false;
+        };
+        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).ok();
+        let (Some(header), Some(claims), Some(signature)) =
+            (decode(header), decode(claims), decode(signature))
+        else {
+            return false;
+        };
+        let Ok(header) = serde_json::from_slice::<Header>(&header) else {
+            return false;
+        };
+        if header.typ.as_deref() != Some("vnd.backstage.plugin") || header.alg != "ES256" {
+            return false;
+        }
+        let Ok(claims) = serde_json::from_slice::<Claims>(&claims) else {
+            return false;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if claims.aud != "carmen" || claims.exp <= now || claims.sub.is_empty() {
+            return false;
+        }
+        let key = self
+            .key
+            .get_or_try_init(|| async {
+                let set: serde_json::Value = self
+                    .http
+                    .get(&self.jwks_url)
+                    .send()
+                    .await
+                    .map_err(|_| ())?
+                    .json()
+                    .await
+                    .map_err(|_| ())?;
+                let key = &set["keys"][0];
+                let coordinate = |name: &str| {
+                    key[name]
+                        .as_str()
+                        .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
+                        .ok_or(())
+                };
+                let mut point = vec![4];
+                point.extend(coordinate("x")?);
+                point.extend(coordinate("y")?);
+                Ok::<_, ()>(point)
+            })
+            .await;
+        let Ok(key) = key else {
+            return false;
+        };
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, key)
+            .verify(input.as_bytes(), &signature)
+            .is_ok()
+    }
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn items(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    if !state.authorized(request.headers()).await {
+        return unauthorized(request.uri(), "GET");
+    }
+    let rows = sqlx::query("SELECT id, name FROM items ORDER BY id")
+        .fetch_all(&state.pool)
+        .await;
+    match rows {
+        Ok(rows) => Json(
+            rows.iter()
+                .map(|row| Item {
+                    id: row.get(0),
+                    name: row.get(1),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn create_item(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Json(new): Json<NewItem>,
+) -> Response {
+    if !state.authorized(&headers).await {
+        return unauthorized(&uri, "POST");
+    }
+    let name = new.name.trim();
+    if name.is_empty() || name.chars().count() > 255 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InputError",
+            "name must be 1 to 255 characters",
+            "POST",
+            &uri,
+        );
+    }
+    let row = sqlx::query("INSERT INTO items (name) VALUES (?) RETURNING id, name")
+        .bind(name)
+        .fetch_one(&state.pool)
+        .await;
+    match row {
+        Ok(row) => (
+            StatusCode::CREATED,
+            Json(Item {
+                id: row.get(0),
+                name: row.get(1),
+            }),
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn item(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    if !state.authorized(&headers).await {
+        return unauthorized(&uri, "GET");
+    }
+    let row = sqlx::query("SELECT id, name FROM items WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await;
+    match row {
+        Ok(Some(row)) => Json(Item {
+            id: row.get(0),
+            name: row.get(1),
+        })
+        .into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "NotFoundError",
+            &format!("no item with id {id}"),
+            "GET",
+            &uri,
+        ),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn not_found(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let method = request.method().as_str().to_owned();
+    if !state.authorized(request.headers()).await {
+        return unauthorized(request.uri(), &method);
+    }
+    error(
+        StatusCode::NOT_FOUND,
+        "NotFoundError",
+        "Not Found",
+        &method,
+        request.uri(),
+    )
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let port: u16 = std::env::var("PORT")?.parse()?;
+    let options: SqliteConnectOptions =
+        "sqlite:file:handwritten?mode=memory&cache=shared".parse()?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(10)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, name VARCHAR(255) NOT NULL)",
+    )
+    .execute(&pool)
+    .await?;
+    let state = Arc::new(AppState {
+        pool,
+        token: std::env::var("STATIC_TOKEN")?,
+        jwks_url: std::env::var("JWKS_URL")?,
+        key: OnceCell::new(),
+        http: reqwest::Client::new(),
+    });
+    let carmen = axum::Router::new()
+        .route("/health", get(health))
+        .route("/items", get(items).post(create_item))
+        .route("/items/{id}", get(item))
+        .fallback(not_found)
+        .with_state(state);
+    let app = axum::Router::new()
+        .route(
+            "/.backstage/health/v1/readiness",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
+        .nest("/api/carmen", carmen)
+        .layer(axum::middleware::map_response(
+            |mut response: Response| async move {
+                for (name, value) in HEADERS {
+                    response.headers_mut().insert(
+                        HeaderName::from_static(name),
+                        HeaderValue::from_static(value),
+                    );
+                }
+                response
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
