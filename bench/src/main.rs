@@ -8,9 +8,15 @@
 //! table with PASS/FAIL against the targets and writes JSON (`--out`, default
 //! `target/bench/results.json`).
 //!
-//! Options: `--duration <s>` (per run, default 5), `--warmup <s>` (default 1), `--rounds <n>`
-//! (default 3), `--concurrency <n>` (default 32), `--out <file>`, `--no-build-time` (skip the
-//! incremental build measurement), `--no-build` (use the binaries already built).
+//! Options: `--duration <s>` (per run, default 2), `--warmup <s>` (default 0.5), `--rounds <n>`
+//! (default 10), `--concurrency <n>` (default 32), `--out <file>`, `--no-build-time` (skip the
+//! incremental build measurement), `--no-build` (use the binaries already built), `--pin <cpus>`
+//! (the CPUs both servers run on, through `taskset`; default `0` on machines with two or more
+//! cores, so the load generator does not compete with the server for the same core; `none` to
+//! not pin), `--only <text>` (only the scenarios whose name contains it).
+//!
+//! A scenario's ratio is the median of the per-round ratios: A and B of one round run back to
+//! back, so each ratio compares two measurements taken under the same machine conditions.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,17 +41,23 @@ struct Options {
     out: PathBuf,
     build_time: bool,
     build: bool,
+    pin: Option<String>,
+    only: Option<String>,
 }
 
 fn options() -> Result<Options, String> {
     let mut o = Options {
-        duration: Duration::from_secs(5),
-        warmup: Duration::from_secs(1),
-        rounds: 3,
+        duration: Duration::from_secs(2),
+        warmup: Duration::from_millis(500),
+        rounds: 10,
         concurrency: 32,
         out: PathBuf::from("target/bench/results.json"),
         build_time: true,
         build: true,
+        pin: (std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
+            && Command::new("taskset").arg("-V").output().is_ok())
+        .then(|| "0".to_owned()),
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -59,6 +71,11 @@ fn options() -> Result<Options, String> {
             "--out" => o.out = PathBuf::from(value()?),
             "--no-build-time" => o.build_time = false,
             "--no-build" => o.build = false,
+            "--only" => o.only = Some(value()?),
+            "--pin" => {
+                let cpus = value()?;
+                o.pin = (cpus != "none").then_some(cpus);
+            }
             other => return Err(format!("unknown option {other}; see the crate docs")),
         }
     }
@@ -80,7 +97,18 @@ fn paths() -> (PathBuf, PathBuf) {
 
 fn cargo(root: &Path, args: &[&str]) -> Result<Duration, String> {
     let started = Instant::now();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // A pinned runner gives builds every core back.
+    let mut command = match std::env::var("BACKSTAGE_BENCH_CORES") {
+        Ok(cores) => {
+            let mut c = Command::new("taskset");
+            let last = cores.parse::<usize>().unwrap_or(1).saturating_sub(1);
+            c.arg("-c").arg(format!("0-{last}")).arg(cargo);
+            c
+        }
+        Err(_) => Command::new(cargo),
+    };
+    let status = command
         .args(args)
         .current_dir(root)
         .stdout(Stdio::null())
@@ -402,10 +430,44 @@ async fn main() {
     }
 }
 
+/// With pinned servers, the runner (the load generator) re-executes itself on the other CPUs,
+/// so neither competes with the other for a core.
+fn pin_self(o: &Options) -> Result<Option<i32>, String> {
+    let Some(server_cpus) = &o.pin else {
+        return Ok(None);
+    };
+    if std::env::var_os("BACKSTAGE_BENCH_PINNED").is_some() {
+        return Ok(None);
+    }
+    let servers: Vec<usize> = server_cpus
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let others: Vec<String> = (0..cores)
+        .filter(|c| !servers.contains(c))
+        .map(|c| c.to_string())
+        .collect();
+    if others.is_empty() {
+        return Ok(None);
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let status = Command::new("taskset")
+        .arg("-c")
+        .arg(others.join(","))
+        .arg(exe)
+        .args(std::env::args().skip(1))
+        .env("BACKSTAGE_BENCH_PINNED", "1")
+        .env("BACKSTAGE_BENCH_CORES", cores.to_string())
+        .status()
+        .map_err(|e| format!("taskset did not run: {e}"))?;
+    Ok(Some(status.code().unwrap_or(2)))
+}
+
 async fn run() -> Result<(), String> {
     let o = options()?;
     let (root, bin_dir) = paths();
-    if o.build {
+    if o.build && std::env::var_os("BACKSTAGE_BENCH_PINNED").is_none() {
         eprintln!("building the example backend and the hand-written server in release...");
         cargo(
             &root,
@@ -418,6 +480,9 @@ async fn run() -> Result<(), String> {
                 "backstage-bench",
             ],
         )?;
+    }
+    if let Some(code) = pin_self(&o)? {
+        std::process::exit(code);
     }
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
@@ -442,13 +507,21 @@ async fn run() -> Result<(), String> {
         "discovery": {"endpoints": [{"target": format!("http://{jwks}/api/{{{{pluginId}}}}"), "plugins": ["bench"]}]},
     });
     std::fs::write(work.join("app-config.yaml"), config.to_string()).map_err(|e| e.to_string())?;
-    let mut a = Command::new(bin_dir.join("example-backend"));
+    let command = |binary: &str| match &o.pin {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpus).arg(bin_dir.join(binary));
+            c
+        }
+        None => Command::new(bin_dir.join(binary)),
+    };
+    let mut a = command("example-backend");
     a.current_dir(&work).env("LOG_LEVEL", "warn");
     let framework = start("framework", a, port_a).await?;
 
     // (b) the same routes by hand.
     let port_b = free_port();
-    let mut b = Command::new(bin_dir.join("handwritten"));
+    let mut b = command("handwritten");
     b.env("PORT", port_b.to_string())
         .env("STATIC_TOKEN", STATIC_TOKEN)
         .env(
@@ -502,6 +575,14 @@ async fn run() -> Result<(), String> {
             expect: 200,
         },
         Scenario {
+            name: "GET /items/1 (static token, SQLite)",
+            method: "GET",
+            path: "/api/carmen/items/1",
+            token: Some(STATIC_TOKEN.into()),
+            body: None,
+            expect: 200,
+        },
+        Scenario {
             name: "404 inside the plugin",
             method: "GET",
             path: "/api/carmen/no-such-route",
@@ -519,7 +600,12 @@ async fn run() -> Result<(), String> {
         },
     ];
     let mut results = Vec::new();
-    for scenario in &scenarios {
+    let selected = scenarios.iter().filter(|s| {
+        o.only
+            .as_ref()
+            .is_none_or(|only| s.name.contains(only.as_str()))
+    });
+    for scenario in selected {
         // Both answer the same thing before anything is measured.
         for server in servers {
             let (status, _) = request(
@@ -555,14 +641,23 @@ async fn run() -> Result<(), String> {
             };
             json!({
                 "rps": median(runs.iter().map(Run::rps).collect()),
+                "rps_per_round": runs.iter().map(Run::rps).collect::<Vec<_>>(),
                 "p50_ms": all.percentile(0.50),
                 "p99_ms": all.percentile(0.99),
                 "errors": runs.iter().map(|r| r.errors).sum::<u64>(),
             })
         };
         let (sa, sb) = (summary(&runs[0]), summary(&runs[1]));
-        let ratio = sa["rps"].as_f64().unwrap_or(0.0) / sb["rps"].as_f64().unwrap_or(1.0).max(1e-9);
-        results.push(json!({"scenario": scenario.name, "framework": sa, "handwritten": sb, "ratio": ratio, "pass": ratio >= 0.95}));
+        let mut ratios: Vec<f64> = runs[0]
+            .iter()
+            .zip(&runs[1])
+            .map(|(a, b)| a.rps() / b.rps().max(1e-9))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let quartile = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+        let spread = [quartile(0.25), quartile(0.75)];
+        let ratio = median(ratios.clone());
+        results.push(json!({"scenario": scenario.name, "framework": sa, "handwritten": sb, "ratio": ratio, "ratio_p25_p75": spread, "pass": ratio >= 0.95}));
     }
     let loaded_rss: Vec<u64> = servers.iter().map(|s| s.rss_kib()).collect();
     let ready_ms: Vec<f64> = servers
@@ -604,7 +699,7 @@ async fn run() -> Result<(), String> {
     let all_pass = readiness_pass && rss_pass && results.iter().all(|r| r["pass"] == true);
     let report = json!({
         "machine": machine(),
-        "options": {"duration_s": o.duration.as_secs_f64(), "warmup_s": o.warmup.as_secs_f64(), "rounds": o.rounds, "concurrency": o.concurrency},
+        "options": {"duration_s": o.duration.as_secs_f64(), "warmup_s": o.warmup.as_secs_f64(), "rounds": o.rounds, "concurrency": o.concurrency, "servers_pinned_to": o.pin},
         "scenarios": results,
         "readiness_ms": {"framework": ready_ms[0], "handwritten": ready_ms[1], "pass": readiness_pass},
         "rss_mib": {
@@ -655,11 +750,12 @@ fn print_table(r: &Value) {
     );
     println!();
     println!(
-        "{:<36} {:>12} {:>12} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6}  ",
+        "{:<36} {:>10} {:>10} {:>7} {:>13} {:>9} {:>9} {:>9} {:>9} {:>6}  ",
         "scenario",
         "A req/s",
         "B req/s",
         "A/B",
+        "A/B p25-p75",
         "A p50ms",
         "B p50ms",
         "A p99ms",
@@ -669,11 +765,16 @@ fn print_table(r: &Value) {
     for s in r["scenarios"].as_array().into_iter().flatten() {
         let (a, b) = (&s["framework"], &s["handwritten"]);
         println!(
-            "{:<36} {:>12.0} {:>12.0} {:>7.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>6}  {}",
+            "{:<36} {:>10.0} {:>10.0} {:>7.3} {:>13} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>6}  {}",
             s["scenario"].as_str().unwrap_or(""),
             f(&a["rps"]),
             f(&b["rps"]),
             f(&s["ratio"]),
+            format!(
+                "{:.2}-{:.2}",
+                f(&s["ratio_p25_p75"][0]),
+                f(&s["ratio_p25_p75"][1])
+            ),
             f(&a["p50_ms"]),
             f(&b["p50_ms"]),
             f(&a["p99_ms"]),

@@ -42,7 +42,7 @@ fn the_benchmark_runs_every_scenario_against_both_servers() {
         serde_json::from_str(&std::fs::read_to_string(&out).expect("report written")).unwrap();
     std::fs::remove_file(&out).ok();
     let scenarios = report["scenarios"].as_array().expect("scenarios");
-    assert_eq!(scenarios.len(), 5);
+    assert_eq!(scenarios.len(), 6);
     for scenario in scenarios {
         for side in ["framework", "handwritten"] {
             assert_eq!(scenario[side]["errors"], 0, "{scenario}");
