@@ -541,28 +541,24 @@ async fn attacks_are_refused() {
         }
         c
     };
+    // The signed part of a user token with algorithm `alg`.
+    let unsigned = |alg: &str| {
+        let header = json!({"typ": "vnd.backstage.user", "alg": alg, "kid": USER_KID});
+        format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims(json!({})).to_string().as_bytes())
+        )
+    };
     // alg: none, no signature.
-    let none = format!(
-        "{}.{}.",
-        b64(
-            json!({"typ": "vnd.backstage.user", "alg": "none", "kid": USER_KID})
-                .to_string()
-                .as_bytes()
-        ),
-        b64(claims(json!({})).to_string().as_bytes())
-    );
-    refused(none, "Failed user token verification").await;
+    refused(
+        format!("{}.", unsigned("none")),
+        "Failed user token verification",
+    )
+    .await;
     // HS256 signed with the public key as the secret.
     let public = jwk(user_key(), USER_KID).to_string();
-    let input = format!(
-        "{}.{}",
-        b64(
-            json!({"typ": "vnd.backstage.user", "alg": "HS256", "kid": USER_KID})
-                .to_string()
-                .as_bytes()
-        ),
-        b64(claims(json!({})).to_string().as_bytes())
-    );
+    let input = unsigned("HS256");
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, public.as_bytes());
     let confused = format!(
         "{input}.{}",
@@ -709,6 +705,13 @@ async fn disabling_the_default_policy_opens_routes_but_still_checks_tokens() {
     assert_eq!((status, body.as_str()), (200, r#"{"type":"none"}"#));
     let (status, _) = get(&backend, "/api/beta/whoami", Some("not-a-valid-token")).await;
     assert_eq!(status, 401);
+    // No credentials are forwarded as no token: beta sees nobody, as Backstage does it.
+    let (status, body) = get(&backend, "/api/alpha/call-beta", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"status": 200, "body": {"type": "none"}})
+    );
     backend.stop().await.unwrap();
 }
 

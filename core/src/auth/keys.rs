@@ -68,6 +68,8 @@ pub(crate) struct DatabaseKeys {
     table: OnceCell<()>,
     current: Mutex<Option<Arc<SigningKey>>>,
     rotating: tokio::sync::Mutex<()>,
+    /// How long a key signs: [`KEY_DURATION`] (shorter in tests).
+    duration: Duration,
 }
 
 impl DatabaseKeys {
@@ -79,6 +81,7 @@ impl DatabaseKeys {
             table: OnceCell::new(),
             current: Mutex::new(None),
             rotating: tokio::sync::Mutex::new(()),
+            duration: KEY_DURATION,
         }
     }
 
@@ -136,7 +139,7 @@ impl DatabaseKeys {
             .map_err(|_| Error::internal("could not generate a signing key"))?;
         let kid = new_kid()?;
         let public = jws::es256_public_jwk(&pair, &kid).to_string();
-        let keep = KEY_DURATION * KEY_EXPIRATION_FACTOR;
+        let keep = self.duration * KEY_EXPIRATION_FACTOR;
         let database = self.database().await?;
         let insert = match database.engine() {
             Engine::Postgres => format!(
@@ -163,7 +166,7 @@ impl DatabaseKeys {
         let key = Arc::new(SigningKey {
             kid,
             pair,
-            until: Instant::now() + KEY_DURATION,
+            until: Instant::now() + self.duration,
         });
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(key.clone());
         Ok(key)
@@ -379,6 +382,34 @@ fn epoch_millis() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn keys_rotate_and_old_public_keys_stay_listed() {
+        let manager = DatabaseManager::for_tests(RootConfig::from_value(serde_json::json!({})));
+        let mut keys = DatabaseKeys::new("rotation", manager.clone());
+        keys.duration = Duration::from_millis(100);
+        let first = keys.signing_key().await.unwrap();
+        assert_eq!(
+            keys.signing_key().await.unwrap().kid,
+            first.kid,
+            "reused while fresh"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let second = keys.signing_key().await.unwrap();
+        assert_ne!(second.kid, first.kid, "a new key once the old one expired");
+        let listed: Vec<String> = keys
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            listed.contains(&first.kid) && listed.contains(&second.kid),
+            "{listed:?}"
+        );
+        manager.close().await;
+    }
 
     #[test]
     fn key_ids_are_version_4_uuids() {

@@ -333,6 +333,18 @@ impl DatabaseManager {
         })
     }
 
+    /// A manager reading `config`, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(config: RootConfig) -> Self {
+        DatabaseManager {
+            inner: Arc::new(ManagerInner {
+                config,
+                per_plugin_cap: None,
+                pools: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
     /// Closes every pool.
     pub async fn close(&self) {
         let pools =
