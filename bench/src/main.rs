@@ -13,7 +13,10 @@
 //! incremental build measurement), `--no-build` (use the binaries already built), `--pin <cpus>`
 //! (the CPUs both servers run on, through `taskset`; default `0` on machines with two or more
 //! cores, so the load generator does not compete with the server for the same core; `none` to
-//! not pin), `--only <text>` (only the scenarios whose name contains it).
+//! not pin), `--only <text>` (only the scenarios whose name contains it), `--no-instructions`
+//! (skip counting the instructions each request costs under `valgrind --tool=callgrind`, done by
+//! default where valgrind is installed: a deterministic comparison where requests/s are noisy;
+//! it adds about a minute).
 //!
 //! A scenario's ratio is the median of the per-round ratios: A and B of one round run back to
 //! back, so each ratio compares two measurements taken under the same machine conditions.
@@ -43,6 +46,7 @@ struct Options {
     build: bool,
     pin: Option<String>,
     only: Option<String>,
+    instructions: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -58,6 +62,7 @@ fn options() -> Result<Options, String> {
             && Command::new("taskset").arg("-V").output().is_ok())
         .then(|| "0".to_owned()),
         only: None,
+        instructions: Command::new("valgrind").arg("--version").output().is_ok(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -72,6 +77,8 @@ fn options() -> Result<Options, String> {
             "--no-build-time" => o.build_time = false,
             "--no-build" => o.build = false,
             "--only" => o.only = Some(value()?),
+            "--instructions" => o.instructions = true,
+            "--no-instructions" => o.instructions = false,
             "--pin" => {
                 let cpus = value()?;
                 o.pin = (cpus != "none").then_some(cpus);
@@ -179,8 +186,8 @@ async fn start(name: &'static str, mut command: Command, port: u16) -> Result<Se
             server.ready_after = started.elapsed();
             return Ok(server);
         }
-        if started.elapsed() > Duration::from_secs(30) {
-            return Err(format!("{name} was not ready after 30 s"));
+        if started.elapsed() > Duration::from_secs(90) {
+            return Err(format!("{name} was not ready after 90 s"));
         }
         if let Ok(Some(status)) = server.child.try_wait() {
             return Err(format!("{name} exited: {status}"));
@@ -236,6 +243,101 @@ fn build(
     builder
         .body(Full::new(body.unwrap_or_default()))
         .map_err(|e| e.to_string())
+}
+
+/// Twenty items, so `GET /items` has rows to send.
+async fn seed(server: &Server) -> Result<(), String> {
+    for i in 0..20 {
+        let body = format!(r#"{{"name":"item {i}"}}"#);
+        let (status, _) = request(
+            server.addr,
+            "POST",
+            "/api/carmen/items",
+            Some(STATIC_TOKEN),
+            Some(&body),
+        )
+        .await?;
+        if status != 201 {
+            return Err(format!("{}: seeding answered {status}", server.name));
+        }
+    }
+    Ok(())
+}
+
+/// The instructions a process executed, as callgrind counted them: `n` requests of `scenario`
+/// on one keep-alive connection, after start-up and seeding.
+async fn callgrind_total(
+    mut command: Command,
+    port: u16,
+    scenario: &Scenario,
+    n: usize,
+    out: &Path,
+) -> Result<u64, String> {
+    let _ = std::fs::remove_file(out);
+    command.env("BACKSTAGE_BENCH_CALLGRIND", "1");
+    let mut server = start("callgrind", command, port).await?;
+    seed(&server)
+        .await
+        .map_err(|e| format!("seeding under callgrind: {e}"))?;
+    let stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let body = scenario.body.map(|b| Bytes::from_static(b.as_bytes()));
+    for i in 0..n {
+        let req = build(
+            scenario.method,
+            scenario.path,
+            scenario.token.as_deref(),
+            body.clone(),
+        )?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| format!("{} under callgrind: {e}", scenario.name))?;
+        let response = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("{} under callgrind, request {i}: {e:?}", scenario.name))?;
+        if response.status().as_u16() != scenario.expect {
+            return Err(format!("{} answered {}", scenario.name, response.status()));
+        }
+        response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    drop(sender);
+    // SIGINT: the program (and callgrind with it) ends normally and writes its counts.
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(server.child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while server
+        .child
+        .try_wait()
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        if Instant::now() > deadline {
+            return Err("callgrind did not finish".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = std::fs::read_to_string(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("{}: no totals", out.display()))
 }
 
 /// What one scenario sends and expects.
@@ -507,46 +609,48 @@ async fn run() -> Result<(), String> {
         "discovery": {"endpoints": [{"target": format!("http://{jwks}/api/{{{{pluginId}}}}"), "plugins": ["bench"]}]},
     });
     std::fs::write(work.join("app-config.yaml"), config.to_string()).map_err(|e| e.to_string())?;
-    let command = |binary: &str| match &o.pin {
-        Some(cpus) => {
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg(cpus).arg(bin_dir.join(binary));
-            c
-        }
-        None => Command::new(bin_dir.join(binary)),
+    let pin: Vec<String> = match &o.pin {
+        Some(cpus) => vec!["taskset".into(), "-c".into(), cpus.clone()],
+        None => Vec::new(),
     };
-    let mut a = command("example-backend");
-    a.current_dir(&work).env("LOG_LEVEL", "warn");
-    let framework = start("framework", a, port_a).await?;
+    // A server's command, behind `wrapper` (taskset, valgrind) when there is one.
+    let command = |binary: &str, wrapper: &[String]| {
+        let mut c = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin_dir.join(binary));
+                c
+            }
+            None => Command::new(bin_dir.join(binary)),
+        };
+        c.env("LOG_LEVEL", "warn");
+        c
+    };
+    let framework_command = |wrapper: &[String]| {
+        let mut a = command("example-backend", wrapper);
+        a.current_dir(&work);
+        a
+    };
+    let framework = start("framework", framework_command(&pin), port_a).await?;
 
     // (b) the same routes by hand.
     let port_b = free_port();
-    let mut b = command("handwritten");
-    b.env("PORT", port_b.to_string())
-        .env("STATIC_TOKEN", STATIC_TOKEN)
-        .env(
-            "JWKS_URL",
-            format!("http://{jwks}/api/bench/.backstage/auth/v1/jwks.json"),
-        );
-    let handwritten = start("handwritten", b, port_b).await?;
+    let handwritten_command = |wrapper: &[String]| {
+        let mut b = command("handwritten", wrapper);
+        b.env("PORT", port_b.to_string())
+            .env("STATIC_TOKEN", STATIC_TOKEN)
+            .env(
+                "JWKS_URL",
+                format!("http://{jwks}/api/bench/.backstage/auth/v1/jwks.json"),
+            );
+        b
+    };
+    let handwritten = start("handwritten", handwritten_command(&pin), port_b).await?;
     let servers = [&framework, &handwritten];
     let idle_rss: Vec<u64> = servers.iter().map(|s| s.rss_kib()).collect();
 
     for server in servers {
-        for i in 0..20 {
-            let body = format!(r#"{{"name":"item {i}"}}"#);
-            let (status, _) = request(
-                server.addr,
-                "POST",
-                "/api/carmen/items",
-                Some(STATIC_TOKEN),
-                Some(&body),
-            )
-            .await?;
-            if status != 201 {
-                return Err(format!("{}: seeding answered {status}", server.name));
-            }
-        }
+        seed(server).await?;
     }
 
     let scenarios = [
@@ -672,6 +776,52 @@ async fn run() -> Result<(), String> {
     let sizes = [size("example-backend"), size("handwritten")];
     drop(framework);
     drop(handwritten);
+
+    // Instructions per request under callgrind: deterministic where throughput is noisy. The
+    // difference of two runs (few and many requests) leaves out start-up and seeding.
+    let mut instructions = Vec::new();
+    if o.instructions {
+        let valgrind = |out: &Path| {
+            vec![
+                "valgrind".to_owned(),
+                "--tool=callgrind".to_owned(),
+                format!("--callgrind-out-file={}", out.display()),
+            ]
+        };
+        let (few, many) = (100, 600);
+        for scenario in scenarios.iter().filter(|s| {
+            o.only
+                .as_ref()
+                .is_none_or(|only| s.name.contains(only.as_str()))
+        }) {
+            let mut per_request = [0.0; 2];
+            for (i, port) in [(0, port_a), (1, port_b)] {
+                let mut counts = [0u64; 2];
+                for (j, n) in [few, many].into_iter().enumerate() {
+                    eprintln!(
+                        "{} under callgrind: {} requests, {}",
+                        scenario.name,
+                        n,
+                        servers_names()[i]
+                    );
+                    let out = work.join(format!("callgrind-{i}-{n}.out"));
+                    let command = if i == 0 {
+                        framework_command(&valgrind(&out))
+                    } else {
+                        handwritten_command(&valgrind(&out))
+                    };
+                    counts[j] = callgrind_total(command, port, scenario, n, &out).await?;
+                }
+                per_request[i] = counts[1].saturating_sub(counts[0]) as f64 / (many - few) as f64;
+            }
+            instructions.push(json!({
+                "scenario": scenario.name,
+                "framework": per_request[0],
+                "handwritten": per_request[1],
+                "ratio": per_request[0] / per_request[1].max(1.0),
+            }));
+        }
+    }
     let _ = std::fs::remove_dir_all(&work);
 
     let build_times = if o.build_time {
@@ -708,6 +858,7 @@ async fn run() -> Result<(), String> {
             "pass": rss_pass,
         },
         "binary_mib": {"framework": sizes[0] as f64 / 1048576.0, "handwritten": sizes[1] as f64 / 1048576.0},
+        "instructions_per_request": instructions,
         "incremental_build_s": build_times.map(|[a, b]| json!({"framework": a, "handwritten": b, "ratio": a / b.max(1e-9)})),
         "targets": targets,
         "pass": all_pass,
@@ -734,6 +885,10 @@ fn machine() -> Value {
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     json!({"cpu": cpu, "cores": cores, "os": std::env::consts::OS})
+}
+
+fn servers_names() -> [&'static str; 2] {
+    ["framework", "handwritten"]
 }
 
 fn verdict(pass: bool) -> &'static str {
@@ -807,6 +962,19 @@ fn print_table(r: &Value) {
         f(&r["binary_mib"]["framework"]),
         f(&r["binary_mib"]["handwritten"])
     );
+    for i in r["instructions_per_request"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "instructions per request, {}: A {:.0}, B {:.0} (A/B {:.3})",
+            i["scenario"].as_str().unwrap_or(""),
+            f(&i["framework"]),
+            f(&i["handwritten"]),
+            f(&i["ratio"]),
+        );
+    }
     if let Some(b) = r["incremental_build_s"].as_object() {
         println!(
             "incremental build after a one-line change: A {:.1} s, B {:.1} s (A/B {:.2})",

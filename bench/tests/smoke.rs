@@ -21,6 +21,7 @@ fn the_benchmark_runs_every_scenario_against_both_servers() {
         .args([
             "--no-build",
             "--no-build-time",
+            "--no-instructions",
             "--duration",
             "0.3",
             "--warmup",
