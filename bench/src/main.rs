@@ -883,7 +883,11 @@ fn machine() -> Value {
                 .map(|s| s.trim().to_owned())
         })
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // A pinned runner sees only its own CPUs; the parent passed the machine's count.
+    let cores = std::env::var("BACKSTAGE_BENCH_CORES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(0, |n| n.get()));
     json!({"cpu": cpu, "cores": cores, "os": std::env::consts::OS})
 }
 
