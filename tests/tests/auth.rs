@@ -820,3 +820,46 @@ async fn instances_share_public_keys_through_the_database() {
         db.cleanup().await;
     }
 }
+
+/// Accepts any token as a caller restricted to `beta`.
+struct RestrictedToBeta;
+
+impl backstage::Authenticator for RestrictedToBeta {
+    fn authenticate<'a>(
+        &'a self,
+        _token: &'a str,
+        _options: backstage::AuthenticateOptions,
+    ) -> backstage::plugin::BoxFuture<'a, Result<Credentials>> {
+        let service = backstage::Service {
+            subject: "narrow".into(),
+            access_restrictions: Some(backstage::AccessRestrictions {
+                plugin_id: Some(vec!["beta".into()]),
+            }),
+        };
+        Box::pin(async move { Ok(Credentials::new(Principal::Service(service))) })
+    }
+}
+
+/// A replaced `Auth` still belongs to each plugin: restrictions hold, own credentials name it.
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_auth_service_is_each_plugins_own() {
+    let backend = Backend::builder()
+        .plugin::<Alpha>()
+        .plugin::<Beta>()
+        .config_value(loopback_config())
+        .service(Auth::new(RestrictedToBeta))
+        .start()
+        .await
+        .unwrap();
+    let (status, body) = get(&backend, "/api/beta/whoami", Some("anything")).await;
+    assert_eq!((status, body.contains("narrow")), (200, true), "{body}");
+    let (status, body) = get(&backend, "/api/alpha/info", Some("anything")).await;
+    assert_eq!(
+        (status, message(&body)),
+        (
+            403,
+            "This token's access is restricted to plugin(s) 'beta'".to_owned()
+        )
+    );
+    backend.stop().await.unwrap();
+}

@@ -533,6 +533,13 @@ impl Auth {
 
 impl ServiceTrait for Auth {
     type Scope = PluginScoped;
+    /// A replacement `Auth` made without a plugin becomes the plugin's.
+    fn bind_to_plugin(self, plugin_id: &'static str) -> Self {
+        Auth {
+            plugin_id: self.plugin_id.or(Some(plugin_id)),
+            ..self
+        }
+    }
     const ID: &'static str = "core.auth";
     const DEPENDENCIES: &'static [&'static str] = &[
         "core.rootConfig",

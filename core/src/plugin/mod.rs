@@ -91,6 +91,14 @@ pub trait Service: Clone + Send + Sync + 'static {
 
     /// The default factory.
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>>;
+
+    /// Adapts an instance that a replacement (`Backend::builder().service(..)` or `.factory(..)`)
+    /// made to the plugin `plugin_id` it is handed to. The default keeps it as it is; `Auth`
+    /// uses it to know whose restrictions to check and whose tokens to issue.
+    fn bind_to_plugin(self, plugin_id: &'static str) -> Self {
+        let _ = plugin_id;
+        self
+    }
 }
 
 /// Anything that may stand in an `#[inject]` position: a field of a plugin, a parameter of a
@@ -263,7 +271,16 @@ impl<'a> ServiceContext<'a> {
         let value = cell
             .get_or_try_init(|| async move {
                 match registry.overrides.get(&id) {
-                    Some(replacement) => (replacement.factory)(&ctx).await,
+                    Some(replacement) => {
+                        let value = (replacement.factory)(&ctx).await?;
+                        match ctx.plugin_id() {
+                            Some(plugin_id) => {
+                                let adapted = downcast::<T>(&value)?.bind_to_plugin(plugin_id);
+                                Ok::<_, Error>(Arc::new(adapted) as Arc<dyn Any + Send + Sync>)
+                            }
+                            None => Ok(value),
+                        }
+                    }
                     None => {
                         let service = T::create(&ctx).await?;
                         Ok(Arc::new(service) as Arc<dyn Any + Send + Sync>)
