@@ -437,6 +437,69 @@ impl Authenticator for BackstageAuthenticator {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn plugin_tokens_for_a_user_expire_with_the_user_token() {
+        let shared = Arc::new(Shared {
+            external: ExternalAccess::default(),
+            jwks: JwksCache::new(reqwest::Client::new(), JWKS_TIMEOUT),
+            discovery: Discovery::new("http://localhost:7007", "http://localhost:7007"),
+            http: reqwest::Client::new(),
+            static_keys: None,
+            disable_default_auth_policy: false,
+        });
+        let manager = crate::database::DatabaseManager::for_tests(crate::RootConfig::from_value(
+            serde_json::json!({}),
+        ));
+        let keys = Arc::new(KeySource::Database(super::super::keys::DatabaseKeys::new(
+            "alpha",
+            manager.clone(),
+        )));
+        let auth = BackstageAuthenticator::new("alpha", shared, keys);
+        let user_exp = jws::now_secs() as u64 + 600;
+        let pair = jws::generate_es256().unwrap();
+        let user = jws::sign_es256(
+            &pair,
+            r#"{"typ":"vnd.backstage.user","alg":"ES256","kid":"k"}"#,
+            &format!(r#"{{"sub":"user:default/a","aud":"backstage","iat":1,"exp":{user_exp},"uip":"c2ln"}}"#),
+        )
+        .unwrap();
+        let creds = Credentials::user("user:default/a").with_token(&user, None);
+        let token = auth
+            .plugin_request_token("alpha", &creds, "beta")
+            .await
+            .unwrap();
+        let claims = jws::decode(&token).unwrap().claims;
+        assert_eq!(
+            claims.exp,
+            Some(user_exp as f64),
+            "capped by the user token"
+        );
+        assert_eq!(claims.sub.as_deref(), Some("alpha"));
+        let obo = claims.obo.unwrap();
+        assert!(
+            obo.ends_with(".c2ln"),
+            "the limited token carries the user's uip"
+        );
+
+        let own = Credentials::service("plugin:alpha");
+        let token = auth
+            .plugin_request_token("alpha", &own, "beta")
+            .await
+            .unwrap();
+        let claims = jws::decode(&token).unwrap().claims;
+        let lifetime = claims.exp.unwrap() - claims.iat.unwrap();
+        assert_eq!(lifetime, 3600.0, "an hour for the plugin itself");
+        assert!(claims.obo.is_none());
+        let none = auth
+            .plugin_request_token("alpha", &Credentials::none(), "beta")
+            .await;
+        assert_eq!(
+            none.unwrap_err().message(),
+            "Refused to issue service token for credential type 'none'"
+        );
+        manager.close().await;
+    }
+
     #[test]
     fn plugin_ids_follow_backstage_pattern() {
         assert!(is_plugin_id("catalog"));
