@@ -196,6 +196,22 @@ async fn start(name: &'static str, mut command: Command, port: u16) -> Result<Se
     }
 }
 
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// A keep-alive HTTP/1 connection to `addr` (no Nagle delay), its driver spawned.
+async fn connect(addr: SocketAddr) -> Result<Sender, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
 /// One request on a fresh connection (set-up and checks only).
 async fn request(
     addr: SocketAddr,
@@ -204,14 +220,7 @@ async fn request(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Result<(u16, Bytes), String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
+    let mut sender = connect(addr).await?;
     let req = build(method, path, token, body.map(|b| Bytes::from(b.to_owned())))?;
     let response = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
@@ -279,14 +288,7 @@ async fn callgrind_total(
     seed(&server)
         .await
         .map_err(|e| format!("seeding under callgrind: {e}"))?;
-    let stream = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
+    let mut sender = connect(server.addr).await?;
     let body = scenario.body.map(|b| Bytes::from_static(b.as_bytes()));
     for i in 0..n {
         let req = build(
@@ -385,18 +387,10 @@ async fn load(addr: SocketAddr, scenario: &Scenario, o: &Options) -> Run {
         let scenario = scenario.clone();
         tasks.push(tokio::spawn(async move {
             let mut run = Run::default();
-            let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+            let Ok(mut sender) = connect(addr).await else {
                 run.errors += 1;
                 return run;
             };
-            let _ = stream.set_nodelay(true);
-            let Ok((mut sender, connection)) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await
-            else {
-                run.errors += 1;
-                return run;
-            };
-            tokio::spawn(connection);
             let body = scenario.body.map(|b| Bytes::from_static(b.as_bytes()));
             loop {
                 let now = Instant::now();

@@ -180,13 +180,7 @@ pub struct Beta {}
 impl Beta {
     #[route(get, "/whoami")]
     async fn whoami(&self, creds: Credentials) -> Json<Value> {
-        Json(match creds.any() {
-            Principal::User(user) => {
-                json!({"type": "user", "userEntityRef": user.user_entity_ref, "actor": creds.actor()})
-            }
-            Principal::Service(service) => json!({"type": "service", "subject": service.subject}),
-            Principal::None => json!({"type": "none"}),
-        })
+        Json(principal_json(&creds))
     }
 }
 

@@ -34,11 +34,7 @@ pub struct Rusty {
 impl Rusty {
     #[route(get, "/whoami")]
     async fn whoami(&self, creds: Credentials) -> Json<Value> {
-        Json(match creds.any() {
-            Principal::Service(s) => json!({"type": "service", "subject": s.subject}),
-            Principal::User(u) => json!({"type": "user", "userEntityRef": u.user_entity_ref}),
-            Principal::None => json!({"type": "none"}),
-        })
+        Json(principal_json(&creds))
     }
 
     #[route(get, "/call-ts", auth = "unauthenticated")]

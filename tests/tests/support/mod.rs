@@ -45,6 +45,19 @@ pub fn test_auth() -> Auth {
     })
 }
 
+/// Who a request's credentials name, as the auth tests' `whoami` routes answer:
+/// `{"type":"service","subject":..}`, `{"type":"user","userEntityRef":..,"actor":..}` or
+/// `{"type":"none"}`.
+pub fn principal_json(creds: &Credentials) -> Value {
+    match creds.any() {
+        Principal::User(user) => {
+            json!({"type": "user", "userEntityRef": user.user_entity_ref, "actor": creds.actor()})
+        }
+        Principal::Service(service) => json!({"type": "service", "subject": service.subject}),
+        Principal::None => json!({"type": "none"}),
+    }
+}
+
 /// A config that binds to a free loopback port.
 pub fn loopback_config() -> Value {
     json!({ "backend": { "listen": { "host": "127.0.0.1", "port": 0 } } })
