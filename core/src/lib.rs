@@ -41,6 +41,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod cache;
 pub mod config;
 pub mod database;
 pub mod discovery;
@@ -48,7 +49,9 @@ mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
+pub mod permissions;
 pub mod plugin;
+pub mod scheduler;
 pub mod testing;
 
 pub use auth::AuthenticateOptions;
@@ -61,6 +64,7 @@ pub use backstage_macros::{
     backend_module, backend_plugin, extension_point, init, migrate, route, routes, service,
     service_factory, test,
 };
+pub use cache::Cache;
 pub use config::{PluginConfig, RootConfig, Secret};
 pub use database::Database;
 pub use discovery::{Discovery, PluginMetadata};
@@ -68,7 +72,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use http::{HttpRouter, RootHttpRouter};
 pub use lifecycle::{Lifecycle, RootHealth, RootLifecycle};
 pub use logging::{Logger, RootLogger};
+pub use permissions::Permissions;
 pub use plugin::Multi;
+pub use scheduler::Scheduler;
 /// sqlx, as this crate uses it: write queries against [`Database::pool`] with this one.
 pub use sqlx;
 
@@ -88,10 +94,11 @@ pub mod prelude {
     pub use crate::Database;
     pub use crate::axum;
     pub use crate::{
-        Auth, Credentials, Discovery, Error, ErrorKind, HttpAuth, HttpRouter, Lifecycle, Logger,
-        PluginClient, PluginConfig, PluginMetadata, Principal, Result, RootConfig, RootHealth,
-        RootHttpRouter, RootLifecycle, RootLogger, Secret, Service, User, UserInfo, backend_module,
-        backend_plugin, extension_point, init, route, routes, service, service_factory,
+        Auth, Cache, Credentials, Discovery, Error, ErrorKind, HttpAuth, HttpRouter, Lifecycle,
+        Logger, Permissions, PluginClient, PluginConfig, PluginMetadata, Principal, Result,
+        RootConfig, RootHealth, RootHttpRouter, RootLifecycle, RootLogger, Scheduler, Secret,
+        Service, User, UserInfo, backend_module, backend_plugin, extension_point, init, route,
+        routes, service, service_factory,
     };
     pub use axum::Json;
     pub use axum::extract::{Path, Query};
@@ -126,7 +133,8 @@ root_injectable!(
     RootHttpRouter,
     RootLifecycle,
     RootHealth,
-    Discovery
+    Discovery,
+    cache::CacheManager
 );
 
 register_core_services!(
@@ -147,6 +155,10 @@ register_core_services!(
     backend::InstanceMetadata,
     Database,
     database::DatabaseManager,
+    Cache,
+    cache::CacheManager,
+    Scheduler,
+    Permissions,
 );
 
 /// What the macros' generated code uses. Not a public API: it changes without notice.

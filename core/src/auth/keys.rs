@@ -137,7 +137,7 @@ impl DatabaseKeys {
         }
         let pair = jws::generate_es256()
             .map_err(|_| Error::internal("could not generate a signing key"))?;
-        let kid = new_kid()?;
+        let kid = new_uuid()?;
         let public = jws::es256_public_jwk(&pair, &kid).to_string();
         let keep = self.duration * KEY_EXPIRATION_FACTOR;
         let database = self.database().await?;
@@ -357,7 +357,8 @@ fn read_pem(path: &str, at: &str, field: &str) -> Result<Vec<u8>> {
     }
 }
 
-fn new_kid() -> Result<String> {
+/// A random (version 4) UUID: key ids, scheduler tickets.
+pub(crate) fn new_uuid() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
@@ -413,9 +414,9 @@ mod tests {
 
     #[test]
     fn key_ids_are_version_4_uuids() {
-        let kid = new_kid().unwrap();
+        let kid = new_uuid().unwrap();
         assert_eq!(kid.len(), 36);
         assert_eq!(&kid[14..15], "4");
-        assert_ne!(kid, new_kid().unwrap());
+        assert_ne!(kid, new_uuid().unwrap());
     }
 }

@@ -381,24 +381,17 @@ async fn boot_plugin(
     let http_router = ctx.get::<HttpRouter>().await?;
     let gate = Gate::for_plugin(&ctx).await?;
     for hand_written in http_router.take().routers {
-        let gate = gate.clone();
-        let guarded = hand_written.layer(axum::middleware::from_fn(
-            move |request: axum::extract::Request, next: axum::middleware::Next| {
-                let gate = gate.clone();
-                async move {
-                    let (mut parts, body) = request.into_parts();
-                    if let Err(response) = gate.check_path(&mut parts).await {
-                        return response;
-                    }
-                    next.run(axum::extract::Request::from_parts(parts, body))
-                        .await
-                }
-            },
-        ));
+        let guarded = guard(hand_written, &gate);
         router = catch_router_panic("a router added with HttpRouter::use_router", || {
             router.merge(guarded)
         })?;
     }
+    // Backstage's scheduler endpoints, behind the plugin's default auth policy.
+    let scheduler = guard(
+        scheduler_routes(ctx.get::<crate::Scheduler>().await?),
+        &gate,
+    );
+    router = catch_router_panic("the scheduler endpoints", || router.merge(scheduler))?;
     // Backstage's auth endpoints: the plugin's public keys (open to all) and the user cookie.
     let auth = ctx.get::<crate::Auth>().await?;
     if let Some(database) = instances.instances.existing::<crate::Database>() {
@@ -438,6 +431,52 @@ async fn boot_plugin(
         .method_not_allowed_fallback(move |request: axum::extract::Request| {
             method_gate.clone().not_found(request)
         }))
+}
+
+/// `router` behind the plugin's path policies and default auth policy.
+fn guard(router: Router, gate: &Gate) -> Router {
+    let gate = gate.clone();
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let gate = gate.clone();
+            async move {
+                let (mut parts, body) = request.into_parts();
+                if let Err(response) = gate.check_path(&mut parts).await {
+                    return response;
+                }
+                next.run(axum::extract::Request::from_parts(parts, body))
+                    .await
+            }
+        },
+    ))
+}
+
+/// `GET /.backstage/scheduler/v1/tasks` lists the plugin's tasks; `POST
+/// /.backstage/scheduler/v1/tasks/{id}/trigger` runs one now (404 unknown, 409 running).
+fn scheduler_routes(scheduler: crate::Scheduler) -> Router {
+    let list = scheduler.clone();
+    Router::new()
+        .route(
+            "/.backstage/scheduler/v1/tasks",
+            axum::routing::get(move || {
+                let tasks = list.get_scheduled_tasks();
+                async move { axum::Json(serde_json::json!({ "tasks": tasks })) }
+            }),
+        )
+        .route(
+            "/.backstage/scheduler/v1/tasks/{id}/trigger",
+            axum::routing::post(
+                move |axum::extract::Path(id): axum::extract::Path<String>| {
+                    let scheduler = scheduler.clone();
+                    async move {
+                        match scheduler.trigger_task(&id).await {
+                            Ok(()) => axum::http::StatusCode::OK.into_response(),
+                            Err(e) => e.into_response(),
+                        }
+                    }
+                },
+            ),
+        )
 }
 
 async fn boot_module(

@@ -306,8 +306,7 @@ pub(crate) struct RateLimit {
 
 /// Fixed-window counters in Redis: `INCR` per client and window, expiring with the window.
 pub(crate) struct RedisStore {
-    client: redis::Client,
-    connection: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    redis: crate::cache::RedisConnection,
     /// `backstage:rate-limit:<scope>:`
     prefix: String,
     /// `passOnStoreError`: when Redis fails, let the request through instead of refusing it.
@@ -316,15 +315,7 @@ pub(crate) struct RedisStore {
 
 impl RedisStore {
     async fn connection(&self) -> redis::RedisResult<redis::aio::ConnectionManager> {
-        // Few retries and short timeouts: a request must not wait long on a broken store.
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(2));
-        self.connection
-            .get_or_try_init(|| self.client.get_connection_manager_with_config(config))
-            .await
-            .cloned()
+        self.redis.connection().await
     }
 
     fn key(&self, ip: IpAddr) -> String {
@@ -514,14 +505,13 @@ impl RateLimits {
                 let redis_for = |scope: &str| -> Result<Option<RedisStore>> {
                     redis_url
                         .map(|url| {
-                            let client = redis::Client::open(url).map_err(|e| {
+                            let redis = crate::cache::RedisConnection::new(url).map_err(|e| {
                                 Error::input(format!(
                                     "backend.rateLimit.store.connection is not a Redis URL: {e}"
                                 ))
                             })?;
                             Ok(RedisStore {
-                                client,
-                                connection: tokio::sync::OnceCell::new(),
+                                redis,
                                 prefix: format!("backstage:rate-limit:{scope}:"),
                                 pass_on_error,
                             })

@@ -326,3 +326,37 @@ pub(crate) fn mock_auth_factory<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a
         Ok(Auth::from_arc(inner, ctx.plugin_id()))
     })
 }
+
+/// A scheduler whose tasks never run on their own: `trigger_task` runs one at once and returns
+/// its result ([`crate::Scheduler::manual`]). Hand a clone to the backend and keep one:
+///
+/// ```
+/// use backstage::testing::{mock, TestBackend};
+/// # async fn example() -> backstage::Result<()> {
+/// let scheduler = mock::scheduler();
+/// let backend = TestBackend::builder().service(scheduler.clone()).start().await?;
+/// // ... a plugin scheduled "refresh" in its #[init] ...
+/// assert!(scheduler.trigger_task("refresh").await.is_err(), "no plugin scheduled it here");
+/// # Ok(()) }
+/// ```
+pub fn scheduler() -> crate::Scheduler {
+    crate::Scheduler::manual()
+}
+
+/// Permissions that allow everything, whoever asks.
+///
+/// ```
+/// let permissions = backstage::testing::mock::permissions_allow_all();
+/// ```
+pub fn permissions_allow_all() -> crate::Permissions {
+    crate::Permissions::allow_all()
+}
+
+/// Permissions that deny everything, whoever asks.
+///
+/// ```
+/// let permissions = backstage::testing::mock::permissions_deny_all();
+/// ```
+pub fn permissions_deny_all() -> crate::Permissions {
+    crate::Permissions::deny_all()
+}

@@ -12,10 +12,12 @@ use crate::config::RootConfig;
 use crate::error::{Error, Result};
 use crate::plugin::{BackendModule, BackendPlugin, BoxFuture, Service, ServiceContext};
 
+mod caches;
 mod databases;
 mod factory;
 pub mod mock;
 
+pub use caches::{REDIS_ENV, TestCache, TestCaches};
 pub use databases::{MYSQL_ENV, POSTGRES_ENV, TestDatabase, TestDatabases};
 pub use factory::ServiceFactoryTester;
 /// `serde_json`'s `json!`, for test configs and bodies without another dependency.

@@ -1,0 +1,461 @@
+//! The `permissions` service: asks Backstage's permission backend whether a principal may do
+//! something, as Backstage's `PermissionsService` does.
+//!
+//! With `permission.enabled` unset or `false` every request is allowed without a call, as in
+//! Backstage. With it `true`, requests made by a service (not on a user's behalf) are allowed
+//! without a call, and the rest go to `POST <permission plugin>/authorize` (found through
+//! discovery) with a plugin token on behalf of the caller. Answers are checked: a response
+//! that does not answer every item is an error, never a silent allow.
+//!
+//! ```no_run
+//! use backstage::prelude::*;
+//! use backstage::permissions::{Permission, Permissions};
+//!
+//! #[backend_plugin(id = "carmen")]
+//! pub struct Carmen {
+//!     #[inject]
+//!     permissions: Permissions,
+//! }
+//!
+//! #[routes]
+//! impl Carmen {
+//!     #[route(delete, "/items/{id}")]
+//!     async fn delete(&self, Path(id): Path<i64>, creds: Credentials) -> Result<StatusCode> {
+//!         let delete = Permission::basic("carmen.item.delete").action("delete");
+//!         if !self.permissions.is_allowed(&delete, None, &creds).await? {
+//!             return Err(Error::not_allowed(format!("you may not delete item {id}")));
+//!         }
+//!         Ok(StatusCode::NO_CONTENT)
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::auth::{Auth, Credentials, Principal, PrincipalType};
+use crate::discovery::Discovery;
+use crate::error::{Error, Result};
+use crate::plugin::{BoxFuture, PluginScoped, Service, ServiceContext};
+
+/// The plugin id of Backstage's permission backend.
+pub const PERMISSION_PLUGIN: &str = "permission";
+
+/// A permission: a name, an optional action, and for resource permissions the resource type.
+///
+/// ```
+/// use backstage::permissions::Permission;
+/// let read = Permission::resource("catalog.entity.read", "catalog-entity").action("read");
+/// assert_eq!(
+///     serde_json::to_value(&read).unwrap(),
+///     serde_json::json!({ "type": "resource", "name": "catalog.entity.read",
+///                         "attributes": { "action": "read" }, "resourceType": "catalog-entity" })
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Permission {
+    /// `basic` or `resource`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The permission's name, like `catalog.entity.read`.
+    pub name: String,
+    /// `{ "action": "create" | "read" | "update" | "delete" }`, when the permission has one.
+    pub attributes: Attributes,
+    /// The resource type of a resource permission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+}
+
+/// A permission's attributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributes {
+    /// `create`, `read`, `update` or `delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+impl Permission {
+    /// A basic permission (not about one resource).
+    pub fn basic(name: impl Into<String>) -> Permission {
+        Permission {
+            kind: "basic".to_owned(),
+            name: name.into(),
+            attributes: Attributes::default(),
+            resource_type: None,
+        }
+    }
+
+    /// A permission about resources of `resource_type`.
+    pub fn resource(name: impl Into<String>, resource_type: impl Into<String>) -> Permission {
+        Permission {
+            kind: "resource".to_owned(),
+            resource_type: Some(resource_type.into()),
+            ..Permission::basic(name)
+        }
+    }
+
+    /// Sets the action attribute.
+    #[must_use]
+    pub fn action(mut self, action: impl Into<String>) -> Permission {
+        self.attributes.action = Some(action.into());
+        self
+    }
+}
+
+/// The answer to one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed.
+    Allow,
+    /// Denied.
+    Deny,
+    /// Allowed for the resources that meet `conditions` (only from
+    /// [`Permissions::authorize_conditional`]).
+    Conditional {
+        /// The plugin that owns the resource type.
+        plugin_id: String,
+        /// The resource type.
+        resource_type: String,
+        /// The conditions, as the permission backend sent them.
+        conditions: Value,
+    },
+}
+
+type Policy = dyn Fn(&Permission, Option<&str>, &Principal) -> Decision + Send + Sync;
+
+/// The `permissions` service of one plugin. See the [module docs](self).
+#[derive(Clone)]
+pub struct Permissions {
+    inner: Arc<Inner>,
+}
+
+enum Inner {
+    /// `permission.enabled` is not true: everything is allowed.
+    Disabled,
+    Remote {
+        auth: Auth,
+        discovery: Discovery,
+        http: reqwest::Client,
+    },
+    /// A policy in code (tests).
+    Local(Box<Policy>),
+}
+
+impl fmt::Debug for Permissions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match &*self.inner {
+            Inner::Disabled => "Permissions(disabled)",
+            Inner::Remote { .. } => "Permissions(remote)",
+            Inner::Local(_) => "Permissions(local policy)",
+        })
+    }
+}
+
+impl Permissions {
+    /// Permissions decided by `policy` in this process: for tests and for backends without a
+    /// permission plugin. The policy sees the permission, the resource ref and the principal.
+    ///
+    /// ```
+    /// use backstage::Credentials;
+    /// use backstage::permissions::{Decision, Permission, Permissions};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let permissions = Permissions::from_policy(|permission, _resource, _principal| {
+    ///     if permission.name.ends_with(".read") { Decision::Allow } else { Decision::Deny }
+    /// });
+    /// let alice = Credentials::user("user:default/alice");
+    /// assert!(permissions.is_allowed(&Permission::basic("carmen.item.read"), None, &alice).await.unwrap());
+    /// assert!(!permissions.is_allowed(&Permission::basic("carmen.item.delete"), None, &alice).await.unwrap());
+    /// # });
+    /// ```
+    pub fn from_policy<F>(policy: F) -> Permissions
+    where
+        F: Fn(&Permission, Option<&str>, &Principal) -> Decision + Send + Sync + 'static,
+    {
+        Permissions {
+            inner: Arc::new(Inner::Local(Box::new(policy))),
+        }
+    }
+
+    /// Allows everything.
+    pub fn allow_all() -> Permissions {
+        Permissions::from_policy(|_, _, _| Decision::Allow)
+    }
+
+    /// Denies everything.
+    pub fn deny_all() -> Permissions {
+        Permissions::from_policy(|_, _, _| Decision::Deny)
+    }
+
+    /// Whether `credentials` may use `permission` (on the resource `resource_ref`, for a
+    /// resource permission). A conditional answer counts as not allowed here; use
+    /// [`Permissions::authorize_conditional`] to apply conditions.
+    pub async fn is_allowed<P: PrincipalType>(
+        &self,
+        permission: &Permission,
+        resource_ref: Option<&str>,
+        credentials: &Credentials<P>,
+    ) -> Result<bool> {
+        let decisions = self
+            .authorize(
+                &[(permission.clone(), resource_ref.map(str::to_owned))],
+                credentials,
+            )
+            .await?;
+        Ok(decisions.first() == Some(&Decision::Allow))
+    }
+
+    /// Decides each `(permission, resource ref)`: [`Decision::Allow`] or [`Decision::Deny`],
+    /// in the order asked.
+    pub async fn authorize<P: PrincipalType>(
+        &self,
+        requests: &[(Permission, Option<String>)],
+        credentials: &Credentials<P>,
+    ) -> Result<Vec<Decision>> {
+        let items = requests
+            .iter()
+            .map(|(permission, resource_ref)| {
+                let mut item = json!({ "permission": permission });
+                if let Some(resource_ref) = resource_ref {
+                    item["resourceRef"] = Value::from(resource_ref.as_str());
+                }
+                item
+            })
+            .collect();
+        let decisions = self
+            .decide(
+                requests.iter().map(|(p, r)| (p, r.as_deref())),
+                items,
+                credentials,
+            )
+            .await?;
+        if decisions
+            .iter()
+            .any(|d| matches!(d, Decision::Conditional { .. }))
+        {
+            return Err(Error::internal(
+                "the permission backend answered a definitive request with conditions",
+            ));
+        }
+        Ok(decisions)
+    }
+
+    /// Decides resource permissions without a resource: allow, deny, or the conditions that
+    /// the resources must meet (Backstage's `authorizeConditional`).
+    pub async fn authorize_conditional<P: PrincipalType>(
+        &self,
+        permissions: &[Permission],
+        credentials: &Credentials<P>,
+    ) -> Result<Vec<Decision>> {
+        let items = permissions
+            .iter()
+            .map(|permission| json!({ "permission": permission }))
+            .collect();
+        self.decide(permissions.iter().map(|p| (p, None)), items, credentials)
+            .await
+    }
+
+    async fn decide<'a, P: PrincipalType>(
+        &self,
+        requests: impl Iterator<Item = (&'a Permission, Option<&'a str>)>,
+        items: Vec<Value>,
+        credentials: &Credentials<P>,
+    ) -> Result<Vec<Decision>> {
+        match &*self.inner {
+            Inner::Disabled => Ok(items.iter().map(|_| Decision::Allow).collect()),
+            Inner::Local(policy) => Ok(requests
+                .map(|(permission, resource)| policy(permission, resource, credentials.any()))
+                .collect()),
+            Inner::Remote { .. } if matches!(credentials.any(), Principal::Service(_)) => {
+                Ok(items.iter().map(|_| Decision::Allow).collect())
+            }
+            Inner::Remote {
+                auth,
+                discovery,
+                http,
+            } => remote(auth, discovery, http, items, credentials).await,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Answers {
+    items: Vec<Answer>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer {
+    id: String,
+    result: String,
+    plugin_id: Option<String>,
+    resource_type: Option<String>,
+    conditions: Option<Value>,
+}
+
+async fn remote<P: PrincipalType>(
+    auth: &Auth,
+    discovery: &Discovery,
+    http: &reqwest::Client,
+    items: Vec<Value>,
+    credentials: &Credentials<P>,
+) -> Result<Vec<Decision>> {
+    let ids = items
+        .iter()
+        .map(|_| crate::auth::new_uuid())
+        .collect::<Result<Vec<_>>>()?;
+    let items: Vec<Value> = items
+        .into_iter()
+        .zip(&ids)
+        .map(|(mut item, id)| {
+            item["id"] = Value::from(id.as_str());
+            item
+        })
+        .collect();
+    let url = format!("{}/authorize", discovery.base_url(PERMISSION_PLUGIN));
+    let mut request = http.post(&url).json(&json!({ "items": items }));
+    if !matches!(credentials.any(), Principal::None) {
+        let token = auth
+            .plugin_request_token(credentials, PERMISSION_PLUGIN)
+            .await?;
+        if !token.token.is_empty() {
+            request = request.bearer_auth(token.token);
+        }
+    }
+    let unreachable = |e: reqwest::Error| {
+        Error::service_unavailable(format!(
+            "the permission backend at {url} did not answer: {e}"
+        ))
+    };
+    let response = request.send().await.map_err(unreachable)?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(unreachable)?;
+    if !status.is_success() {
+        return Err(Error::internal(format!(
+            "the permission backend at {url} answered {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(512)])
+        )));
+    }
+    let answers: Answers = serde_json::from_slice(&body).map_err(|e| {
+        Error::internal(format!(
+            "the permission backend at {url} sent an unreadable answer: {e}"
+        ))
+    })?;
+    ids.iter()
+        .map(|id| {
+            let answer = answers.items.iter().find(|a| &a.id == id).ok_or_else(|| {
+                Error::internal(format!(
+                    "the permission backend at {url} did not answer request {id}"
+                ))
+            })?;
+            match answer.result.as_str() {
+                "ALLOW" => Ok(Decision::Allow),
+                "DENY" => Ok(Decision::Deny),
+                "CONDITIONAL" => Ok(Decision::Conditional {
+                    plugin_id: answer.plugin_id.clone().unwrap_or_default(),
+                    resource_type: answer.resource_type.clone().unwrap_or_default(),
+                    conditions: answer.conditions.clone().unwrap_or(Value::Null),
+                }),
+                other => Err(Error::internal(format!(
+                    "the permission backend at {url} answered '{other}', not ALLOW, DENY or CONDITIONAL"
+                ))),
+            }
+        })
+        .collect()
+}
+
+impl Service for Permissions {
+    type Scope = PluginScoped;
+    const ID: &'static str = "core.permissions";
+    const DEPENDENCIES: &'static [&'static str] =
+        &["core.rootConfig", "core.auth", "core.discovery"];
+
+    fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
+        Box::pin(async move {
+            let enabled: Option<bool> = ctx.config().get_optional("permission.enabled")?;
+            if enabled != Some(true) {
+                return Ok(Permissions {
+                    inner: Arc::new(Inner::Disabled),
+                });
+            }
+            let shared = ctx.get::<crate::auth::tokens::SharedAuth>().await?;
+            Ok(Permissions {
+                inner: Arc::new(Inner::Remote {
+                    auth: ctx.get::<Auth>().await?,
+                    discovery: shared.0.discovery.clone(),
+                    http: shared.0.http.clone(),
+                }),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn disabled_permissions_allow_everything() {
+        let permissions = Permissions {
+            inner: Arc::new(Inner::Disabled),
+        };
+        let decisions = permissions
+            .authorize(
+                &[
+                    (Permission::basic("a"), None),
+                    (Permission::basic("b"), Some("x".into())),
+                ],
+                &Credentials::user("user:default/alice"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(decisions, vec![Decision::Allow, Decision::Allow]);
+    }
+
+    #[tokio::test]
+    async fn a_local_policy_sees_the_request() {
+        let permissions = Permissions::from_policy(|permission, resource, principal| {
+            match (permission.name.as_str(), resource, principal) {
+                ("read", Some("item:1"), Principal::User(_)) => Decision::Allow,
+                _ => Decision::Deny,
+            }
+        });
+        let alice = Credentials::user("user:default/alice");
+        let read = Permission::basic("read");
+        assert!(
+            permissions
+                .is_allowed(&read, Some("item:1"), &alice)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !permissions
+                .is_allowed(&read, Some("item:2"), &alice)
+                .await
+                .unwrap()
+        );
+        let service = Credentials::service("plugin:catalog");
+        assert!(
+            !permissions
+                .is_allowed(&read, Some("item:1"), &service)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !Permissions::deny_all()
+                .is_allowed(&read, None, &alice)
+                .await
+                .unwrap()
+        );
+        assert!(
+            Permissions::allow_all()
+                .is_allowed(&read, None, &alice)
+                .await
+                .unwrap()
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! The table that global tasks coordinate through, in the plugin's database.
+//!
+//! Times are milliseconds since the epoch in `BIGINT` columns: the same on every engine and
+//! through sqlx's `Any` driver. Each instance uses its own clock; claims are atomic updates
+//! guarded by the ticket column, so clock skew can shift a run, never double it.
+
+use std::sync::Arc;
+
+use sqlx::Row;
+
+use super::{Task, running};
+use crate::database::{Database, DatabaseManager};
+use crate::error::{Error, Result};
+
+const TABLE: &str = "backstage_rs_scheduler__tasks";
+
+/// What a worker may do now.
+pub(crate) enum Claim {
+    /// This instance holds the run; release it with the ticket.
+    Run(String),
+    /// Not due: the next start (epoch ms), if one is set.
+    Wait(Option<i64>),
+}
+
+#[derive(Clone)]
+pub(crate) struct GlobalStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    plugin_id: &'static str,
+    manager: DatabaseManager,
+    database: tokio::sync::OnceCell<Database>,
+}
+
+impl GlobalStore {
+    pub(crate) fn new(plugin_id: &'static str, manager: DatabaseManager) -> GlobalStore {
+        GlobalStore {
+            inner: Arc::new(Inner {
+                plugin_id,
+                manager,
+                database: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+
+    /// The plugin's database with the task table in it; connected when the first global task
+    /// is scheduled.
+    async fn database(&self) -> Result<&Database> {
+        self.inner
+            .database
+            .get_or_try_init(|| async {
+                let database = self.inner.manager.for_plugin(self.inner.plugin_id).await?;
+                let create = format!(
+                    "CREATE TABLE IF NOT EXISTS {TABLE} (id varchar(255) NOT NULL PRIMARY KEY, settings_json text NOT NULL, next_run_start_at bigint NULL, current_run_ticket varchar(255) NULL, current_run_started_at bigint NULL, current_run_expires_at bigint NULL)"
+                );
+                // Instances starting together may race to create it; the loser's retry sees it.
+                if sqlx::query(&create).execute(database.pool()).await.is_err() {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    sqlx::query(&create)
+                        .execute(database.pool())
+                        .await
+                        .map_err(|e| self.error("could not create the task table", &e))?;
+                }
+                Ok(database)
+            })
+            .await
+    }
+
+    fn error(&self, what: &str, e: &sqlx::Error) -> Error {
+        Error::internal(format!(
+            "plugin '{}': {what} ({TABLE}): {e}",
+            self.inner.plugin_id
+        ))
+    }
+
+    /// Inserts the task's row, or updates its settings; moves its next start earlier when the
+    /// new schedule asks for that.
+    pub(crate) async fn register(&self, task: &Task, now: i64) -> Result<()> {
+        let db = self.database().await?;
+        let settings = task.schedule.settings().to_string();
+        let first = task.first_start(now);
+        let exists = sqlx::query(&db.sql(&format!("SELECT id FROM {TABLE} WHERE id = ?")))
+            .bind(&task.id)
+            .fetch_optional(db.pool())
+            .await
+            .map_err(|e| self.error("could not read the task table", &e))?
+            .is_some();
+        if !exists {
+            let inserted = sqlx::query(&db.sql(&format!(
+                "INSERT INTO {TABLE} (id, settings_json, next_run_start_at) VALUES (?, ?, ?)"
+            )))
+            .bind(&task.id)
+            .bind(&settings)
+            .bind(first)
+            .execute(db.pool())
+            .await;
+            if inserted.is_ok() {
+                return Ok(());
+            }
+            // Another instance inserted it first: fall through to the update.
+        }
+        let update = match first {
+            Some(_) => format!(
+                "UPDATE {TABLE} SET settings_json = ?, next_run_start_at = CASE WHEN next_run_start_at IS NULL OR next_run_start_at > ? THEN ? ELSE next_run_start_at END WHERE id = ?"
+            ),
+            None => format!(
+                "UPDATE {TABLE} SET settings_json = ?, next_run_start_at = NULL WHERE id = ? AND current_run_ticket IS NULL"
+            ),
+        };
+        let update = db.sql(&update);
+        let mut query = sqlx::query(&update).bind(&settings);
+        if let Some(first) = first {
+            query = query.bind(first).bind(first);
+        }
+        query
+            .bind(&task.id)
+            .execute(db.pool())
+            .await
+            .map_err(|e| self.error("could not register the task", &e))?;
+        Ok(())
+    }
+
+    /// Frees a ticket whose instance did not release it in time, then tries to claim the run.
+    pub(crate) async fn claim(&self, task: &Task, now: i64) -> Result<Claim> {
+        let db = self.database().await?;
+        sqlx::query(&db.sql(&format!(
+            "UPDATE {TABLE} SET current_run_ticket = NULL, current_run_started_at = NULL, current_run_expires_at = NULL WHERE id = ? AND current_run_ticket IS NOT NULL AND current_run_expires_at < ?"
+        )))
+        .bind(&task.id)
+        .bind(now)
+        .execute(db.pool())
+        .await
+        .map_err(|e| self.error("could not release an expired run", &e))?;
+        let ticket = crate::auth::new_uuid()?;
+        let claimed = sqlx::query(&db.sql(&format!(
+            "UPDATE {TABLE} SET current_run_ticket = ?, current_run_started_at = ?, current_run_expires_at = ? WHERE id = ? AND current_run_ticket IS NULL AND next_run_start_at IS NOT NULL AND next_run_start_at <= ?"
+        )))
+        .bind(&ticket)
+        .bind(now)
+        .bind(now.saturating_add(task.schedule.timeout.as_millis() as i64))
+        .bind(&task.id)
+        .bind(now)
+        .execute(db.pool())
+        .await
+        .map_err(|e| self.error("could not claim a run", &e))?
+        .rows_affected();
+        if claimed == 1 {
+            return Ok(Claim::Run(ticket));
+        }
+        let next = sqlx::query(&db.sql(&format!(
+            "SELECT next_run_start_at FROM {TABLE} WHERE id = ?"
+        )))
+        .bind(&task.id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(|e| self.error("could not read the task table", &e))?
+        .and_then(|row| row.try_get::<Option<i64>, _>(0).ok().flatten());
+        Ok(Claim::Wait(next))
+    }
+
+    /// Ends the run held by `ticket` and sets the next start.
+    pub(crate) async fn release(&self, task: &Task, ticket: &str, next: Option<i64>) -> Result<()> {
+        let db = self.database().await?;
+        sqlx::query(&db.sql(&format!(
+            "UPDATE {TABLE} SET next_run_start_at = ?, current_run_ticket = NULL, current_run_started_at = NULL, current_run_expires_at = NULL WHERE id = ? AND current_run_ticket = ?"
+        )))
+        .bind(next)
+        .bind(&task.id)
+        .bind(ticket)
+        .execute(db.pool())
+        .await
+        .map_err(|e| self.error("could not release a run", &e))?;
+        Ok(())
+    }
+
+    /// Makes task `id` due now, unless a run is under way.
+    pub(crate) async fn trigger(&self, id: &str, now: i64) -> Result<()> {
+        let db = self.database().await?;
+        let updated = sqlx::query(&db.sql(&format!(
+            "UPDATE {TABLE} SET next_run_start_at = ? WHERE id = ? AND current_run_ticket IS NULL"
+        )))
+        .bind(now)
+        .bind(id)
+        .execute(db.pool())
+        .await
+        .map_err(|e| self.error("could not trigger the task", &e))?
+        .rows_affected();
+        if updated == 1 {
+            return Ok(());
+        }
+        // Both counts are BIGINT on every engine: (0, _) no task, (1, 1) a run holds a ticket.
+        let row = sqlx::query(&db.sql(&format!(
+            "SELECT COUNT(*), COUNT(current_run_ticket) FROM {TABLE} WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_one(db.pool())
+        .await
+        .map_err(|e| self.error("could not read the task table", &e))?;
+        let counts = (
+            row.try_get::<i64, _>(0).unwrap_or(0),
+            row.try_get::<i64, _>(1).unwrap_or(0),
+        );
+        match counts {
+            (0, _) => Err(Error::not_found(format!(
+                "there is no task '{id}' in plugin '{}'",
+                self.inner.plugin_id
+            ))),
+            (_, 1) => Err(running(id)),
+            // Due at this very millisecond already (MySQL counts unchanged rows as untouched).
+            _ => Ok(()),
+        }
+    }
+}
