@@ -48,6 +48,69 @@ impl Outside {
         Err(Error::not_found(format!("no secret {id} for {}", creds.principal().user_entity_ref)))
     }
 }
+
+// The README's scheduler, cache and permissions example, as written there.
+pub mod warm {
+    use std::time::Duration;
+    use backstage::prelude::*;
+
+    #[backend_plugin(id = "carmen")]
+    pub struct Carmen {
+        #[inject] scheduler: Scheduler,
+        #[inject] cache: Cache,
+        #[inject] permissions: Permissions,
+    }
+
+    #[routes]
+    impl Carmen {
+        #[init]
+        async fn init(&self) -> Result<()> {
+            let cache = self.cache.clone();
+            let every_10_min = TaskSchedule::every(Duration::from_secs(600)).timeout(Duration::from_secs(60));
+            self.scheduler.schedule_task("warm-up", every_10_min, move || {
+                let cache = cache.clone();
+                async move { cache.set_with_ttl("motd", &"hello", Duration::from_secs(900)).await }
+            }).await
+        }
+
+        #[route(delete, "/items/{id}")]
+        async fn delete(&self, Path(id): Path<i64>, creds: Credentials) -> Result<StatusCode> {
+            let delete = Permission::basic("carmen.item.delete").action("delete");
+            if !self.permissions.is_allowed(&delete, None, &creds).await? {
+                return Err(Error::not_allowed("you may not delete items"));
+            }
+            let _ = id;
+            Ok(StatusCode::NO_CONTENT)
+        }
+    }
+}
+RUST
+cat > "$dir/tests/platform.rs" <<'RUST'
+// The scheduler, cache and permission doubles from outside the workspace.
+use backstage::testing::{mock, TestBackend};
+use outside_plugin::warm::Carmen;
+
+#[backstage::test]
+async fn tasks_run_on_demand_and_permissions_are_mocked() {
+    let scheduler = mock::scheduler();
+    let backend = TestBackend::builder()
+        .plugin::<Carmen>()
+        .service(scheduler.clone())
+        .service(mock::permissions_deny_all())
+        .start()
+        .await
+        .unwrap();
+    scheduler.trigger_task("warm-up").await.unwrap();
+    let res = backend.delete("/api/carmen/items/1").credentials(mock::user("user:default/ada")).send().await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(res.error().1, "you may not delete items");
+    backend.stop().await.unwrap();
+
+    let backend = TestBackend::builder().plugin::<Carmen>().start().await.unwrap();
+    let res = backend.delete("/api/carmen/items/1").credentials(mock::user("user:default/ada")).send().await;
+    assert_eq!(res.status(), 204, "permissions are allowed unless enabled");
+    backend.stop().await.unwrap();
+}
 RUST
 cat > "$dir/tests/discovered.rs" <<'RUST'
 // Only `backstage` is needed to test a plugin: the harness, mock credentials and the runtime.
@@ -69,7 +132,7 @@ async fn the_plugin_serves_through_the_harness() {
 async fn linking_the_crate_is_what_installs_the_plugin() {
     let config = backstage::RootConfig::from_value(json!({ "backend": { "listen": { "host": "127.0.0.1", "port": 0 } } }));
     let backend = backstage::Backend::builder().all_linked().config(config).start().await.unwrap();
-    assert_eq!(backend.plugins(), ["outside"]);
+    assert_eq!(backend.plugins(), ["carmen", "outside"]);
     backend.stop().await.unwrap();
 }
 RUST

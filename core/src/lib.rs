@@ -93,6 +93,8 @@ pub use axum;
 pub mod prelude {
     pub use crate::Database;
     pub use crate::axum;
+    pub use crate::permissions::Permission;
+    pub use crate::scheduler::TaskSchedule;
     pub use crate::{
         Auth, Cache, Credentials, Discovery, Error, ErrorKind, HttpAuth, HttpRouter, Lifecycle,
         Logger, Permissions, PluginClient, PluginConfig, PluginMetadata, Principal, Result,

@@ -327,6 +327,26 @@ pub(crate) fn mock_auth_factory<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a
     })
 }
 
+/// An auth service that accepts mock tokens (and no static tokens): what a
+/// [`super::TestBackend`] installs, as a value for [`super::ServiceFactoryTester::service`] or
+/// a [`crate::Backend`] of your own. Bound to each plugin it is handed to, it checks that
+/// plugin's access restrictions.
+///
+/// ```
+/// use backstage::{Auth, HttpAuth};
+/// use backstage::testing::{mock, ServiceFactoryTester};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let tester = ServiceFactoryTester::new().service(mock::auth());
+/// let auth: Auth = tester.get_for_plugin("carmen").await.unwrap();
+/// let creds = auth.authenticate(mock::user("user:default/alice").token().unwrap()).await.unwrap();
+/// assert_eq!(creds.any().type_name(), "user");
+/// let _http: HttpAuth = tester.get_for_plugin("carmen").await.unwrap();
+/// # });
+/// ```
+pub fn auth() -> Auth {
+    Auth::new(MockAuthenticator::new(StaticTokens::default()))
+}
+
 /// A scheduler whose tasks never run on their own: `trigger_task` runs one at once and returns
 /// its result ([`crate::Scheduler::manual`]). Hand a clone to the backend and keep one:
 ///
