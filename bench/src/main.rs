@@ -548,6 +548,12 @@ fn pin_self(o: &Options) -> Result<Option<i32>, String> {
         return Ok(None);
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // The release build above may have relinked this very binary (building two packages at
+    // once can unify features differently from `cargo run`): run the new one at the same path.
+    let exe = match exe.to_str().and_then(|p| p.strip_suffix(" (deleted)")) {
+        Some(path) => std::path::PathBuf::from(path),
+        None => exe,
+    };
     let status = Command::new("taskset")
         .arg("-c")
         .arg(others.join(","))

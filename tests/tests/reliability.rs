@@ -155,6 +155,58 @@ fn a_slow_loris_is_cut_off_by_the_header_timeout() {
     drop(backend);
 }
 
+#[test]
+fn the_header_timeout_counts_afresh_for_each_request_on_a_connection() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let backend = runtime.block_on(rel(
+        json!({ "backend": { "server": { "headersTimeout": "600ms" } } }),
+    ));
+    let stream = TcpStream::connect(backend.backend().local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut exchange = |pause: Duration| {
+        std::thread::sleep(pause);
+        writer
+            .write_all(b"GET /api/rel/sleep/1 HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        let mut line = String::new();
+        let mut length = 0;
+        while reader.read_line(&mut line).unwrap() > 2 {
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+            line.clear();
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        status
+    };
+    // Each request comes 400 ms after the last answer: within the timeout every time, although
+    // the connection is older than the timeout by the third.
+    for _ in 0..3 {
+        let status = exchange(Duration::from_millis(400));
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    }
+    // Then half a request: the connection closes about 600 ms after the last answer.
+    let started = Instant::now();
+    writer
+        .write_all(b"GET /api/rel/sleep/1 HTTP/1.1\r\n")
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(450) && elapsed < Duration::from_secs(5),
+        "closed after {elapsed:?}"
+    );
+    drop(backend);
+}
+
 // Blocking socket I/O below: the server needs threads of its own.
 #[backstage::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_queues_extra_connections() {

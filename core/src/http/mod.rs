@@ -28,6 +28,7 @@ pub(crate) mod gate;
 pub(crate) mod policies;
 mod policy;
 pub(crate) mod serve;
+mod timer;
 
 pub use policy::PathPolicy;
 

@@ -133,10 +133,18 @@ pub(crate) async fn serve<S>(
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
         .header_read_timeout(settings.headers_timeout)
         .keep_alive(settings.keep_alive);
     builder.http2().timer(TokioTimer::new());
+    // Each connection gets a timer of its own (see `timer`): the header deadline then costs no
+    // timer-wheel work per request.
+    let for_connection = move || {
+        let mut builder = builder.clone();
+        builder
+            .http1()
+            .timer(super::timer::ConnectionTimer::default());
+        builder
+    };
     let limit = settings
         .max_connections
         .map(|n| Arc::new(Semaphore::new(n)));
@@ -190,7 +198,7 @@ pub(crate) async fn serve<S>(
         let service = service_for(service.clone(), peer);
         match &acceptor {
             None => {
-                let connection = builder
+                let connection = for_connection()
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
                 let connection = graceful.watch(connection);
@@ -201,7 +209,7 @@ pub(crate) async fn serve<S>(
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
-                let builder = builder.clone();
+                let builder = for_connection();
                 let watcher = graceful.watcher();
                 let handshake_timeout = settings.headers_timeout;
                 tokio::spawn(async move {
