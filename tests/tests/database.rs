@@ -608,3 +608,89 @@ async fn postgres_role_is_set_on_every_connection() {
     admin.close().await;
     assert_eq!(result.unwrap(), role);
 }
+
+#[backstage::test]
+async fn native_queries_read_and_write_the_same_values_on_every_engine() {
+    use backstage::database::Param;
+    use backstage::testing::ServiceFactoryTester;
+    for test_db in TestDatabases::each() {
+        let engine = test_db.engine().name();
+        let tester = ServiceFactoryTester::new().config(test_db.config());
+        let db: Database = tester.get_for_plugin("native").await.unwrap();
+        db.execute(
+            "CREATE TABLE native_t (id BIGINT NOT NULL PRIMARY KEY, name VARCHAR(100) NOT NULL, score DOUBLE PRECISION, flag BOOLEAN, note VARCHAR(100))",
+            &[],
+        )
+        .await
+        .unwrap();
+        let insert = "INSERT INTO native_t (id, name, score, flag, note) VALUES (?, ?, ?, ?, ?)";
+        let rows: [[Param; 5]; 2] = [
+            [
+                1.into(),
+                "ada".into(),
+                1.5.into(),
+                true.into(),
+                None::<String>.into(),
+            ],
+            [
+                2.into(),
+                "grace".into(),
+                None::<f64>.into(),
+                false.into(),
+                "hi".into(),
+            ],
+        ];
+        for row in &rows {
+            assert_eq!(db.execute(insert, row).await.unwrap(), 1, "{engine}");
+        }
+        type Row = (i64, String, Option<f64>, Option<bool>, Option<String>);
+        let read: Vec<Row> = db
+            .fetch_all(
+                "SELECT id, name, score, flag, note FROM native_t WHERE id >= ? ORDER BY id",
+                &[1.into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            read,
+            [
+                (1, "ada".to_owned(), Some(1.5), Some(true), None),
+                (
+                    2,
+                    "grace".to_owned(),
+                    None,
+                    Some(false),
+                    Some("hi".to_owned())
+                ),
+            ],
+            "{engine}"
+        );
+        let changed = db
+            .execute(
+                "UPDATE native_t SET note = ? WHERE name = ?",
+                &["set".into(), "ada".into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed, 1, "{engine}");
+        let one: Option<(String,)> = db
+            .fetch_optional("SELECT note FROM native_t WHERE id = ?", &[1.into()])
+            .await
+            .unwrap();
+        assert_eq!(one, Some(("set".to_owned(),)), "{engine}");
+        let none: Option<(i64,)> = db
+            .fetch_optional("SELECT id FROM native_t WHERE id = ?", &[99.into()])
+            .await
+            .unwrap();
+        assert_eq!(none, None, "{engine}");
+        // The portable pool sees what the native one wrote: one database behind both.
+        let count = sqlx::query("SELECT COUNT(*) FROM native_t")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .try_get::<i64, _>(0)
+            .unwrap();
+        assert_eq!(count, 2, "{engine}");
+        test_db.cleanup().await;
+    }
+}
