@@ -353,12 +353,16 @@ pub struct Keeper {
 }
 
 static KEPT: std::sync::Mutex<Vec<backstage::sqlx::AnyPool>> = std::sync::Mutex::new(Vec::new());
+static KEPT_NATIVE: std::sync::Mutex<Vec<backstage::sqlx::SqlitePool>> =
+    std::sync::Mutex::new(Vec::new());
 
 #[routes]
 impl Keeper {
     #[init]
     async fn init(&self) {
         KEPT.lock().unwrap().push(self.db.pool().clone());
+        let native = self.db.sqlite().await.unwrap().unwrap();
+        KEPT_NATIVE.lock().unwrap().push(native);
     }
 }
 
@@ -371,9 +375,11 @@ async fn stopping_the_backend_closes_the_pools() {
         .await
         .unwrap();
     let pool = KEPT.lock().unwrap()[0].clone();
-    assert!(!pool.is_closed());
+    let native = KEPT_NATIVE.lock().unwrap()[0].clone();
+    assert!(!pool.is_closed() && !native.is_closed());
     backend.stop().await.unwrap();
     assert!(pool.is_closed());
+    assert!(native.is_closed(), "the engine's own pool closes too");
 }
 
 #[backstage::test]

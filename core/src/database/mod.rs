@@ -96,6 +96,27 @@ struct Inner {
     postgres: OnceCell<sqlx::PgPool>,
     mysql: OnceCell<sqlx::MySqlPool>,
     sqlite: OnceCell<sqlx::SqlitePool>,
+    /// `backend.database.maxConnections` spread over the plugins: also caps the engine's pool.
+    cap: Option<u32>,
+    /// Where the engine's own pools are kept for closing when the backend stops.
+    natives: Arc<Mutex<Vec<NativePool>>>,
+}
+
+/// An engine's own pool, kept to be closed with the portable ones.
+enum NativePool {
+    Postgres(sqlx::PgPool),
+    MySql(sqlx::MySqlPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl NativePool {
+    async fn close(self) {
+        match self {
+            NativePool::Postgres(pool) => pool.close().await,
+            NativePool::MySql(pool) => pool.close().await,
+            NativePool::Sqlite(pool) => pool.close().await,
+        }
+    }
 }
 
 impl fmt::Debug for Database {
@@ -179,7 +200,9 @@ impl Database {
                         })
                     });
                 }
-                Ok::<_, Error>(pool.connect_with(options).await?)
+                let pool = pool.connect_with(options).await?;
+                self.keep(NativePool::Postgres(pool.clone()));
+                Ok::<_, Error>(pool)
             })
             .await?;
         Ok(Some(pool.clone()))
@@ -198,7 +221,9 @@ impl Database {
                     self.concrete_url()?.parse_options()?;
                 let pool =
                     sqlx::mysql::MySqlPoolOptions::new().max_connections(self.concrete_max());
-                Ok::<_, Error>(pool.connect_with(options).await?)
+                let pool = pool.connect_with(options).await?;
+                self.keep(NativePool::MySql(pool.clone()));
+                Ok::<_, Error>(pool)
             })
             .await?;
         Ok(Some(pool.clone()))
@@ -217,7 +242,9 @@ impl Database {
                     self.concrete_url()?.parse_options()?;
                 let pool =
                     sqlx::sqlite::SqlitePoolOptions::new().max_connections(self.concrete_max());
-                Ok::<_, Error>(pool.connect_with(options.foreign_keys(true)).await?)
+                let pool = pool.connect_with(options.foreign_keys(true)).await?;
+                self.keep(NativePool::Sqlite(pool.clone()));
+                Ok::<_, Error>(pool)
             })
             .await?;
         Ok(Some(pool.clone()))
@@ -229,7 +256,16 @@ impl Database {
     }
 
     fn concrete_max(&self) -> u32 {
-        self.inner.settings.pool.max.unwrap_or(10).min(5)
+        let max = self.inner.settings.pool.max.unwrap_or(10).min(5);
+        self.inner.cap.map_or(max, |cap| max.min(cap))
+    }
+
+    fn keep(&self, pool: NativePool) {
+        self.inner
+            .natives
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pool);
     }
 }
 
@@ -303,6 +339,7 @@ struct ManagerInner {
     /// `backend.database.maxConnections` spread over the backend's plugins.
     per_plugin_cap: Option<u32>,
     pools: Mutex<Vec<AnyPool>>,
+    natives: Arc<Mutex<Vec<NativePool>>>,
 }
 
 impl fmt::Debug for DatabaseManager {
@@ -335,6 +372,8 @@ impl DatabaseManager {
                 postgres: OnceCell::new(),
                 mysql: OnceCell::new(),
                 sqlite: OnceCell::new(),
+                cap: self.inner.per_plugin_cap,
+                natives: self.inner.natives.clone(),
             }),
         })
     }
@@ -347,6 +386,7 @@ impl DatabaseManager {
                 config,
                 per_plugin_cap: None,
                 pools: Mutex::new(Vec::new()),
+                natives: Arc::default(),
             }),
         }
     }
@@ -356,6 +396,11 @@ impl DatabaseManager {
         let pools =
             std::mem::take(&mut *self.inner.pools.lock().unwrap_or_else(|p| p.into_inner()));
         for pool in pools {
+            pool.close().await;
+        }
+        let natives =
+            std::mem::take(&mut *self.inner.natives.lock().unwrap_or_else(|p| p.into_inner()));
+        for pool in natives {
             pool.close().await;
         }
     }
@@ -377,6 +422,7 @@ impl Service for DatabaseManager {
                     config,
                     per_plugin_cap,
                     pools: Mutex::new(Vec::new()),
+                    natives: Arc::default(),
                 }),
             };
             let lifecycle = ctx.get::<crate::RootLifecycle>().await?;
