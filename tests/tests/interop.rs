@@ -1,6 +1,7 @@
 //! Interop with Backstage itself: a TypeScript backend from npm (`tests/interop/backend.js`,
 //! `@backstage/backend-defaults`) and a Rust backend call each other's plugins with plugin
-//! tokens, and both accept the same static external token.
+//! tokens, and both accept the same static external token; Backstage's cache client and ours
+//! read each other's entries in one Redis.
 //!
 //! Opt-in: runs when `BACKSTAGE_TEST_INTEROP` is set (`.ci/run` sets it where `node` and `npm`
 //! exist) and reports that it skipped otherwise. npm installs into
@@ -74,7 +75,12 @@ fn install(dir: &Path) {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop");
     std::fs::create_dir_all(dir).unwrap();
     let package = std::fs::read_to_string(source.join("package.json")).unwrap();
-    std::fs::copy(source.join("backend.js"), dir.join("backend.js")).unwrap();
+    // Tests of this file may install at once: one npm at a time.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
+    for script in ["backend.js", "cache.js"] {
+        std::fs::copy(source.join(script), dir.join(script)).unwrap();
+    }
     let installed = dir.join("node_modules/.backstage-rs-package.json");
     if std::fs::read_to_string(&installed).ok().as_deref() == Some(package.as_str()) {
         return;
@@ -255,4 +261,139 @@ async fn rust_and_typescript_backends_accept_each_others_tokens() {
     }
     rust.stop().await.unwrap();
     std::fs::remove_file(&config_file).ok();
+}
+
+/// Runs Backstage's cache client (`tests/interop/cache.js`) once; its stdout, trimmed.
+fn node_cache(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("node")
+        .arg("cache.js")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "cache.js {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_and_rust_plugins_share_cache_entries_in_redis() {
+    if std::env::var_os("BACKSTAGE_TEST_INTEROP").is_none() {
+        eprintln!("skipped: BACKSTAGE_TEST_INTEROP is not set (needs node and npm)");
+        return;
+    }
+    let Ok(url) = std::env::var(backstage::testing::REDIS_ENV) else {
+        eprintln!("skipped: {} is not set", backstage::testing::REDIS_ENV);
+        return;
+    };
+    let dir = work_dir();
+    tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || install(&dir)
+    })
+    .await
+    .unwrap();
+    let plugin = format!("interop-{}", std::process::id());
+    let config = backstage::RootConfig::from_value(
+        json!({ "backend": { "cache": { "store": "redis", "connection": url } } }),
+    );
+    let cache = backstage::cache::CacheManager::from_config(&config)
+        .unwrap()
+        .for_plugin(&plugin);
+    let node = |args: Vec<String>| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            node_cache(&dir, &args)
+        })
+    };
+    let long_key = "k".repeat(300); // hashed, not base64-encoded, by both
+
+    // Rust writes, Backstage reads.
+    cache
+        .set_with_ttl(
+            "from:rust",
+            &json!({"n": 1, "s": "é"}),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    cache.set(&long_key, &json!([1, 2, 3])).await.unwrap();
+    let read = node(vec![
+        url.clone(),
+        plugin.clone(),
+        "get".into(),
+        "from:rust".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&read).unwrap(),
+        json!({"n": 1, "s": "é"})
+    );
+    let read = node(vec![
+        url.clone(),
+        plugin.clone(),
+        "get".into(),
+        long_key.clone(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&read).unwrap(),
+        json!([1, 2, 3])
+    );
+
+    // Backstage writes, Rust reads; with a time to live, and without.
+    let set = |key: &str, value: &str, ttl: Option<&str>| {
+        let mut args = vec![
+            url.clone(),
+            plugin.clone(),
+            "set".into(),
+            key.to_owned(),
+            value.to_owned(),
+        ];
+        args.extend(ttl.map(str::to_owned));
+        node(args)
+    };
+    assert_eq!(
+        set("from:node", r#"{"ok":true}"#, Some("60000"))
+            .await
+            .unwrap(),
+        "ok"
+    );
+    assert_eq!(set("forever", r#""yes""#, None).await.unwrap(), "ok");
+    assert_eq!(set("brief", "1", Some("50")).await.unwrap(), "ok");
+    assert_eq!(
+        cache.get::<Value>("from:node").await.unwrap(),
+        Some(json!({"ok": true}))
+    );
+    assert_eq!(
+        cache.get::<String>("forever").await.unwrap().as_deref(),
+        Some("yes")
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        cache.get::<i64>("brief").await.unwrap(),
+        None,
+        "expired on both sides"
+    );
+
+    // Rust deletes what Backstage wrote.
+    cache.delete("forever").await.unwrap();
+    let read = node(vec![
+        url.clone(),
+        plugin.clone(),
+        "get".into(),
+        "forever".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(read, "null");
+    for key in ["from:rust", "from:node", long_key.as_str()] {
+        cache.delete(key).await.unwrap();
+    }
 }
