@@ -96,6 +96,23 @@ fn install(dir: &Path) {
     std::fs::write(&installed, &package).unwrap();
 }
 
+/// The TypeScript side's folder with its npm packages installed, or `None` (reported) when
+/// `BACKSTAGE_TEST_INTEROP` is not set.
+async fn installed() -> Option<PathBuf> {
+    if std::env::var_os("BACKSTAGE_TEST_INTEROP").is_none() {
+        eprintln!("skipped: BACKSTAGE_TEST_INTEROP is not set (needs node and npm)");
+        return None;
+    }
+    let dir = work_dir();
+    tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || install(&dir)
+    })
+    .await
+    .unwrap();
+    Some(dir)
+}
+
 /// A P-256 key pair as PEM files, for the TypeScript backend's static key store.
 fn write_keys(dir: &Path) -> (PathBuf, PathBuf) {
     let rng = ring::rand::SystemRandom::new();
@@ -135,17 +152,7 @@ fn free_port() -> u16 {
 
 #[backstage::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_and_typescript_backends_accept_each_others_tokens() {
-    if std::env::var_os("BACKSTAGE_TEST_INTEROP").is_none() {
-        eprintln!("skipped: BACKSTAGE_TEST_INTEROP is not set (needs node and npm)");
-        return;
-    }
-    let dir = work_dir();
-    tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || install(&dir)
-    })
-    .await
-    .unwrap();
+    let Some(dir) = installed().await else { return };
     let (private, public) = write_keys(&dir);
     let node_port = free_port();
 
@@ -281,21 +288,11 @@ fn node_cache(dir: &Path, args: &[&str]) -> String {
 
 #[backstage::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typescript_and_rust_plugins_share_cache_entries_in_redis() {
-    if std::env::var_os("BACKSTAGE_TEST_INTEROP").is_none() {
-        eprintln!("skipped: BACKSTAGE_TEST_INTEROP is not set (needs node and npm)");
-        return;
-    }
+    let Some(dir) = installed().await else { return };
     let Ok(url) = std::env::var(backstage::testing::REDIS_ENV) else {
         eprintln!("skipped: {} is not set", backstage::testing::REDIS_ENV);
         return;
     };
-    let dir = work_dir();
-    tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || install(&dir)
-    })
-    .await
-    .unwrap();
     let plugin = format!("interop-{}", std::process::id());
     let config = backstage::RootConfig::from_value(
         json!({ "backend": { "cache": { "store": "redis", "connection": url } } }),
