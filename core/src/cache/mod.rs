@@ -200,6 +200,15 @@ fn decode(raw: &str, now: u64) -> Option<Value> {
 }
 
 /// Makes each plugin's [`Cache`] from `backend.cache`, all on one store.
+///
+/// ```
+/// use backstage::RootConfig;
+/// use backstage::cache::CacheManager;
+/// let manager = CacheManager::from_config(&RootConfig::from_value(serde_json::json!({
+///     "backend": { "cache": { "store": "memory", "defaultTtl": "5m" } }
+/// }))).unwrap();
+/// assert_eq!(manager.for_plugin("carmen").default_ttl(), Some(std::time::Duration::from_secs(300)));
+/// ```
 #[derive(Clone)]
 pub struct CacheManager {
     store: Arc<Store>,

@@ -59,6 +59,11 @@ param_from!(
 /// A row type every engine can read: tuples of `i64`, `String`, `f64`, `bool`, `Vec<u8>` and
 /// their `Option`s, or a type of your own with `sqlx::FromRow` for the three row types (which
 /// `#[derive(sqlx::FromRow)]` gives).
+///
+/// ```
+/// fn portable<T: backstage::database::PortableRow>() {}
+/// portable::<(i64, String, Option<f64>, bool)>();
+/// ```
 pub trait PortableRow:
     Send
     + Unpin

@@ -43,6 +43,10 @@ use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, PluginScoped, Service, ServiceContext};
 
 /// The plugin id of Backstage's permission backend.
+///
+/// ```
+/// assert_eq!(backstage::permissions::PERMISSION_PLUGIN, "permission");
+/// ```
 pub const PERMISSION_PLUGIN: &str = "permission";
 
 /// A permission: a name, an optional action, and for resource permissions the resource type.
@@ -72,6 +76,12 @@ pub struct Permission {
 }
 
 /// A permission's attributes.
+///
+/// ```
+/// use backstage::permissions::Permission;
+/// let read = Permission::basic("carmen.item.read").action("read");
+/// assert_eq!(read.attributes.action.as_deref(), Some("read"));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attributes {
     /// `create`, `read`, `update` or `delete`.
@@ -108,6 +118,18 @@ impl Permission {
 }
 
 /// The answer to one request.
+///
+/// ```
+/// use backstage::Credentials;
+/// use backstage::permissions::{Decision, Permission, Permissions};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let decisions = Permissions::deny_all()
+///     .authorize(&[(Permission::basic("carmen.item.read"), None)], &Credentials::user("user:default/ada"))
+///     .await
+///     .unwrap();
+/// assert_eq!(decisions, [Decision::Deny]);
+/// # });
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Allowed.

@@ -64,6 +64,13 @@ mod worker;
 use store::GlobalStore;
 
 /// How often a task runs.
+///
+/// ```
+/// use std::time::Duration;
+/// use backstage::scheduler::{Frequency, TaskSchedule};
+/// assert_eq!(TaskSchedule::every(Duration::from_secs(60)).frequency, Frequency::Every(Duration::from_secs(60)));
+/// assert_eq!(TaskSchedule::manual().frequency, Frequency::Manual);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frequency {
     /// Every so long, counted from the start of the previous run.
@@ -75,6 +82,13 @@ pub enum Frequency {
 }
 
 /// Where a task runs: once across all instances, or in each.
+///
+/// ```
+/// use std::time::Duration;
+/// use backstage::scheduler::{TaskSchedule, TaskScope};
+/// assert_eq!(TaskSchedule::every(Duration::from_secs(1)).scope, TaskScope::Global);
+/// assert_eq!(TaskSchedule::every(Duration::from_secs(1)).local().scope, TaskScope::Local);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskScope {
@@ -111,6 +125,11 @@ pub struct TaskSchedule {
 }
 
 /// The timeout of a schedule that does not set one.
+///
+/// ```
+/// use backstage::scheduler::{DEFAULT_TIMEOUT, TaskSchedule};
+/// assert_eq!(TaskSchedule::manual().timeout, DEFAULT_TIMEOUT);
+/// ```
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl TaskSchedule {
@@ -331,6 +350,17 @@ impl Task {
 }
 
 /// A task as [`Scheduler::get_scheduled_tasks`] lists it (Backstage's shape).
+///
+/// ```
+/// use backstage::scheduler::{Scheduler, TaskSchedule, TaskScope};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let scheduler = Scheduler::manual();
+/// scheduler.schedule_task("sync", TaskSchedule::manual().local(), || async { Ok(()) }).await.unwrap();
+/// let tasks = scheduler.get_scheduled_tasks();
+/// assert_eq!((tasks[0].id.as_str(), tasks[0].scope), ("sync", TaskScope::Local));
+/// assert_eq!(tasks[0].settings["cadence"], "manual");
+/// # });
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskDescriptor {

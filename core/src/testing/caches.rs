@@ -44,6 +44,12 @@ impl TestCaches {
 }
 
 /// One cache store for one test.
+///
+/// ```
+/// let store = &backstage::testing::TestCaches::each()[0];
+/// assert_eq!(store.name(), "memory");
+/// assert_eq!(store.config()["backend"]["cache"]["store"], "memory");
+/// ```
 pub struct TestCache {
     url: Option<String>,
     prefix: String,
