@@ -66,7 +66,7 @@ impl Ticker {
         self.scheduler
             .schedule_task("slow", slow, || async {
                 SLOW_STARTED.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(400)).await;
+                tokio::time::sleep(Duration::from_millis(1500)).await;
                 SLOW_FINISHED.fetch_add(1, Ordering::SeqCst);
                 Ok(())
             })
@@ -332,7 +332,7 @@ async fn caches_store_expire_and_delete_on_every_store() {
             "{name}: namespaces"
         );
         cache
-            .set_with_ttl("brief", &"x", Duration::from_millis(100))
+            .set_with_ttl("brief", &"x", Duration::from_millis(500))
             .await
             .unwrap();
         assert_eq!(
@@ -340,7 +340,7 @@ async fn caches_store_expire_and_delete_on_every_store() {
             Some("x"),
             "{name}"
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(
             cache.get::<String>("brief").await.unwrap(),
             None,
@@ -449,7 +449,7 @@ async fn instances_share_a_redis_cache_and_not_a_memory_one() {
     for store in TestCaches::each() {
         let name = store.name();
         let key = format!("k{}", std::process::id());
-        let config = json!({"backend": {"cache": {"defaultTtl": "300ms"}}});
+        let config = json!({"backend": {"cache": {"defaultTtl": "1500ms"}}});
         let start = || {
             TestBackend::builder()
                 .plugin::<Memo>()
@@ -472,7 +472,7 @@ async fn instances_share_a_redis_cache_and_not_a_memory_one() {
             "redis" => assert_eq!(on_b.text(), "hello", "redis is shared"),
             _ => assert_eq!(on_b.status(), 404, "memory is the instance's own"),
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(1800)).await;
         let res = a.get(&path).credentials(alice()).send().await;
         assert_eq!(
             res.status(),
