@@ -62,6 +62,11 @@ impl Ticker {
                 Ok(())
             })
             .await?;
+        self.scheduler
+            .schedule_task("failing", TaskSchedule::manual(), || async {
+                Err(Error::internal("broken on purpose"))
+            })
+            .await?;
         let slow = TaskSchedule::manual().timeout(Duration::from_secs(10));
         self.scheduler
             .schedule_task("slow", slow, || async {
@@ -116,8 +121,8 @@ async fn tasks_run_on_their_cadence_and_on_trigger() {
         .iter()
         .map(|t| t["taskId"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["global-tick", "manual", "slow", "tick"]);
-    let tick = &listed["tasks"][3];
+    assert_eq!(ids, ["failing", "global-tick", "manual", "slow", "tick"]);
+    let tick = &listed["tasks"][4];
     assert_eq!(tick["pluginId"], "ticker");
     assert_eq!(tick["scope"], "local");
     assert_eq!(
@@ -148,6 +153,56 @@ async fn tasks_run_on_their_cadence_and_on_trigger() {
     let res = trigger("slow").send().await;
     assert_eq!(res.status(), 409, "{}", res.text());
     assert_eq!(res.error().0, "ConflictError");
+    // The endpoint shows the run under way (from the shared table: "slow" is global).
+    let state = |id: &'static str| {
+        let request = backend
+            .get(tasks)
+            .credentials(mock::user("user:default/alice"));
+        async move {
+            let listed: serde_json::Value = request.send().await.json();
+            listed["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["taskId"] == id)
+                .cloned()
+                .unwrap()
+        }
+    };
+    let slow = state("slow").await;
+    assert_eq!(slow["taskState"]["status"], "running", "{slow}");
+    assert!(
+        slow["taskState"]["startedAt"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z'),
+        "{slow}"
+    );
+    assert!(slow["taskState"]["timesOutAt"].is_string(), "{slow}");
+    assert_eq!(slow["workerState"]["status"], "running", "{slow}");
+    let tick = state("tick").await;
+    assert!(tick["taskState"]["lastRunEndedAt"].is_string(), "{tick}");
+    assert!(tick["taskState"].get("lastRunError").is_none(), "{tick}");
+    let manual = state("manual").await;
+    assert_eq!(manual["taskState"]["status"], "idle", "{manual}");
+    assert!(
+        manual["taskState"].get("startsAt").is_none(),
+        "manual tasks have no next start: {manual}"
+    );
+    // A failed run's error is kept where every instance can see it.
+    assert_eq!(trigger("failing").send().await.status(), 200);
+    let mut failing = state("failing").await;
+    for _ in 0..250 {
+        if failing["taskState"]["lastRunError"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        failing = state("failing").await;
+    }
+    assert_eq!(
+        failing["taskState"]["lastRunError"], "broken on purpose",
+        "{failing}"
+    );
     let res = trigger("nope").send().await;
     assert_eq!(res.status(), 404, "{}", res.text());
     assert_eq!(res.error().0, "NotFoundError");
@@ -232,6 +287,21 @@ async fn global_tasks_run_once_across_instances() {
             .await,
             "{engine}: a failing task runs again"
         );
+        // Either instance's endpoint shows the last run's error, whichever instance ran it.
+        for backend in [&a, &b] {
+            let listed: serde_json::Value = backend
+                .get("/api/once/.backstage/scheduler/v1/tasks")
+                .credentials(mock::user("user:default/alice"))
+                .send()
+                .await
+                .json();
+            let state = &listed["tasks"][0]["taskState"];
+            assert_eq!(
+                state["lastRunError"], "failing on purpose",
+                "{engine}: {listed}"
+            );
+            assert!(state["lastRunEndedAt"].is_string(), "{engine}: {listed}");
+        }
         ONCE_FAILS.store(false, Ordering::SeqCst);
         let elapsed = began.elapsed();
         a.stop().await.unwrap();

@@ -459,8 +459,15 @@ fn scheduler_routes(scheduler: crate::Scheduler) -> Router {
         .route(
             "/.backstage/scheduler/v1/tasks",
             axum::routing::get(move || {
-                let tasks = list.get_scheduled_tasks();
-                async move { axum::Json(serde_json::json!({ "tasks": tasks })) }
+                let list = list.clone();
+                async move {
+                    match list.describe_tasks().await {
+                        Ok(tasks) => {
+                            axum::Json(serde_json::json!({ "tasks": tasks })).into_response()
+                        }
+                        Err(e) => e.into_response(),
+                    }
+                }
             }),
         )
         .route(

@@ -303,15 +303,38 @@ pub(crate) struct Task {
     run: TaskFn,
     /// Wakes the worker (a trigger, or shutdown).
     wake: tokio::sync::Notify,
-    /// Local tasks: the next start (epoch ms) and whether a run is under way.
+    /// Local tasks: the next start (epoch ms) and the run under way.
     local: Mutex<LocalState>,
+    /// What this instance's worker is doing: [`WORKER_WAITING`], `_IDLE` or `_RUNNING`.
+    worker: std::sync::atomic::AtomicU8,
+    /// This instance's last run of the task: when it ended and its error (local tasks; global
+    /// ones keep theirs in the shared table).
+    last_run: Mutex<LastRun>,
 }
 
 #[derive(Default)]
 struct LocalState {
     next_run: Option<i64>,
-    running: bool,
+    /// When the run under way started (epoch ms).
+    running_since: Option<i64>,
 }
+
+impl LocalState {
+    fn running(&self) -> bool {
+        self.running_since.is_some()
+    }
+}
+
+/// How a task's last run went.
+#[derive(Clone, Default)]
+pub(crate) struct LastRun {
+    pub(crate) ended_at: Option<i64>,
+    pub(crate) error: Option<String>,
+}
+
+pub(crate) const WORKER_WAITING: u8 = 0;
+pub(crate) const WORKER_IDLE: u8 = 1;
+pub(crate) const WORKER_RUNNING: u8 = 2;
 
 impl Task {
     /// When the run after one that started at `started` (epoch ms) begins; `None`: when
@@ -345,8 +368,81 @@ impl Task {
             plugin_id: self.plugin_id.to_owned(),
             scope: self.schedule.scope,
             settings: self.schedule.settings(),
+            task_state: None,
+            worker_state: None,
         }
     }
+
+    /// Backstage's `workerState`.
+    fn worker_state(&self) -> Value {
+        let status = match self.worker.load(std::sync::atomic::Ordering::Relaxed) {
+            WORKER_WAITING => "initial-wait",
+            WORKER_RUNNING => "running",
+            _ => "idle",
+        };
+        json!({ "status": status })
+    }
+
+    /// Backstage's `taskState` of a local task.
+    fn local_state(&self) -> Value {
+        let (next_run, running_since) = {
+            let state = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            (state.next_run, state.running_since)
+        };
+        let last = self
+            .last_run
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        task_state(TaskTimes {
+            next_run,
+            started_at: running_since,
+            times_out_at: running_since
+                .map(|at| at.saturating_add(self.schedule.timeout.as_millis() as i64)),
+            last,
+        })
+    }
+}
+
+/// The times Backstage's `taskState` is made of (epoch ms).
+pub(crate) struct TaskTimes {
+    pub(crate) next_run: Option<i64>,
+    pub(crate) started_at: Option<i64>,
+    pub(crate) times_out_at: Option<i64>,
+    pub(crate) last: LastRun,
+}
+
+/// `{ status: "running", startedAt, timesOutAt, ... }` or `{ status: "idle", startsAt?, ... }`,
+/// times as ISO 8601 in UTC.
+pub(crate) fn task_state(times: TaskTimes) -> Value {
+    let iso = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| Value::from(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+            .unwrap_or(Value::Null)
+    };
+    let mut state = serde_json::Map::new();
+    match times.started_at {
+        Some(started) => {
+            state.insert("status".into(), "running".into());
+            state.insert("startedAt".into(), iso(started));
+            if let Some(at) = times.times_out_at {
+                state.insert("timesOutAt".into(), iso(at));
+            }
+        }
+        None => {
+            state.insert("status".into(), "idle".into());
+            if let Some(at) = times.next_run {
+                state.insert("startsAt".into(), iso(at));
+            }
+        }
+    }
+    if let Some(error) = times.last.error {
+        state.insert("lastRunError".into(), Value::from(error));
+    }
+    if let Some(at) = times.last.ended_at {
+        state.insert("lastRunEndedAt".into(), iso(at));
+    }
+    Value::Object(state)
 }
 
 /// A task as [`Scheduler::get_scheduled_tasks`] lists it (Backstage's shape).
@@ -373,6 +469,13 @@ pub struct TaskDescriptor {
     pub scope: TaskScope,
     /// `{ version: 2, cadence, timeoutAfterDuration, initialDelayDuration? }`.
     pub settings: Value,
+    /// `{ status: "running", startedAt, timesOutAt }` or `{ status: "idle", startsAt }`, with
+    /// `lastRunError` and `lastRunEndedAt` once it has run; filled by
+    /// [`Scheduler::describe_tasks`].
+    pub task_state: Option<Value>,
+    /// `{ status: "initial-wait" | "idle" | "running" }`: this instance's worker; filled by
+    /// [`Scheduler::describe_tasks`].
+    pub worker_state: Option<Value>,
 }
 
 /// The `scheduler` service of one plugin. See the [module docs](self).
@@ -491,6 +594,8 @@ impl Scheduler {
             run: Arc::new(move || Box::pin(task())),
             wake: tokio::sync::Notify::new(),
             local: Mutex::default(),
+            worker: std::sync::atomic::AtomicU8::new(WORKER_WAITING),
+            last_run: Mutex::default(),
         });
         {
             let mut tasks = self.shared.tasks.lock().unwrap_or_else(|p| p.into_inner());
@@ -540,13 +645,18 @@ impl Scheduler {
         let task = self.find(id);
         let Some(real) = &self.shared.real else {
             let task = task?;
-            return (task.run)().await;
+            let result = (task.run)().await;
+            *task.last_run.lock().unwrap_or_else(|p| p.into_inner()) = LastRun {
+                ended_at: Some(now_ms()),
+                error: result.as_ref().err().map(|e| e.to_string()),
+            };
+            return result;
         };
         match task {
             Ok(task) if task.schedule.scope == TaskScope::Local => {
                 {
                     let mut state = task.local.lock().unwrap_or_else(|p| p.into_inner());
-                    if state.running {
+                    if state.running() {
                         return Err(running(id));
                     }
                     state.next_run = Some(now_ms());
@@ -593,6 +703,33 @@ impl Scheduler {
             .filter(|t| self.plugin_id.is_empty() || t.plugin_id == self.plugin_id)
             .map(|t| t.descriptor())
             .collect()
+    }
+
+    /// [`Scheduler::get_scheduled_tasks`] with each task's state as Backstage's scheduler
+    /// endpoint shows it: from the shared table for global tasks, from this instance for local
+    /// ones; the worker's state is this instance's.
+    pub async fn describe_tasks(&self) -> Result<Vec<TaskDescriptor>> {
+        let tasks: Vec<Arc<Task>> = {
+            let tasks = self.shared.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            tasks
+                .values()
+                .filter(|t| self.plugin_id.is_empty() || t.plugin_id == self.plugin_id)
+                .cloned()
+                .collect()
+        };
+        let mut described = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let task_state = match (&self.shared.real, task.schedule.scope) {
+                (Some(real), TaskScope::Global) => real.global.state(&task.id).await?,
+                _ => Some(task.local_state()),
+            };
+            described.push(TaskDescriptor {
+                task_state,
+                worker_state: Some(task.worker_state()),
+                ..task.descriptor()
+            });
+        }
+        Ok(described)
     }
 
     /// Lets workers run (the plugin's start-up hook).
@@ -742,6 +879,8 @@ mod tests {
             run: Arc::new(|| Box::pin(async { Ok(()) })),
             wake: tokio::sync::Notify::new(),
             local: Mutex::default(),
+            worker: std::sync::atomic::AtomicU8::new(WORKER_WAITING),
+            last_run: Mutex::default(),
         };
         let every = task(TaskSchedule::every(Duration::from_secs(10)));
         assert_eq!(every.next_start(1_000, 2_000), Some(11_000));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use sqlx::Row;
 
-use super::{Task, running};
+use super::{LastRun, Task, TaskTimes, running, task_state};
 use crate::database::{Database, DatabaseManager};
 use crate::error::{Error, Result};
 
@@ -52,7 +52,7 @@ impl GlobalStore {
             .get_or_try_init(|| async {
                 let database = self.inner.manager.for_plugin(self.inner.plugin_id).await?;
                 let create = format!(
-                    "CREATE TABLE IF NOT EXISTS {TABLE} (id varchar(255) NOT NULL PRIMARY KEY, settings_json text NOT NULL, next_run_start_at bigint NULL, current_run_ticket varchar(255) NULL, current_run_started_at bigint NULL, current_run_expires_at bigint NULL)"
+                    "CREATE TABLE IF NOT EXISTS {TABLE} (id varchar(255) NOT NULL PRIMARY KEY, settings_json text NOT NULL, next_run_start_at bigint NULL, current_run_ticket varchar(255) NULL, current_run_started_at bigint NULL, current_run_expires_at bigint NULL, last_run_error_json varchar(4000) NULL, last_run_ended_at bigint NULL)"
                 );
                 // Instances starting together may race to create it; the loser's retry sees it.
                 if sqlx::query(&create).execute(database.pool()).await.is_err() {
@@ -160,18 +160,71 @@ impl GlobalStore {
     }
 
     /// Ends the run held by `ticket` and sets the next start.
-    pub(crate) async fn release(&self, task: &Task, ticket: &str, next: Option<i64>) -> Result<()> {
+    pub(crate) async fn release(
+        &self,
+        task: &Task,
+        ticket: &str,
+        next: Option<i64>,
+        last: &LastRun,
+    ) -> Result<()> {
         let db = self.database().await?;
+        // Backstage keeps the error as JSON: `{"name":"Error","message":...}`.
+        let error = last.error.as_ref().map(|message| {
+            let message: String = message.chars().take(3000).collect();
+            serde_json::json!({ "name": "Error", "message": message }).to_string()
+        });
         sqlx::query(&db.sql(&format!(
-            "UPDATE {TABLE} SET next_run_start_at = ?, current_run_ticket = NULL, current_run_started_at = NULL, current_run_expires_at = NULL WHERE id = ? AND current_run_ticket = ?"
+            "UPDATE {TABLE} SET next_run_start_at = ?, current_run_ticket = NULL, current_run_started_at = NULL, current_run_expires_at = NULL, last_run_error_json = ?, last_run_ended_at = ? WHERE id = ? AND current_run_ticket = ?"
         )))
         .bind(next)
+        .bind(error)
+        .bind(last.ended_at)
         .bind(&task.id)
         .bind(ticket)
         .execute(db.pool())
         .await
         .map_err(|e| self.error("could not release a run", &e))?;
         Ok(())
+    }
+
+    /// Backstage's `taskState` of task `id` from the shared table (`None`: no row).
+    pub(crate) async fn state(&self, id: &str) -> Result<Option<serde_json::Value>> {
+        let db = self.database().await?;
+        let row = sqlx::query(&db.sql(&format!(
+            "SELECT next_run_start_at, current_run_started_at, current_run_expires_at, last_run_error_json, last_run_ended_at FROM {TABLE} WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(|e| self.error("could not read the task table", &e))?;
+        let Some(row) = row else { return Ok(None) };
+        let time = |i: usize| row.try_get::<Option<i64>, _>(i).ok().flatten();
+        // MySQL's text comes back through the `Any` driver as bytes.
+        let error_json = row
+            .try_get::<Option<String>, _>(3)
+            .ok()
+            .flatten()
+            .or_else(|| {
+                row.try_get::<Option<Vec<u8>>, _>(3)
+                    .ok()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            });
+        let error = error_json.map(|json| {
+            serde_json::from_str::<serde_json::Value>(&json)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or(json)
+        });
+        Ok(Some(task_state(TaskTimes {
+            next_run: time(0),
+            started_at: time(1),
+            times_out_at: time(2),
+            last: LastRun {
+                ended_at: time(4),
+                error,
+            },
+        })))
     }
 
     /// Makes task `id` due now, unless a run is under way.

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::store::{Claim, GlobalStore};
-use super::{Task, TaskScope, now_ms};
+use std::sync::atomic::Ordering;
+
+use super::{LastRun, Task, TaskScope, WORKER_IDLE, WORKER_RUNNING, now_ms};
 
 /// The longest a worker sleeps before looking at the shared table again: a trigger or a
 /// changed schedule from another instance is seen within this.
@@ -29,6 +31,7 @@ pub(crate) async fn run(mut cx: Context) {
     {
         return;
     }
+    cx.task.worker.store(WORKER_IDLE, Ordering::Relaxed);
     loop {
         if *cx.stopping.borrow() {
             return;
@@ -62,19 +65,35 @@ async fn pause(cx: &mut Context, wait: Option<Duration>) -> bool {
     !*cx.stopping.borrow()
 }
 
-/// Runs the task once, within its timeout; logs a failure.
-async fn execute(task: &Task) {
+/// Runs the task once, within its timeout; logs a failure and returns its message.
+async fn execute(task: &Task) -> LastRun {
     tracing::debug!(plugin = task.plugin_id, task = %task.id, "task started");
-    match tokio::time::timeout(task.schedule.timeout, (task.run)()).await {
-        Ok(Ok(())) => tracing::debug!(plugin = task.plugin_id, task = %task.id, "task finished"),
-        Ok(Err(e)) => tracing::error!(plugin = task.plugin_id, task = %task.id, "task failed: {e}"),
-        Err(_) => tracing::error!(
-            plugin = task.plugin_id,
-            task = %task.id,
-            "task timed out after {:?} and was cancelled",
-            task.schedule.timeout
-        ),
-    }
+    task.worker.store(WORKER_RUNNING, Ordering::Relaxed);
+    let error = match tokio::time::timeout(task.schedule.timeout, (task.run)()).await {
+        Ok(Ok(())) => {
+            tracing::debug!(plugin = task.plugin_id, task = %task.id, "task finished");
+            None
+        }
+        Ok(Err(e)) => {
+            tracing::error!(plugin = task.plugin_id, task = %task.id, "task failed: {e}");
+            Some(e.to_string())
+        }
+        Err(_) => {
+            let message = format!(
+                "task timed out after {:?} and was cancelled",
+                task.schedule.timeout
+            );
+            tracing::error!(plugin = task.plugin_id, task = %task.id, "{message}");
+            Some(message)
+        }
+    };
+    task.worker.store(WORKER_IDLE, Ordering::Relaxed);
+    let last = LastRun {
+        ended_at: Some(now_ms()),
+        error,
+    };
+    *task.last_run.lock().unwrap_or_else(|p| p.into_inner()) = last.clone();
+    last
 }
 
 fn until(at: Option<i64>, now: i64) -> Option<Duration> {
@@ -86,13 +105,13 @@ async fn step_local(task: &Task) -> Option<Duration> {
     {
         let mut state = task.local.lock().unwrap_or_else(|p| p.into_inner());
         match state.next_run {
-            Some(at) if at <= now => state.running = true,
+            Some(at) if at <= now => state.running_since = Some(now),
             other => return until(other, now),
         }
     }
     execute(task).await;
     let mut state = task.local.lock().unwrap_or_else(|p| p.into_inner());
-    state.running = false;
+    state.running_since = None;
     state.next_run = task.next_start(now, now_ms());
     until(state.next_run, now_ms())
 }
@@ -110,9 +129,9 @@ async fn step_global(cx: &Context) -> Option<Duration> {
     match claim {
         Claim::Wait(next) => Some(until(next, now).map_or(POLL, |w| w.min(POLL))),
         Claim::Run(ticket) => {
-            execute(task).await;
+            let last = execute(task).await;
             let next = task.next_start(now, now_ms());
-            if let Err(e) = cx.global.release(task, &ticket, next).await {
+            if let Err(e) = cx.global.release(task, &ticket, next, &last).await {
                 // The ticket expires after the timeout and the run is released then.
                 tracing::warn!(plugin = task.plugin_id, task = %task.id, "{e}");
             }
