@@ -314,10 +314,6 @@ pub(crate) struct RedisStore {
 }
 
 impl RedisStore {
-    async fn connection(&self) -> redis::RedisResult<redis::aio::ConnectionManager> {
-        self.redis.connection().await
-    }
-
     fn key(&self, ip: IpAddr) -> String {
         format!("{}{ip}", self.prefix)
     }
@@ -377,7 +373,7 @@ impl RateLimit {
             let window = self.window.as_millis() as i64;
             let key = store.key(ip);
             let counted: redis::RedisResult<(u64,)> = async {
-                let mut connection = store.connection().await?;
+                let mut connection = store.redis.connection().await?;
                 redis::pipe()
                     .atomic()
                     .cmd("INCR")
@@ -415,7 +411,7 @@ impl RateLimit {
     /// Takes back a counted request (`skipSuccessfulRequests`, `skipFailedRequests`).
     pub(crate) async fn forget(&self, ip: IpAddr) {
         if let Some(store) = &self.redis {
-            if let Ok(mut connection) = store.connection().await {
+            if let Ok(mut connection) = store.redis.connection().await {
                 let _: redis::RedisResult<i64> = redis::cmd("DECR")
                     .arg(store.key(canonical(ip)))
                     .query_async(&mut connection)
@@ -432,7 +428,7 @@ impl RateLimit {
     /// Seconds until `ip`'s window ends.
     pub(crate) async fn retry_after(&self, ip: IpAddr) -> u64 {
         if let Some(store) = &self.redis {
-            let left: redis::RedisResult<i64> = match store.connection().await {
+            let left: redis::RedisResult<i64> = match store.redis.connection().await {
                 Ok(mut connection) => {
                     redis::cmd("PTTL")
                         .arg(store.key(canonical(ip)))

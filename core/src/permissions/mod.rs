@@ -223,10 +223,7 @@ impl Permissions {
         credentials: &Credentials<P>,
     ) -> Result<bool> {
         let decisions = self
-            .authorize(
-                &[(permission.clone(), resource_ref.map(str::to_owned))],
-                credentials,
-            )
+            .definitive(&[(permission, resource_ref)], credentials)
             .await?;
         Ok(decisions.first() == Some(&Decision::Allow))
     }
@@ -238,23 +235,28 @@ impl Permissions {
         requests: &[(Permission, Option<String>)],
         credentials: &Credentials<P>,
     ) -> Result<Vec<Decision>> {
-        let items = requests
-            .iter()
-            .map(|(permission, resource_ref)| {
-                let mut item = json!({ "permission": permission });
-                if let Some(resource_ref) = resource_ref {
-                    item["resourceRef"] = Value::from(resource_ref.as_str());
-                }
-                item
-            })
-            .collect();
-        let decisions = self
-            .decide(
-                requests.iter().map(|(p, r)| (p, r.as_deref())),
-                items,
-                credentials,
-            )
-            .await?;
+        let requests: Vec<_> = requests.iter().map(|(p, r)| (p, r.as_deref())).collect();
+        self.definitive(&requests, credentials).await
+    }
+
+    /// Decides resource permissions without a resource: allow, deny, or the conditions that
+    /// the resources must meet (Backstage's `authorizeConditional`).
+    pub async fn authorize_conditional<P: PrincipalType>(
+        &self,
+        permissions: &[Permission],
+        credentials: &Credentials<P>,
+    ) -> Result<Vec<Decision>> {
+        let requests: Vec<_> = permissions.iter().map(|p| (p, None)).collect();
+        self.decide(&requests, credentials).await
+    }
+
+    /// [`Permissions::decide`], where a conditional answer is the permission backend's mistake.
+    async fn definitive<P: PrincipalType>(
+        &self,
+        requests: &[(&Permission, Option<&str>)],
+        credentials: &Credentials<P>,
+    ) -> Result<Vec<Decision>> {
+        let decisions = self.decide(requests, credentials).await?;
         if decisions
             .iter()
             .any(|d| matches!(d, Decision::Conditional { .. }))
@@ -266,40 +268,25 @@ impl Permissions {
         Ok(decisions)
     }
 
-    /// Decides resource permissions without a resource: allow, deny, or the conditions that
-    /// the resources must meet (Backstage's `authorizeConditional`).
-    pub async fn authorize_conditional<P: PrincipalType>(
+    async fn decide<P: PrincipalType>(
         &self,
-        permissions: &[Permission],
-        credentials: &Credentials<P>,
-    ) -> Result<Vec<Decision>> {
-        let items = permissions
-            .iter()
-            .map(|permission| json!({ "permission": permission }))
-            .collect();
-        self.decide(permissions.iter().map(|p| (p, None)), items, credentials)
-            .await
-    }
-
-    async fn decide<'a, P: PrincipalType>(
-        &self,
-        requests: impl Iterator<Item = (&'a Permission, Option<&'a str>)>,
-        items: Vec<Value>,
+        requests: &[(&Permission, Option<&str>)],
         credentials: &Credentials<P>,
     ) -> Result<Vec<Decision>> {
         match &*self.inner {
-            Inner::Disabled => Ok(items.iter().map(|_| Decision::Allow).collect()),
+            Inner::Disabled => Ok(vec![Decision::Allow; requests.len()]),
             Inner::Local(policy) => Ok(requests
-                .map(|(permission, resource)| policy(permission, resource, credentials.any()))
+                .iter()
+                .map(|(permission, resource)| policy(permission, *resource, credentials.any()))
                 .collect()),
             Inner::Remote { .. } if matches!(credentials.any(), Principal::Service(_)) => {
-                Ok(items.iter().map(|_| Decision::Allow).collect())
+                Ok(vec![Decision::Allow; requests.len()])
             }
             Inner::Remote {
                 auth,
                 discovery,
                 http,
-            } => remote(auth, discovery, http, items, credentials).await,
+            } => remote(auth, discovery, http, requests, credentials).await,
         }
     }
 }
@@ -323,18 +310,21 @@ async fn remote<P: PrincipalType>(
     auth: &Auth,
     discovery: &Discovery,
     http: &reqwest::Client,
-    items: Vec<Value>,
+    requests: &[(&Permission, Option<&str>)],
     credentials: &Credentials<P>,
 ) -> Result<Vec<Decision>> {
-    let ids = items
+    let ids = requests
         .iter()
         .map(|_| crate::auth::new_uuid())
         .collect::<Result<Vec<_>>>()?;
-    let items: Vec<Value> = items
-        .into_iter()
+    let items: Vec<Value> = requests
+        .iter()
         .zip(&ids)
-        .map(|(mut item, id)| {
-            item["id"] = Value::from(id.as_str());
+        .map(|((permission, resource_ref), id)| {
+            let mut item = json!({ "id": id, "permission": permission });
+            if let Some(resource_ref) = resource_ref {
+                item["resourceRef"] = Value::from(*resource_ref);
+            }
             item
         })
         .collect();

@@ -231,15 +231,11 @@ impl TaskSchedule {
             ))
         })?;
         let initial_delay = crate::config::duration(config, &at("initialDelay"))?;
-        let scope = match config.get_optional::<String>(&at("scope"))?.as_deref() {
-            None | Some("global") => TaskScope::Global,
-            Some("local") => TaskScope::Local,
-            Some(other) => {
-                return Err(Error::input(format!(
-                    "{}: '{other}' is not a scope; use 'global' or 'local'",
-                    at("scope")
-                )));
-            }
+        let scope = match config.get_optional::<String>(&at("scope"))? {
+            None => TaskScope::Global,
+            Some(text) => text
+                .parse()
+                .map_err(|e: Error| Error::input(format!("{}: {}", at("scope"), e.message())))?,
         };
         Ok(TaskSchedule {
             frequency,
@@ -697,11 +693,16 @@ impl Scheduler {
 
     /// The tasks this plugin scheduled in this instance.
     pub fn get_scheduled_tasks(&self) -> Vec<TaskDescriptor> {
+        self.own_tasks().iter().map(|t| t.descriptor()).collect()
+    }
+
+    /// The tasks of this scheduler's plugin (of every plugin, on an unbound manual scheduler).
+    fn own_tasks(&self) -> Vec<Arc<Task>> {
         let tasks = self.shared.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks
             .values()
             .filter(|t| self.plugin_id.is_empty() || t.plugin_id == self.plugin_id)
-            .map(|t| t.descriptor())
+            .cloned()
             .collect()
     }
 
@@ -709,14 +710,7 @@ impl Scheduler {
     /// endpoint shows it: from the shared table for global tasks, from this instance for local
     /// ones; the worker's state is this instance's.
     pub async fn describe_tasks(&self) -> Result<Vec<TaskDescriptor>> {
-        let tasks: Vec<Arc<Task>> = {
-            let tasks = self.shared.tasks.lock().unwrap_or_else(|p| p.into_inner());
-            tasks
-                .values()
-                .filter(|t| self.plugin_id.is_empty() || t.plugin_id == self.plugin_id)
-                .cloned()
-                .collect()
-        };
+        let tasks = self.own_tasks();
         let mut described = Vec::with_capacity(tasks.len());
         for task in tasks {
             let task_state = match (&self.shared.real, task.schedule.scope) {
@@ -744,14 +738,8 @@ impl Scheduler {
         let Some(real) = &self.shared.real else {
             return;
         };
+        // Workers wait on this flag wherever they wait, before start-up included.
         real.stopping.send_replace(true);
-        let tasks: Vec<_> = {
-            let tasks = self.shared.tasks.lock().unwrap_or_else(|p| p.into_inner());
-            tasks.values().cloned().collect()
-        };
-        for task in tasks {
-            task.wake.notify_one();
-        }
         let mut workers = real.workers.lock().await;
         while workers.join_next().await.is_some() {}
     }

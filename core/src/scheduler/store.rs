@@ -121,25 +121,19 @@ impl GlobalStore {
         Ok(())
     }
 
-    /// Frees a ticket whose instance did not release it in time, then tries to claim the run.
+    /// Tries to claim the run: due, and no ticket, or a ticket whose instance did not release
+    /// it before the run's timeout (that instance died; its run is taken over).
     pub(crate) async fn claim(&self, task: &Task, now: i64) -> Result<Claim> {
         let db = self.database().await?;
-        sqlx::query(&db.sql(&format!(
-            "UPDATE {TABLE} SET current_run_ticket = NULL, current_run_started_at = NULL, current_run_expires_at = NULL WHERE id = ? AND current_run_ticket IS NOT NULL AND current_run_expires_at < ?"
-        )))
-        .bind(&task.id)
-        .bind(now)
-        .execute(db.pool())
-        .await
-        .map_err(|e| self.error("could not release an expired run", &e))?;
         let ticket = crate::auth::new_uuid()?;
         let claimed = sqlx::query(&db.sql(&format!(
-            "UPDATE {TABLE} SET current_run_ticket = ?, current_run_started_at = ?, current_run_expires_at = ? WHERE id = ? AND current_run_ticket IS NULL AND next_run_start_at IS NOT NULL AND next_run_start_at <= ?"
+            "UPDATE {TABLE} SET current_run_ticket = ?, current_run_started_at = ?, current_run_expires_at = ? WHERE id = ? AND (current_run_ticket IS NULL OR current_run_expires_at < ?) AND next_run_start_at IS NOT NULL AND next_run_start_at <= ?"
         )))
         .bind(&ticket)
         .bind(now)
         .bind(now.saturating_add(task.schedule.timeout.as_millis() as i64))
         .bind(&task.id)
+        .bind(now)
         .bind(now)
         .execute(db.pool())
         .await
@@ -227,14 +221,15 @@ impl GlobalStore {
         })))
     }
 
-    /// Makes task `id` due now, unless a run is under way.
+    /// Makes task `id` due now, unless a run is under way (a run past its timeout is not).
     pub(crate) async fn trigger(&self, id: &str, now: i64) -> Result<()> {
         let db = self.database().await?;
         let updated = sqlx::query(&db.sql(&format!(
-            "UPDATE {TABLE} SET next_run_start_at = ? WHERE id = ? AND current_run_ticket IS NULL"
+            "UPDATE {TABLE} SET next_run_start_at = ? WHERE id = ? AND (current_run_ticket IS NULL OR current_run_expires_at < ?)"
         )))
         .bind(now)
         .bind(id)
+        .bind(now)
         .execute(db.pool())
         .await
         .map_err(|e| self.error("could not trigger the task", &e))?

@@ -23,7 +23,12 @@ pub(crate) struct Context {
 }
 
 pub(crate) async fn run(mut cx: Context) {
-    if cx.started.wait_for(|s| *s).await.is_err() {
+    // A backend that fails to start may stop without ever starting: stop waiting then too.
+    let started = tokio::select! {
+        started = cx.started.wait_for(|s| *s) => started.is_ok(),
+        _ = cx.stopping.wait_for(|s| *s) => false,
+    };
+    if !started {
         return;
     }
     if let Some(delay) = cx.task.schedule.initial_delay
