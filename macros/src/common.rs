@@ -3,6 +3,8 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
 
+use crate::ids;
+
 /// Collects every error of an item so that they are reported together.
 #[derive(Default)]
 pub(crate) struct Errors {
@@ -30,47 +32,6 @@ impl Errors {
             Some(e) => Err(e),
             None => Ok(()),
         }
-    }
-}
-
-/// Whether `id` is lowercase words joined by dashes: `carmen`, `carmen-items`, `v2-api`.
-pub(crate) fn is_valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.split('-').all(|word| {
-            !word.is_empty()
-                && word
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        })
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-}
-
-/// `id` rewritten as lowercase words joined by dashes.
-pub(crate) fn suggest_id(id: &str) -> String {
-    let mut out = String::new();
-    let mut previous_lower = false;
-    for c in id.chars() {
-        if c.is_ascii_uppercase() {
-            if previous_lower {
-                out.push('-');
-            }
-            out.push(c.to_ascii_lowercase());
-            previous_lower = false;
-        } else if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            out.push(c);
-            previous_lower = true;
-        } else {
-            if !out.ends_with('-') && !out.is_empty() {
-                out.push('-');
-            }
-            previous_lower = false;
-        }
-    }
-    let trimmed = out.trim_matches('-').to_owned();
-    if trimmed.is_empty() {
-        "my-plugin".to_owned()
-    } else {
-        trimmed
     }
 }
 
@@ -132,20 +93,17 @@ pub(crate) fn misspelled(attr: &syn::Attribute, ours: &[&str]) -> Option<syn::Er
     ))
 }
 
-/// Checks a plugin or module id: lowercase words joined by dashes, with a suggestion.
-pub(crate) fn check_id(lit: &syn::LitStr, what: &str, errors: &mut Errors) {
+/// Checks a plugin or module id given as `argument = "..."`: lowercase words joined by dashes,
+/// with the fix spelled with the same argument.
+pub(crate) fn check_id(lit: &syn::LitStr, what: &str, argument: &str, errors: &mut Errors) {
     let id = lit.value();
-    if !is_valid_id(&id) {
-        let place = if what == "plugin" {
-            " (they appear in URLs: /api/<id>)"
-        } else {
-            ""
-        };
+    if !ids::is_valid_id(&id) {
         errors.at(
             lit,
             format!(
-                "{what} ids are lowercase words joined by dashes{place}; write `id = \"{}\"`",
-                suggest_id(&id)
+                "{}; write `{argument} = \"{}\"`",
+                ids::rule(what),
+                ids::suggest_id(&id)
             ),
         );
     }
@@ -158,7 +116,7 @@ mod tests {
     #[test]
     fn ids() {
         for ok in ["carmen", "carmen-items", "v2-api", "a1"] {
-            assert!(is_valid_id(ok), "{ok}");
+            assert!(ids::is_valid_id(ok), "{ok}");
         }
         for bad in [
             "",
@@ -170,12 +128,12 @@ mod tests {
             "1abc",
             "carmen items",
         ] {
-            assert!(!is_valid_id(bad), "{bad}");
+            assert!(!ids::is_valid_id(bad), "{bad}");
         }
-        assert_eq!(suggest_id("carmen_items"), "carmen-items");
-        assert_eq!(suggest_id("CarmenItems"), "carmen-items");
-        assert_eq!(suggest_id("Carmen"), "carmen");
-        assert_eq!(suggest_id("__"), "my-plugin");
+        assert_eq!(ids::suggest_id("carmen_items"), "carmen-items");
+        assert_eq!(ids::suggest_id("CarmenItems"), "carmen-items");
+        assert_eq!(ids::suggest_id("Carmen"), "carmen");
+        assert_eq!(ids::suggest_id("__"), "my-plugin");
     }
 
     #[test]

@@ -54,12 +54,12 @@ fn validate(args: &[Arg], attr: &TokenStream, input: &syn::DeriveInput) -> syn::
         let name = arg.name.to_string();
         match (name.as_str(), &arg.value) {
             ("plugin", Value::Str(s)) => {
-                check_id(s, "plugin", &mut errors);
+                check_id(s, "plugin", "plugin", &mut errors);
                 settings.plugin = s.value();
                 has_plugin = true;
             }
             ("module", Value::Str(s)) => {
-                check_id(s, "module", &mut errors);
+                check_id(s, "module", "module", &mut errors);
                 settings.module = Some(s.value());
             }
             ("id", Value::Str(s)) => settings.id = Some(s.value()),

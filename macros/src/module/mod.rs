@@ -37,11 +37,11 @@ fn validate(model: &Model) -> syn::Result<(String, String)> {
         let name = arg.name.to_string();
         match (name.as_str(), arg.value.str()) {
             ("plugin", Some(s)) => {
-                check_id(s, "plugin", &mut errors);
+                check_id(s, "plugin", "plugin", &mut errors);
                 plugin = Some(s.value());
             }
             ("id", Some(s)) => {
-                check_id(s, "module", &mut errors);
+                check_id(s, "module", "id", &mut errors);
                 id = Some(s.value());
             }
             ("plugin" | "id", None) => errors.at(

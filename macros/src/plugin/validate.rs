@@ -24,7 +24,7 @@ pub(crate) fn validate(model: &Model) -> syn::Result<()> {
             }
             seen_id = true;
             match arg.value.str() {
-                Some(s) => check_id(s, "plugin", &mut errors),
+                Some(s) => check_id(s, "plugin", "id", &mut errors),
                 None => errors.at(
                     &arg.name,
                     "the plugin id is a string literal: `id = \"my-plugin\"`",
