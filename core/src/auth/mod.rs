@@ -591,6 +591,9 @@ pub struct HttpAuth {
     auth: Auth,
     /// The plugin's external base URL, for the cookie's domain and flags.
     external_base_url: Option<Arc<str>>,
+    /// What a request without a token is, in development (Backstage's mock `httpAuth`
+    /// `defaultCredentials`); `None` in every real backend.
+    default_credentials: Option<Credentials>,
 }
 
 impl HttpAuth {
@@ -599,7 +602,32 @@ impl HttpAuth {
         HttpAuth {
             auth,
             external_base_url: None,
+            default_credentials: None,
         }
+    }
+
+    /// This `HttpAuth`, with requests that carry no token acting as `credentials` instead of
+    /// having none: what the development server ([`crate::dev`]) does, never a real backend.
+    /// A token that authenticates as no one (`mock-none-token`) is still no one.
+    ///
+    /// ```
+    /// use backstage::{Credentials, HttpAuth};
+    /// use axum::http::HeaderMap;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let http_auth = HttpAuth::new(backstage::testing::mock::auth())
+    ///     .with_default_credentials(Credentials::user("user:development/guest"));
+    /// let creds = http_auth.credentials(&HeaderMap::new()).await.unwrap();
+    /// assert_eq!(creds.any().type_name(), "user");
+    /// # });
+    /// ```
+    pub fn with_default_credentials(mut self, credentials: Credentials) -> Self {
+        self.default_credentials = Some(credentials);
+        self
+    }
+
+    /// Whether requests without a token get default credentials (development only).
+    pub(crate) fn has_default_credentials(&self) -> bool {
+        self.default_credentials.is_some()
     }
 
     /// The credentials of a request with `headers`: 401 "Missing credentials" without a bearer
@@ -616,22 +644,30 @@ impl HttpAuth {
         headers: &HeaderMap,
         options: AuthenticateOptions,
     ) -> Result<Credentials> {
-        if let Some(token) = bearer_token(headers) {
-            return self.auth.authenticate_with(token, options).await;
+        let token = bearer_token(headers).or_else(|| {
+            options
+                .allow_limited_access
+                .then(|| cookie_token(headers))
+                .flatten()
+        });
+        let credentials = match (token, &self.default_credentials) {
+            (Some(token), _) => self.auth.authenticate_with(token, options).await?,
+            (None, Some(default)) => default.clone(),
+            (None, None) => return Err(Error::authentication("Missing credentials")),
+        };
+        // A token may stand for no one (a mock `none` token): that is no credentials.
+        if matches!(credentials.any(), Principal::None) {
+            return Err(Error::authentication("Missing credentials"));
         }
-        if options.allow_limited_access
-            && let Some(token) = cookie_token(headers)
-        {
-            return self.auth.authenticate_with(token, options).await;
-        }
-        Err(Error::authentication("Missing credentials"))
+        Ok(credentials)
     }
 
     /// Like [`HttpAuth::credentials`], but a request without a token gets `none` credentials.
     pub async fn optional_credentials(&self, headers: &HeaderMap) -> Result<Credentials> {
-        match bearer_token(headers) {
-            Some(token) => self.auth.authenticate(token).await,
-            None => Ok(Credentials::none()),
+        match (bearer_token(headers), &self.default_credentials) {
+            (Some(token), _) => self.auth.authenticate(token).await,
+            (None, Some(default)) => Ok(default.clone()),
+            (None, None) => Ok(Credentials::none()),
         }
     }
 
@@ -702,6 +738,7 @@ impl ServiceTrait for HttpAuth {
             Ok(HttpAuth {
                 auth,
                 external_base_url,
+                default_credentials: None,
             })
         })
     }

@@ -95,7 +95,9 @@ impl Gate {
     /// Verifies credentials only when some were sent; a request without any has none, which
     /// the extractor sees as a missing entry (no allocation on the anonymous path).
     async fn optional(&self, parts: &mut Parts) {
-        if !parts.headers.contains_key(http::header::AUTHORIZATION) {
+        if !parts.headers.contains_key(http::header::AUTHORIZATION)
+            && !self.http_auth.has_default_credentials()
+        {
             return;
         }
         let auth = match self.http_auth.optional_credentials(&parts.headers).await {

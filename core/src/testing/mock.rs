@@ -233,6 +233,8 @@ impl Authenticator for MockAuthenticator {
     ) -> BoxFuture<'a, Result<Credentials>> {
         Box::pin(async move {
             match token {
+                // Backstage's `mockCredentials.none.header()`: explicitly no one.
+                "mock-none-token" => return Ok(Credentials::none()),
                 "mock-invalid-user-token" => {
                     return Err(Error::authentication("User token is invalid"));
                 }
