@@ -44,6 +44,7 @@ pub mod backend;
 pub mod cache;
 pub mod config;
 pub mod database;
+pub mod dev;
 pub mod discovery;
 mod error;
 pub mod http;
@@ -70,7 +71,7 @@ pub use database::Database;
 pub use discovery::{Discovery, PluginMetadata};
 pub use error::{Error, ErrorKind, Result};
 pub use http::{HttpRouter, RootHttpRouter};
-pub use lifecycle::{Lifecycle, RootHealth, RootLifecycle};
+pub use lifecycle::{Health, Lifecycle, RootHealth, RootLifecycle};
 pub use logging::{Logger, RootLogger};
 pub use permissions::Permissions;
 pub use plugin::Multi;
@@ -96,11 +97,11 @@ pub mod prelude {
     pub use crate::permissions::Permission;
     pub use crate::scheduler::TaskSchedule;
     pub use crate::{
-        Auth, Cache, Credentials, Discovery, Error, ErrorKind, HttpAuth, HttpRouter, Lifecycle,
-        Logger, Permissions, PluginClient, PluginConfig, PluginMetadata, Principal, Result,
-        RootConfig, RootHealth, RootHttpRouter, RootLifecycle, RootLogger, Scheduler, Secret,
-        Service, User, UserInfo, backend_module, backend_plugin, extension_point, init, route,
-        routes, service, service_factory,
+        Auth, Cache, Credentials, Discovery, Error, ErrorKind, Health, HttpAuth, HttpRouter,
+        Lifecycle, Logger, Permissions, PluginClient, PluginConfig, PluginMetadata, Principal,
+        Result, RootConfig, RootHealth, RootHttpRouter, RootLifecycle, RootLogger, Scheduler,
+        Secret, Service, User, UserInfo, backend_module, backend_plugin, extension_point, init,
+        route, routes, service, service_factory,
     };
     pub use axum::Json;
     pub use axum::extract::{Path, Query};

@@ -67,6 +67,16 @@ fn lines_until(rx: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {
     }
 }
 
+/// The address of the `Listening on <host>:<port>` line.
+fn listening_address(lines: &[String]) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.split("Listening on ").nth(1))
+        .expect("listen line")
+        .trim()
+        .to_owned()
+}
+
 fn terminate(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -75,20 +85,144 @@ fn terminate(child: &Child) {
     assert!(status.success());
 }
 
-#[test]
-fn a_binary_without_plugins_says_how_to_link_one() {
+#[tokio::test]
+async fn a_backend_without_plugins_starts_and_says_how_to_add_one() {
     let dir = temp_dir("none");
-    let output = Command::new(env!("CARGO_BIN_EXE_no-plugins"))
+    let (child, rx) = spawn_with_env(
+        env!("CARGO_BIN_EXE_no-plugins"),
+        &dir,
+        &[],
+        &[
+            ("APP_CONFIG_backend_listen_host", "127.0.0.1"),
+            ("APP_CONFIG_backend_listen_port", "0"),
+        ],
+    );
+    let lines = lines_until(&rx, "No plugins are linked into this backend yet");
+    let log = lines.join("\n");
+    assert!(
+        log.contains("cargo backstage new backend-plugin --id <id>")
+            && log.contains("use carmen_backend as _;"),
+        "{log}"
+    );
+    let address = listening_address(&lines);
+    let (status, _, body) = read(
+        client()
+            .get(format!("http://{address}/.backstage/health/v1/readiness"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    terminate(&child);
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
+}
+
+#[test]
+fn list_routes_prints_every_route_with_its_auth_policy_and_starts_nothing() {
+    let dir = temp_dir("list");
+    // A config that could not start: listing does not read it.
+    std::fs::write(
+        dir.join("app-config.yaml"),
+        "backend:\n  listen: not-a-port\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_carmen-backend"))
+        .arg("--list-routes")
         .current_dir(&dir)
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("no plugins are linked into this binary"),
-        "{stderr}"
+    assert_eq!(output.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&output.stdout);
+    let row = |method: &str, path: &str| {
+        table
+            .lines()
+            .find(|l| {
+                let mut cells = l.split_whitespace();
+                cells.next() == Some(method) && cells.next() == Some(path)
+            })
+            .unwrap_or_else(|| panic!("no {method} {path} in:\n{table}"))
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(row("GET", "/api/carmen/health"), "unauthenticated");
+    assert_eq!(row("POST", "/api/carmen/me"), "default");
+    assert_eq!(
+        row("GET", "/api/carmen/.backstage/auth/v1/jwks.json"),
+        "unauthenticated"
     );
-    assert!(stderr.contains("use carmen_backend as _;"), "{stderr}");
+    assert_eq!(
+        row("GET", "/api/carmen/.backstage/auth/v1/cookie"),
+        "user-cookie"
+    );
+    assert_eq!(
+        row("GET", "/.backstage/health/v1/readiness"),
+        "unauthenticated"
+    );
+    assert!(
+        table.contains("examples/carmen/src/lib.rs:"),
+        "each route names its handler's place: {table}"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).is_empty());
+}
+
+#[tokio::test]
+async fn every_listed_route_is_served_and_logged_at_debug_level() {
+    let dir = temp_dir("routes");
+    std::fs::write(
+        dir.join("app-config.yaml"),
+        "backend:\n  listen: { host: 127.0.0.1, port: 0 }\n  auth:\n    externalAccess:\n      - type: static\n        options: { token: listed-routes-token, subject: curl }\n",
+    )
+    .unwrap();
+    let listed = Command::new(env!("CARGO_BIN_EXE_carmen-backend"))
+        .arg("--list-routes")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let routes: Vec<(String, String)> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut cells = l.split_whitespace();
+            Some((cells.next()?.to_owned(), cells.next()?.to_owned()))
+        })
+        .filter(|(_, path)| path.starts_with('/'))
+        .collect();
+    assert!(routes.len() > 10, "{table}");
+
+    let (child, rx) = spawn_with_env(
+        env!("CARGO_BIN_EXE_carmen-backend"),
+        &dir,
+        &[],
+        &[("LOG_LEVEL", "debug")],
+    );
+    let lines = lines_until(&rx, "Route GET /.backstage/health/v1/readiness");
+    let log = lines.join("\n");
+    assert!(
+        log.contains("Route GET /api/carmen/health (auth: unauthenticated) from health"),
+        "{log}"
+    );
+    let address = listening_address(&lines);
+    for (method, path) in &routes {
+        let path = path.replace("{id}", "1");
+        let request = client()
+            .request(method.parse().unwrap(), format!("http://{address}{path}"))
+            .bearer_auth("listed-routes-token")
+            .header("content-type", "application/json")
+            .body("{}");
+        let (status, _, body) = read(request.send().await.unwrap()).await;
+        // Served: anything but the empty 404 of a path nobody serves. A route may answer 404
+        // itself (no item 1, no task 1), always with Backstage's error body.
+        assert!(
+            status != 404 || body.contains("NotFoundError") && !body.contains("\"Not Found\""),
+            "{method} {path} is listed but not served: {status} {body}"
+        );
+    }
+    terminate(&child);
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
 }
 
 #[tokio::test]
@@ -104,12 +238,7 @@ async fn the_example_backend_logs_its_start_serves_and_stops_on_sigterm() {
     let log = lines.join("\n");
     assert!(log.contains("Plugins discovered: carmen"), "{log}");
     assert!(log.contains("Modules discovered: none"), "{log}");
-    let listening = lines
-        .iter()
-        .find_map(|l| l.split("Listening on ").nth(1))
-        .expect("listen line")
-        .trim()
-        .to_owned();
+    let listening = listening_address(&lines);
     assert!(listening.starts_with("127.0.0.1:"), "{listening}");
     assert!(lines.last().unwrap().contains(" ms"), "{log}");
 

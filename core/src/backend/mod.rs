@@ -31,6 +31,7 @@ use crate::plugin::{
 
 mod boot;
 mod metadata;
+pub(crate) mod routes;
 mod validate;
 
 pub use metadata::{InstalledPlugin, InstanceMetadata};
@@ -237,6 +238,20 @@ impl BackendBuilder {
         self
     }
 
+    /// Adds every module linked into this binary that extends the plugin `plugin_id`: what a
+    /// plugin's development server ([`crate::dev::start`]) serves with the plugin.
+    pub fn linked_modules_of(mut self, plugin_id: &str) -> Self {
+        let linked = linked_modules().into_iter();
+        self.modules
+            .extend(linked.filter(|m| m.plugin_id == plugin_id));
+        self
+    }
+
+    /// Every route this builder's plugins and modules serve, known before anything starts.
+    pub(crate) fn mounted_routes(&self) -> Vec<routes::MountedRoute> {
+        routes::mounted_routes(&self.selected(), &self.selected_modules())
+    }
+
     /// Leaves out the plugin with id `id`.
     pub fn exclude(mut self, id: &str) -> Self {
         self.excluded.push(id.to_owned());
@@ -355,9 +370,6 @@ impl BackendBuilder {
     pub async fn start(self) -> Result<Backend> {
         let started = Instant::now();
         let plugins = self.selected();
-        if plugins.is_empty() && self.all_linked {
-            return Err(Error::internal(NO_PLUGINS));
-        }
         let modules = self.selected_modules();
         let overrides = validate(&Selection {
             plugins: &plugins,
@@ -376,7 +388,8 @@ impl BackendBuilder {
             crate::config::duration(&config, "backend.lifecycle.serverShutdownDelay")?
                 .unwrap_or_default();
 
-        let listener = bind(&Listen::from_config(&config)?).await?;
+        let listen = Listen::from_config(&config)?;
+        let listener = bind(&listen).await?;
         let addr = listener
             .local_addr()
             .map_err(|e| Error::internal(format!("cannot read the bound address: {e}")))?;
@@ -410,7 +423,11 @@ impl BackendBuilder {
             None => tower::util::Either::Right(dispatcher),
         };
         let server = tokio::spawn(serve::serve(listener, service, server_settings, rx));
-        tracing::info!("Listening on {addr}");
+        // Backstage's words: `Listening on :7007` when no host is configured.
+        match listen.host.as_str() {
+            host if host.contains(':') => tracing::info!("Listening on [{host}]:{}", addr.port()),
+            host => tracing::info!("Listening on {host}:{}", addr.port()),
+        }
         let ids: Vec<&'static str> = plugins.iter().map(|p| p.id).collect();
         let module_names: Vec<String> = modules
             .iter()
@@ -435,6 +452,10 @@ impl BackendBuilder {
                 let _ = backend.started.send(true);
                 backend.shared.health.set_started();
                 tracing::info!("Backend started in {} ms", started.elapsed().as_millis());
+                routes::log(&routes::mounted_routes(&plugins, &modules));
+                if plugins.is_empty() && self.all_linked {
+                    tracing::warn!("{NO_PLUGINS}");
+                }
                 Ok(backend)
             }
             Err(e) => {
@@ -456,7 +477,8 @@ fn list_or_none(items: &[impl AsRef<str>]) -> String {
         .join(", ")
 }
 
-const NO_PLUGINS: &str = "no plugins are linked into this binary. A plugin crate counts only when the binary names it: \
+const NO_PLUGINS: &str = "No plugins are linked into this backend yet. Create one with \
+`cargo backstage new backend-plugin --id <id>`, which also links it here; a plugin crate counts only when the binary names it: \
 add the crate as a dependency and write `use carmen_backend as _;` (with your crate's name) in main.rs";
 
 async fn bind(listen: &Listen) -> Result<TcpListener> {
@@ -524,15 +546,38 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
 /// ```no_run
 /// backstage::start()
 /// ```
+///
+/// With `--list-routes` it prints every route it would serve (method, full path, auth policy,
+/// handler) and exits without starting.
 pub fn start() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let config = std::env::current_dir()
         .map_err(|e| Error::internal(format!("cannot read the working directory: {e}")))
-        .and_then(|dir| RootConfig::load(std::env::args().skip(1), &dir));
+        .and_then(|dir| RootConfig::load(args.iter().cloned(), &dir));
+    run_process(Backend::builder().all_linked(), config, &args, |_| Ok(()));
+}
+
+/// What `start` and [`crate::dev::start`] share: `--list-routes`, logging, the runtime, signals
+/// and exit codes. `before` runs once logging is set up, before the backend starts.
+pub(crate) fn run_process(
+    builder: BackendBuilder,
+    config: Result<RootConfig>,
+    args: &[String],
+    before: impl FnOnce(&RootConfig) -> Result<()>,
+) {
+    if args.iter().any(|a| a == "--list-routes") {
+        let table = routes::render(&builder.mounted_routes());
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), table.as_bytes());
+        return;
+    }
     let config = match config {
         Ok(config) => config,
         Err(e) => fail(&e.to_string()),
     };
     crate::logging::init(&config);
+    if let Err(e) = before(&config) {
+        fail(&e.to_string());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -542,11 +587,7 @@ pub fn start() {
     };
     let result = runtime.block_on(async {
         let signal = shutdown_signal();
-        let backend = Backend::builder()
-            .all_linked()
-            .config(config)
-            .start()
-            .await?;
+        let backend = builder.config(config).start().await?;
         backend.run_until(signal).await
     });
     if let Err(e) = result {

@@ -122,13 +122,27 @@ impl RootConfig {
         dir: &Path,
         env: Env,
     ) -> Result<Self> {
+        Self::load_from_dirs(args, dir, &[dir], env)
+    }
+
+    /// The config files named by `--config` arguments in `args` (relative to `base`) or, with
+    /// none, `app-config.yaml` and `app-config.local.yaml` from each of `dirs` in order (later
+    /// ones winning), then `APP_CONFIG_*` from `env`.
+    pub(crate) fn load_from_dirs(
+        args: impl IntoIterator<Item = String>,
+        base: &Path,
+        dirs: &[&Path],
+        env: Env,
+    ) -> Result<Self> {
         let named = config_args(args)?;
         let mut files = Vec::new();
         if named.is_empty() {
-            files.push((dir.join("app-config.yaml"), false));
-            files.push((dir.join("app-config.local.yaml"), false));
+            for dir in dirs {
+                files.push((dir.join("app-config.yaml"), false));
+                files.push((dir.join("app-config.local.yaml"), false));
+            }
         } else {
-            files.extend(named.into_iter().map(|p| (dir.join(p), true)));
+            files.extend(named.into_iter().map(|p| (base.join(p), true)));
         }
         let mut merged = Value::Object(Map::new());
         let mut origins = Origins::default();
@@ -164,6 +178,24 @@ impl RootConfig {
             }),
             prefix: "".into(),
         })
+    }
+
+    /// This config with `value` merged over it (objects key by key), its keys reported as
+    /// coming from `source`.
+    pub(crate) fn merged_with(&self, value: Value, source: &str) -> Self {
+        let mut merged = self.inner.value.clone();
+        let mut origins = self.inner.origins.clone();
+        load::merge(&mut merged, value, "", source, &mut origins);
+        let mut sources = self.inner.sources.clone();
+        sources.push(source.to_owned());
+        RootConfig {
+            inner: Arc::new(Inner {
+                value: merged,
+                origins,
+                sources,
+            }),
+            prefix: self.prefix.clone(),
+        }
     }
 
     /// The value at `key` (dotted path), typed. Fails when absent or of the wrong type, naming

@@ -112,6 +112,39 @@ lifecycle_service!(
 const STARTED: u8 = 1;
 const STOPPING: u8 = 2;
 
+/// What a plugin's own health route answers, as Backstage's template plugin does:
+/// `{"status":"ok"}`.
+///
+/// ```
+/// use backstage::prelude::*;
+///
+/// #[backend_plugin(id = "carmen")]
+/// pub struct Carmen;
+///
+/// #[routes]
+/// impl Carmen {
+///     #[route(get, "/health", auth = "unauthenticated")]
+///     async fn health(&self) -> Json<Health> {
+///         Json(Health::ok())
+///     }
+/// }
+/// assert_eq!(serde_json::to_string(&Health::ok()).unwrap(), r#"{"status":"ok"}"#);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Health {
+    /// `"ok"` when healthy.
+    pub status: String,
+}
+
+impl Health {
+    /// `{"status":"ok"}`.
+    pub fn ok() -> Self {
+        Health {
+            status: "ok".to_owned(),
+        }
+    }
+}
+
 /// The `rootHealth` service: what `/.backstage/health/v1/readiness` answers.
 ///
 /// ```

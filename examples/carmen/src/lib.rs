@@ -75,22 +75,6 @@ impl Greeter {
     }
 }
 
-/// The body of `/health`.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Health {
-    /// Always `"ok"`.
-    pub status: String,
-}
-
-impl Health {
-    /// `{"status":"ok"}`.
-    pub fn ok() -> Self {
-        Health {
-            status: "ok".to_owned(),
-        }
-    }
-}
-
 /// The body of `/me`.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

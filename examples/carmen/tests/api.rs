@@ -1,7 +1,8 @@
 //! carmen's own tests, written the way a plugin author writes them: with `backstage::testing`.
 
+use backstage::Health;
 use backstage::testing::{TestBackend, mock};
-use carmen_backend::{Carmen, Greeting, Health, Me};
+use carmen_backend::{Carmen, Greeting, Me};
 use serde_json::json;
 
 async fn carmen() -> TestBackend {
