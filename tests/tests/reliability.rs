@@ -850,3 +850,220 @@ async fn requests_longer_than_the_grace_period_are_cut_off() {
         "the 10 s request was cut off"
     );
 }
+
+// ---- idle connections, header limits, draining
+
+/// Connects to `backend`, sends `bytes`, and returns how long the server took to close the
+/// connection, reading (and discarding) whatever it sent.
+fn closed_after(backend: &TestBackend, bytes: &[u8]) -> Duration {
+    let mut stream = TcpStream::connect(backend.backend().local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = Instant::now();
+    stream.write_all(bytes).unwrap();
+    let mut sink = Vec::new();
+    let _ = stream.read_to_end(&mut sink);
+    started.elapsed()
+}
+
+/// The HTTP/2 connection preface and an empty SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+#[test]
+fn a_connection_that_never_sends_a_request_is_closed_after_the_headers_timeout() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let backend = runtime.block_on(rel(
+        json!({ "backend": { "server": { "headersTimeout": "500ms", "keepAliveTimeout": "60s" } } }),
+    ));
+    // Nothing at all; only the HTTP/2 preface; an HTTP/2 header block that never ends (a HEADERS
+    // frame for stream 1 without END_HEADERS, `:method GET`, and no CONTINUATION).
+    let unfinished_headers = [H2_PREFACE, b"\x00\x00\x01\x01\x00\x00\x00\x00\x01\x82"].concat();
+    for (what, bytes) in [
+        ("nothing", &b""[..]),
+        ("the HTTP/2 preface", H2_PREFACE),
+        ("an unfinished HTTP/2 header block", &unfinished_headers[..]),
+    ] {
+        let elapsed = closed_after(&backend, bytes);
+        assert!(
+            elapsed >= Duration::from_millis(450) && elapsed < Duration::from_secs(4),
+            "{what}: closed after {elapsed:?}"
+        );
+    }
+    drop(backend);
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let backend = runtime.block_on(rel(
+        json!({ "backend": { "server": { "keepAliveTimeout": "400ms" } } }),
+    ));
+    // A request slower than the timeout is not cut: the clock runs only while nothing is in
+    // flight. Then the connection stays idle and closes.
+    let elapsed = closed_after(
+        &backend,
+        b"GET /api/rel/sleep/900 HTTP/1.1\r\nhost: x\r\n\r\n",
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1250) && elapsed < Duration::from_secs(5),
+        "closed after {elapsed:?}"
+    );
+    drop(backend);
+}
+
+// Blocking socket I/O below: the server needs threads of its own.
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_cannot_hold_every_connection_slot() {
+    let backend = rel(json!({ "backend": { "server": {
+        "maxConnections": 3, "headersTimeout": "400ms"
+    } } }))
+    .await;
+    let address = backend.backend().local_addr();
+    let idle: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(address).unwrap())
+        .collect();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let res = client
+        .get(backend.url("/api/rel/sleep/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(idle);
+}
+
+#[test]
+fn headers_over_the_limit_get_431() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let exchange = |backend: &TestBackend, header_bytes: usize| {
+        let mut stream = TcpStream::connect(backend.backend().local_addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let request = format!(
+            "GET /api/rel/sleep/1 HTTP/1.1\r\nhost: x\r\nx-filler: {}\r\nconnection: close\r\n\r\n",
+            "a".repeat(header_bytes)
+        );
+        let _ = stream.write_all(request.as_bytes());
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response.lines().next().unwrap_or_default().to_owned()
+    };
+    let backend = runtime.block_on(rel(json!({})));
+    assert!(exchange(&backend, 15_000).starts_with("HTTP/1.1 200"));
+    assert!(
+        exchange(&backend, 17_000).starts_with("HTTP/1.1 431"),
+        "16 KiB by default, as Node"
+    );
+    assert!(exchange(&backend, 380_000).starts_with("HTTP/1.1 431"));
+    drop(backend);
+    let backend = runtime.block_on(rel(
+        json!({ "backend": { "server": { "maxHeaderSize": 65536 } } }),
+    ));
+    assert!(exchange(&backend, 40_000).starts_with("HTTP/1.1 200"));
+    drop(backend);
+}
+
+#[backstage::test]
+async fn a_header_limit_below_8_kib_is_refused_at_start_up() {
+    let err = TestBackend::builder()
+        .plugin::<Rel>()
+        .config(json!({ "backend": { "server": { "maxHeaderSize": 1024 } } }))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("backend.server.maxHeaderSize"),
+        "{err}"
+    );
+}
+
+#[backstage::test]
+async fn sigterm_under_keep_alive_load_loses_no_request() {
+    let dir = std::env::temp_dir().join(format!("backstage-keepalive-{}", std::process::id()));
+    let port = free_port();
+    let config = format!(
+        "backend:\n  listen: {{ host: 127.0.0.1, port: {port} }}\n  lifecycle:\n    serverShutdownDelay: 1s\n  logger:\n    level: warn\n"
+    );
+    let (child, rx) = spawn_slow(&dir, &config, &[("LOG_LEVEL", "info")]);
+    wait_for(&rx, "Backend started in");
+    let base = format!("http://127.0.0.1:{port}");
+    let results: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let closing = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..50 {
+        // One keep-alive client each, as a load balancer or a browser holds them.
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        let (base, results, closing) = (base.clone(), results.clone(), closing.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let outcome = match client.get(format!("{base}/api/slow/sleep/50")).send().await {
+                    Ok(res) => {
+                        if res
+                            .headers()
+                            .get("connection")
+                            .is_some_and(|v| v == "close")
+                        {
+                            closing.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        let status = res.status().as_u16();
+                        res.text()
+                            .await
+                            .map(|body| (status, body))
+                            .map_err(|e| format!("cut mid-response: {e}"))
+                    }
+                    Err(e) if e.is_connect() => Err("refused".to_owned()),
+                    Err(e) => Err(format!("failed after connecting: {e:?}")),
+                };
+                let refused = matches!(&outcome, Err(e) if e == "refused");
+                results.lock().unwrap().push(outcome);
+                if refused {
+                    break;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let results = results.lock().unwrap();
+    let bad: Vec<_> = results
+        .iter()
+        .filter(|r| {
+            !matches!(r, Ok((200, b)) if b == "slept 50 ms")
+                && !matches!(r, Err(e) if e == "refused")
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {} requests lost, e.g. {:?}",
+        bad.len(),
+        results.len(),
+        bad.iter().take(3).collect::<Vec<_>>()
+    );
+    assert!(
+        closing.load(std::sync::atomic::Ordering::Relaxed) >= 50,
+        "responses during the shutdown delay say Connection: close"
+    );
+}

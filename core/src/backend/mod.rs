@@ -11,12 +11,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::RootConfig;
 use crate::discovery::Listen;
 use crate::error::{Error, Result};
+use crate::http::connection::{Control, Phase};
 use crate::http::dispatch::{Dispatcher, Shared};
 use crate::http::policies::HttpPolicies;
 use crate::http::serve::{self, ServerSettings};
@@ -82,7 +82,8 @@ pub struct Backend {
     shared: Arc<Shared>,
     registry: Arc<Registry>,
     plugin_instances: Vec<Arc<PluginInstances>>,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Stages the server's stop; `None` once stopped.
+    control: Option<Arc<Control>>,
     server: Option<JoinHandle<()>>,
     started: tokio::sync::watch::Sender<bool>,
     shutdown_delay: std::time::Duration,
@@ -155,8 +156,12 @@ impl Backend {
     }
 
     async fn shutdown_now(&mut self) -> Result<()> {
-        // Readiness turns 503 first, so load balancers stop sending traffic during the delay.
+        // Readiness turns 503 first, so load balancers stop sending traffic during the delay,
+        // and clients are moved off their connections (`Connection: close`, GOAWAY).
         self.shared.health.set_stopping();
+        if let Some(control) = &self.control {
+            control.enter(Phase::Draining);
+        }
         if self.server.is_some() && !self.shutdown_delay.is_zero() {
             tracing::info!(
                 "Waiting {} ms (serverShutdownDelay) before the server stops",
@@ -164,8 +169,8 @@ impl Backend {
             );
             tokio::time::sleep(self.shutdown_delay).await;
         }
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+        if let Some(control) = self.control.take() {
+            control.enter(Phase::Closing);
         }
         // The server stops accepting; requests on connections it already accepted finish (for
         // at most the grace period). Only then do plugins shut down, and anything that still
@@ -196,8 +201,8 @@ impl Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+        if let Some(control) = self.control.take() {
+            control.enter(Phase::Closing);
         }
     }
 }
@@ -414,7 +419,7 @@ impl BackendBuilder {
             started: started_rx,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
         });
-        let (tx, rx) = oneshot::channel::<()>();
+        let control = Control::new();
         let dispatcher = Dispatcher {
             shared: shared.clone(),
         };
@@ -422,7 +427,12 @@ impl BackendBuilder {
             Some(cors) => tower::util::Either::Left(tower::Layer::layer(&cors, dispatcher)),
             None => tower::util::Either::Right(dispatcher),
         };
-        let server = tokio::spawn(serve::serve(listener, service, server_settings, rx));
+        let server = tokio::spawn(serve::serve(
+            listener,
+            service,
+            server_settings,
+            control.clone(),
+        ));
         // Backstage's words: `Listening on :7007` when no host is configured.
         match listen.host.as_str() {
             host if host.contains(':') => tracing::info!("Listening on [{host}]:{}", addr.port()),
@@ -442,7 +452,7 @@ impl BackendBuilder {
             shared,
             registry: registry.clone(),
             plugin_instances: Vec::new(),
-            shutdown: Some(tx),
+            control: Some(control),
             server: Some(server),
             started: started_tx,
             shutdown_delay,

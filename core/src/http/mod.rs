@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
 
+pub(crate) mod connection;
 pub(crate) mod dispatch;
 pub(crate) mod gate;
 pub(crate) mod policies;

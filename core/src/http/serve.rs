@@ -11,14 +11,20 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, Request};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, watch};
+
+use super::connection::{self, Activity, Control, IdleLimits, Phase, Tracked};
 
 use crate::config::RootConfig;
 use crate::error::{Error, Result};
 use std::convert::Infallible;
+
+/// Node's default `maxHeaderSize`.
+const DEFAULT_MAX_HEADER_SIZE: usize = 16 * 1024;
+/// The smallest header limit hyper can work with.
+const MIN_MAX_HEADER_SIZE: usize = 8 * 1024;
 
 /// `backend.server`, `backend.https` and the shutdown grace period.
 #[derive(Clone)]
@@ -30,6 +36,12 @@ pub(crate) struct ServerSettings {
     pub(crate) max_connections: Option<usize>,
     /// `backend.server.keepAlive` (default true): whether HTTP/1.1 connections are reused.
     pub(crate) keep_alive: bool,
+    /// `backend.server.keepAliveTimeout`: a connection with no request in flight is closed
+    /// after this long (Node's default: 5 s).
+    pub(crate) keep_alive_timeout: Duration,
+    /// `backend.server.maxHeaderSize`: the request line and headers of a request, at most
+    /// (Node's default: 16 KiB); more is answered 431.
+    pub(crate) max_header_size: usize,
     /// `backend.lifecycle.shutdownGracePeriod`: how long in-flight requests may take to finish
     /// once the server stops accepting. Default 30 s.
     pub(crate) grace_period: Duration,
@@ -54,11 +66,24 @@ impl ServerSettings {
         let grace_period =
             crate::config::duration(config, "backend.lifecycle.shutdownGracePeriod")?
                 .unwrap_or(Duration::from_secs(30));
+        let keep_alive_timeout =
+            crate::config::duration(config, "backend.server.keepAliveTimeout")?
+                .unwrap_or(Duration::from_secs(5));
+        let max_header_size = config
+            .get_optional::<usize>("backend.server.maxHeaderSize")?
+            .unwrap_or(DEFAULT_MAX_HEADER_SIZE);
+        if max_header_size < MIN_MAX_HEADER_SIZE {
+            return Err(Error::input(format!(
+                "backend.server.maxHeaderSize must be at least {MIN_MAX_HEADER_SIZE} bytes"
+            )));
+        }
         let tls = tls_config(config)?;
         Ok(ServerSettings {
             headers_timeout,
             max_connections,
             keep_alive,
+            keep_alive_timeout,
+            max_header_size,
             grace_period,
             tls,
         })
@@ -115,27 +140,37 @@ fn tls_config(config: &RootConfig) -> Result<Option<Arc<tokio_rustls::rustls::Se
 /// How long accepted connections get to deliver their first request once the server stops.
 const SETTLE: Duration = Duration::from_millis(150);
 
-/// Serves `dispatcher` on `listener` until `stop` fires; then stops accepting, lets in-flight
-/// requests finish for at most the grace period, and returns.
+/// HTTP/2 keep-alive pings: one after this much silence, and the connection closes when the
+/// answer does not come within it (a peer that vanished without a FIN).
+const HTTP2_PING: Duration = Duration::from_secs(20);
+
+/// Serves `service` on `listener` until `control` enters [`Phase::Closing`]; then stops
+/// accepting, lets in-flight requests finish for at most the grace period, and returns.
 pub(crate) async fn serve<S>(
     listener: TcpListener,
     service: S,
     settings: ServerSettings,
-    mut stop: oneshot::Receiver<()>,
+    control: Arc<Control>,
 ) where
     S: tower::Service<Request, Response = axum::response::Response, Error = Infallible>
         + Clone
         + Send
         + Sync
         + 'static,
-    S::Future: Send + 'static,
+    S::Future: Send + Unpin + 'static,
 {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .header_read_timeout(settings.headers_timeout)
-        .keep_alive(settings.keep_alive);
-    builder.http2().timer(TokioTimer::new());
+        .keep_alive(settings.keep_alive)
+        .max_buf_size(settings.max_header_size);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_PING)
+        .keep_alive_timeout(HTTP2_PING)
+        .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
     // Each connection gets a timer of its own (see `timer`): the header deadline then costs no
     // timer-wheel work per request.
     let for_connection = move || {
@@ -145,16 +180,24 @@ pub(crate) async fn serve<S>(
             .timer(super::timer::ConnectionTimer::default());
         builder
     };
+    let limits = IdleLimits {
+        first_request: settings.headers_timeout,
+        between_requests: settings.keep_alive_timeout,
+    };
     let limit = settings
         .max_connections
         .map(|n| Arc::new(Semaphore::new(n)));
     let acceptor = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-    let graceful = GracefulShutdown::new();
-    // Once `stop` fires, connections already waiting in the listen queue are still accepted
+    let mut phase = control.watch();
+    let stopping = |phase: &watch::Receiver<Phase>| *phase.borrow() >= Phase::Closing;
+    // Once the server stops, connections already waiting in the listen queue are still accepted
     // (their clients have connected; closing the listener would reset them), then the listener
     // closes and new connections are refused.
     let mut draining = false;
     loop {
+        if !draining && stopping(&phase) {
+            draining = true;
+        }
         let permit = match &limit {
             Some(limit) if draining => match limit.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
@@ -165,10 +208,7 @@ pub(crate) async fn serve<S>(
                     Ok(permit) => Some(permit),
                     Err(_) => break,
                 },
-                _ = &mut stop => {
-                    draining = true;
-                    continue;
-                }
+                _ = phase.changed() => continue,
             },
             None => None,
         };
@@ -180,10 +220,7 @@ pub(crate) async fn serve<S>(
         } else {
             tokio::select! {
                 accepted = listener.accept() => accepted,
-                _ = &mut stop => {
-                    draining = true;
-                    continue;
-                }
+                _ = phase.changed() => continue,
             }
         };
         let (stream, peer) = match accepted {
@@ -195,22 +232,21 @@ pub(crate) async fn serve<S>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = service_for(service.clone(), peer);
+        let activity = Activity::new(&control);
+        let service = service_for(service.clone(), peer, activity.clone());
+        let builder = for_connection();
         match &acceptor {
             None => {
-                let connection = for_connection()
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
                 tokio::spawn(async move {
-                    let _ = connection.await;
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    connection::drive(connection, activity, limits).await;
                     drop(permit);
                 });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
-                let builder = for_connection();
-                let watcher = graceful.watcher();
                 let handshake_timeout = settings.headers_timeout;
                 tokio::spawn(async move {
                     let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
@@ -222,7 +258,7 @@ pub(crate) async fn serve<S>(
                     let connection = builder
                         .serve_connection_with_upgrades(TokioIo::new(tls), service)
                         .into_owned();
-                    let _ = watcher.watch(connection).await;
+                    connection::drive(connection, activity, limits).await;
                     drop(permit);
                 });
             }
@@ -233,10 +269,12 @@ pub(crate) async fn serve<S>(
     // connections are told to close, so no client that connected goes unanswered.
     let settle = SETTLE.min(settings.grace_period);
     tokio::time::sleep(settle).await;
-    if tokio::time::timeout(settings.grace_period - settle, graceful.shutdown())
+    control.enter(Phase::Stopping);
+    if tokio::time::timeout(settings.grace_period - settle, control.all_closed())
         .await
         .is_err()
     {
+        control.enter(Phase::Aborting);
         tracing::warn!(
             "requests still in flight after the shutdown grace period of {} ms were cut off",
             settings.grace_period.as_millis()
@@ -244,20 +282,23 @@ pub(crate) async fn serve<S>(
     }
 }
 
-/// The service of one connection: the backend's service, told the peer's address.
+/// The service of one connection: the backend's service, told the peer's address, with each
+/// request counted in the connection's activity.
 #[derive(Clone)]
 struct WithPeer<S> {
     inner: S,
     peer: SocketAddr,
+    activity: Arc<Activity>,
 }
 
 impl<S> tower::Service<hyper::Request<hyper::body::Incoming>> for WithPeer<S>
 where
-    S: tower::Service<Request>,
+    S: tower::Service<Request, Response = axum::response::Response>,
+    S::Future: Unpin,
 {
-    type Response = S::Response;
+    type Response = axum::response::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Tracked<S::Future>;
 
     fn poll_ready(
         &mut self,
@@ -266,19 +307,25 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: hyper::Request<hyper::body::Incoming>) -> S::Future {
+    fn call(&mut self, request: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let http2 = request.version() == http::Version::HTTP_2;
         let mut request = request.map(axum::body::Body::new);
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        self.inner.call(request)
+        self.activity.track(self.inner.call(request), http2)
     }
 }
 
-fn service_for<S>(service: S, peer: SocketAddr) -> TowerToHyperService<WithPeer<S>>
+fn service_for<S>(
+    service: S,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+) -> TowerToHyperService<WithPeer<S>>
 where
     S: tower::Service<Request>,
 {
     TowerToHyperService::new(WithPeer {
         inner: service,
         peer,
+        activity,
     })
 }
