@@ -511,7 +511,9 @@ async fn external_access_static_legacy_jwks_and_restrictions() {
 #[backstage::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attacks_are_refused() {
     support::logs();
-    let backend = backend(json!({})).await;
+    // Headers up to 64 KiB, so that an oversized token reaches the token rules (the default
+    // 16 KiB would answer 431 before).
+    let backend = backend(json!({"server": {"maxHeaderSize": 65536}})).await;
     let refused = |token: String, expected: &'static str| {
         let backend = &backend;
         async move {
@@ -854,6 +856,166 @@ async fn a_replaced_auth_service_is_each_plugins_own() {
             403,
             "This token's access is restricted to plugin(s) 'beta'".to_owned()
         )
+    );
+    backend.stop().await.unwrap();
+}
+
+/// A JWKS server on another "backend" that answers an empty key set and counts its requests.
+fn counting_jwks_server() -> (u16, std::sync::Arc<AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            counted.fetch_add(1, Ordering::SeqCst);
+            let body = r#"{"keys":[]}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, hits)
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_plugin_tokens_fetch_nothing_for_unknown_plugins_and_little_for_known_ones() {
+    logs();
+    let (port, hits) = counting_jwks_server();
+    let mut cfg = config(json!({}));
+    cfg["discovery"] = json!({"endpoints": [
+        {"target": format!("http://127.0.0.1:{port}/api/{{{{pluginId}}}}"), "plugins": ["remote"]}
+    ]});
+    let backend = Backend::builder()
+        .plugin::<Beta>()
+        .config_value(cfg)
+        .start()
+        .await
+        .unwrap();
+    let forged = |sub: &str, kid: &str| {
+        sign(
+            &key_pair(),
+            &json!({"typ": "vnd.backstage.plugin", "alg": "ES256", "kid": kid}),
+            &json!({"sub": sub, "aud": "beta", "iat": now(), "exp": now() + 60}),
+        )
+    };
+    let started = Instant::now();
+    for i in 0..300 {
+        let (status, body) = get(
+            &backend,
+            "/api/beta/whoami",
+            Some(&forged(&format!("made-up-{i}"), "k")),
+        )
+        .await;
+        assert_eq!(
+            (status, message(&body)),
+            (401, "Failed plugin token verification".to_owned())
+        );
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "plugins that discovery cannot place are never fetched"
+    );
+    // ...not from this backend either, where discovery would have sent the fetch.
+    let requests = logs().text();
+    assert!(
+        !requests.contains("GET /api/made-up-"),
+        "a key fetch from the server itself"
+    );
+    assert!(
+        requests.contains("GET /api/beta/whoami"),
+        "the request log is captured"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    for i in 0..100 {
+        let (status, _) = get(
+            &backend,
+            "/api/beta/whoami",
+            Some(&forged("remote", &format!("kid-{i}"))),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    let fetched = hits.load(Ordering::SeqCst);
+    assert!(
+        (1..=11).contains(&fetched),
+        "{fetched} fetches for 100 made-up key ids of a known plugin"
+    );
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_of_local_plugins_are_verified_without_a_connection_to_the_server() {
+    // One connection at a time: a self-fetch of alpha's keys would wait behind the request
+    // that needs them, and time out.
+    let backend = backend(json!({"server": {"maxConnections": 1}})).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let token = client
+        .get(backend.url("/api/alpha/token-for/beta"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let res = client
+        .get(backend.url("/api/beta/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("plugin:alpha"));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_fetches_have_one_budget_across_all_issuers() {
+    let (port, hits) = counting_jwks_server();
+    let plugins: Vec<String> = (0..80).map(|i| format!("remote-{i}")).collect();
+    let mut cfg = config(json!({}));
+    cfg["discovery"] = json!({"endpoints": [
+        {"target": format!("http://127.0.0.1:{port}/api/{{{{pluginId}}}}"), "plugins": plugins}
+    ]});
+    let backend = Backend::builder()
+        .plugin::<Beta>()
+        .config_value(cfg)
+        .start()
+        .await
+        .unwrap();
+    for plugin in &plugins {
+        let token = sign(
+            &key_pair(),
+            &json!({"typ": "vnd.backstage.plugin", "alg": "ES256", "kid": "k"}),
+            &json!({"sub": plugin, "aud": "beta", "iat": now(), "exp": now() + 60}),
+        );
+        let (status, _) = get(&backend, "/api/beta/whoami", Some(&token)).await;
+        assert_eq!(status, 401);
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        60,
+        "80 issuers, one budget of 60 fetches a minute"
     );
     backend.stop().await.unwrap();
 }

@@ -1,5 +1,9 @@
-//! Remote JSON Web Key Sets: fetched once, cached, refetched when a token names a key the cache
-//! does not hold, with a bound on how often that may happen.
+//! JSON Web Key Sets: fetched once, cached, refetched when a token names a key the cache does
+//! not hold, with bounds on how often that may happen, per set and across all of them.
+//!
+//! A set is remote (a URL: the auth backend's, another backend's plugin, an external issuer) or
+//! local: the keys of a plugin this backend serves, read in-process from where the plugin keeps
+//! them, so verifying a token from a neighbour never takes one of the server's own connections.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,6 +22,10 @@ const FORCED_WINDOW: Duration = Duration::from_secs(60);
 const MAX_BODY: usize = 256 * 1024;
 /// After a failed fetch, requests fail at once for this long instead of fetching again.
 const FAILURE_BACKOFF: Duration = Duration::from_secs(5);
+/// Fetches of any set, together, at most this many per [`BUDGET_WINDOW`]: tokens naming many
+/// issuers or key ids cost a bounded amount of work whatever else holds.
+const BUDGET: usize = 60;
+const BUDGET_WINDOW: Duration = Duration::from_secs(60);
 
 /// Why no key could be found.
 #[derive(Debug)]
@@ -55,8 +63,19 @@ impl Fetched {
     }
 }
 
+/// Where a key set comes from.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// A JWKS URL.
+    Remote(String),
+    /// A plugin of this backend: its keys, read in-process.
+    Local(Arc<super::keys::KeySource>),
+}
+
 struct KeySet {
-    url: String,
+    /// The URL, or `local:<pluginId>`: the cache key and the name in messages.
+    name: String,
+    source: Source,
     current: RwLock<Option<(Instant, Arc<Fetched>)>>,
     fetching: tokio::sync::Mutex<()>,
     failed: Mutex<Option<(Instant, String)>>,
@@ -68,6 +87,7 @@ pub(crate) struct JwksCache {
     timeout: Duration,
     sets: Mutex<HashMap<String, Arc<KeySet>>>,
     forced: Mutex<Vec<Instant>>,
+    fetches: Mutex<Vec<Instant>>,
 }
 
 impl JwksCache {
@@ -77,36 +97,43 @@ impl JwksCache {
             timeout,
             sets: Mutex::new(HashMap::new()),
             forced: Mutex::new(Vec::new()),
+            fetches: Mutex::new(Vec::new()),
         }
     }
 
-    fn set(&self, url: &str) -> Arc<KeySet> {
+    fn set(&self, name: &str, source: impl FnOnce() -> Source) -> Arc<KeySet> {
         let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(set) = sets.get(url) {
+        if let Some(set) = sets.get(name) {
             return set.clone();
         }
         if sets.len() >= 100 {
             sets.clear();
         }
         let set = Arc::new(KeySet {
-            url: url.to_owned(),
+            name: name.to_owned(),
+            source: source(),
             current: RwLock::new(None),
             fetching: tokio::sync::Mutex::new(()),
             failed: Mutex::new(None),
         });
-        sets.insert(url.to_owned(), set.clone());
+        sets.insert(name.to_owned(), set.clone());
         set
     }
 
-    fn try_forced(&self) -> bool {
-        let mut forced = self.forced.lock().unwrap_or_else(|p| p.into_inner());
+    /// Takes one use of `limit` per `window` from `uses`; `false` when none is left.
+    fn take(uses: &Mutex<Vec<Instant>>, limit: usize, window: Duration) -> bool {
+        let mut uses = uses.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        forced.retain(|t| now.duration_since(*t) < FORCED_WINDOW);
-        if forced.len() >= FORCED_LIMIT {
+        uses.retain(|t| now.duration_since(*t) < window);
+        if uses.len() >= limit {
             return false;
         }
-        forced.push(now);
+        uses.push(now);
         true
+    }
+
+    fn try_forced(&self) -> bool {
+        Self::take(&self.forced, FORCED_LIMIT, FORCED_WINDOW)
     }
 
     /// The key of the set at `url` for a token with `kid` and `alg`.
@@ -116,7 +143,29 @@ impl JwksCache {
         kid: Option<&str>,
         alg: &str,
     ) -> Result<Arc<VerifyKey>, KeyError> {
-        let set = self.set(url);
+        let set = self.set(url, || Source::Remote(url.to_owned()));
+        self.key_of(&set, kid, alg).await
+    }
+
+    /// The key of local plugin `plugin_id`, whose keys are `keys`, for a token with `kid` and
+    /// `alg`.
+    pub(crate) async fn local_key(
+        &self,
+        plugin_id: &str,
+        keys: impl FnOnce() -> Arc<super::keys::KeySource>,
+        kid: Option<&str>,
+        alg: &str,
+    ) -> Result<Arc<VerifyKey>, KeyError> {
+        let set = self.set(&format!("local:{plugin_id}"), || Source::Local(keys()));
+        self.key_of(&set, kid, alg).await
+    }
+
+    async fn key_of(
+        &self,
+        set: &KeySet,
+        kid: Option<&str>,
+        alg: &str,
+    ) -> Result<Arc<VerifyKey>, KeyError> {
         let snapshot = set
             .current
             .read()
@@ -157,7 +206,17 @@ impl JwksCache {
         {
             return Err(KeyError::Fetch(why.clone()));
         }
-        let fetched = match self.fetch(&set.url).await {
+        if !Self::take(&self.fetches, BUDGET, BUDGET_WINDOW) {
+            return Err(KeyError::Fetch(format!(
+                "not fetching {}: {BUDGET} key set fetches in the last minute already",
+                set.name
+            )));
+        }
+        let fetched = match &set.source {
+            Source::Remote(url) => self.fetch(url).await,
+            Source::Local(keys) => local(keys).await,
+        };
+        let fetched = match fetched {
             Ok(fetched) => Arc::new(fetched),
             Err(e) => {
                 let why = match &e {
@@ -206,8 +265,22 @@ impl JwksCache {
         }
         let set: Set = serde_json::from_slice(&body)
             .map_err(|e| KeyError::Fetch(format!("{url} sent an invalid key set: {e}")))?;
-        let keys = set
-            .keys
+        Ok(Fetched::from_jwks(set.keys))
+    }
+}
+
+/// The public keys of a plugin of this backend, read where it keeps them.
+async fn local(keys: &super::keys::KeySource) -> Result<Fetched, KeyError> {
+    let jwks = keys
+        .public_keys()
+        .await
+        .map_err(|e| KeyError::Fetch(format!("could not read the plugin's keys: {e}")))?;
+    Ok(Fetched::from_jwks(jwks))
+}
+
+impl Fetched {
+    fn from_jwks(jwks: Vec<serde_json::Value>) -> Fetched {
+        let keys = jwks
             .into_iter()
             .filter_map(|value| serde_json::from_value::<Jwk>(value).ok())
             .filter_map(|jwk| {
@@ -215,7 +288,7 @@ impl JwksCache {
                 Some((jwk.kid, jwk.alg, Arc::new(key)))
             })
             .collect();
-        Ok(Fetched { keys })
+        Fetched { keys }
     }
 }
 

@@ -555,13 +555,7 @@ impl ServiceTrait for Auth {
                 let root = tokens::BackstageAuthenticator::root(shared.0.clone());
                 return Ok(Auth::from_arc(Arc::new(root), None));
             };
-            let keys = Arc::new(match &shared.0.static_keys {
-                Some(keys) => keys::KeySource::Static(keys.clone()),
-                None => keys::KeySource::Database(keys::DatabaseKeys::new(
-                    id,
-                    ctx.get::<crate::database::DatabaseManager>().await?,
-                )),
-            });
+            let keys = shared.0.keys_of(id);
             let authenticator =
                 tokens::BackstageAuthenticator::new(id, shared.0.clone(), keys.clone());
             Ok(Auth {

@@ -7,7 +7,8 @@
 //! user token and fails verification is refused with that type's message; it is never tried as
 //! something else.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -15,7 +16,7 @@ use serde::Serialize;
 use super::external::ExternalAccess;
 use super::jwks::JwksCache;
 use super::jws::{self, Jws, LIMITED_USER_TYP, PLUGIN_TYP, USER_AUD, USER_TYP};
-use super::keys::{KEY_DURATION, KeySource, StaticKeys};
+use super::keys::{DatabaseKeys, KEY_DURATION, KeySource, StaticKeys};
 use super::{AuthenticateOptions, Authenticator, Credentials, Principal, User};
 use crate::Discovery;
 use crate::error::{Error, Result};
@@ -24,7 +25,8 @@ use crate::plugin::{BoxFuture, Root, Service as ServiceTrait, ServiceContext};
 /// How long a JWKS fetch may take before the token it was for is refused.
 pub(crate) const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What every plugin's auth shares: config, external access, key caches, the HTTP client.
+/// What every plugin's auth shares: config, external access, key caches, the HTTP client, and
+/// the keys of the plugins this backend serves.
 pub(crate) struct Shared {
     pub(crate) external: ExternalAccess,
     pub(crate) jwks: JwksCache,
@@ -32,6 +34,34 @@ pub(crate) struct Shared {
     pub(crate) http: reqwest::Client,
     pub(crate) static_keys: Option<Arc<StaticKeys>>,
     pub(crate) disable_default_auth_policy: bool,
+    /// The plugins this backend serves: their tokens are checked against their keys in-process.
+    local_plugins: Vec<&'static str>,
+    /// Where local plugins' keys are made: one key source per plugin, shared by the plugin's
+    /// own `Auth` (which signs) and every verifier here.
+    local_keys: Mutex<HashMap<&'static str, Arc<KeySource>>>,
+    databases: crate::database::DatabaseManager,
+}
+
+impl Shared {
+    /// The key source of plugin `plugin_id` of this backend.
+    pub(crate) fn keys_of(&self, plugin_id: &'static str) -> Arc<KeySource> {
+        let mut keys = self.local_keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.entry(plugin_id)
+            .or_insert_with(|| {
+                Arc::new(match &self.static_keys {
+                    Some(keys) => KeySource::Static(keys.clone()),
+                    None => {
+                        KeySource::Database(DatabaseKeys::new(plugin_id, self.databases.clone()))
+                    }
+                })
+            })
+            .clone()
+    }
+
+    /// `plugin_id` as the id of a plugin this backend serves.
+    fn local_plugin(&self, plugin_id: &str) -> Option<&'static str> {
+        self.local_plugins.iter().copied().find(|p| *p == plugin_id)
+    }
 }
 
 /// The root service holding [`Shared`], read from config once per backend.
@@ -41,7 +71,11 @@ pub(crate) struct SharedAuth(pub(crate) Arc<Shared>);
 impl ServiceTrait for SharedAuth {
     type Scope = Root;
     const ID: &'static str = "core.auth.shared";
-    const DEPENDENCIES: &'static [&'static str] = &["core.rootConfig", "core.discovery"];
+    const DEPENDENCIES: &'static [&'static str] = &[
+        "core.rootConfig",
+        "core.discovery",
+        "core.rootDatabaseManager",
+    ];
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
             let config = ctx.config();
@@ -58,6 +92,14 @@ impl ServiceTrait for SharedAuth {
                 disable_default_auth_policy: config
                     .get_optional("backend.auth.dangerouslyDisableDefaultAuthPolicy")?
                     .unwrap_or(false),
+                local_plugins: ctx
+                    .instance_metadata()
+                    .plugins()
+                    .iter()
+                    .map(|p| p.id)
+                    .collect(),
+                local_keys: Mutex::default(),
+                databases: ctx.get::<crate::database::DatabaseManager>().await?,
             })))
         })
     }
@@ -136,13 +178,31 @@ impl BackstageAuthenticator {
             );
             Error::authentication("Failed plugin token verification")
         };
-        let url = format!(
-            "{}/.backstage/auth/v1/jwks.json",
-            self.shared.discovery.base_url(sub)
-        );
-        self.check_signature(&url, jws)
-            .await
-            .map_err(|why| failed(&why))?;
+        // A plugin of this backend: its keys, in-process. A plugin elsewhere: its JWKS where
+        // discovery.endpoints says. Any other plugin id cannot have signed anything that a
+        // fetch could confirm (discovery would point at this very backend): no fetch.
+        let alg = jws.header.alg.as_str();
+        let kid = jws.header.kid.as_deref();
+        let key = if let Some(local) = self.shared.local_plugin(sub) {
+            self.shared
+                .jwks
+                .local_key(local, || self.shared.keys_of(local), kid, alg)
+                .await
+        } else if self.shared.discovery.lists(sub) {
+            let url = format!(
+                "{}/.backstage/auth/v1/jwks.json",
+                self.shared.discovery.base_url(sub)
+            );
+            self.shared.jwks.key(&url, kid, alg).await
+        } else {
+            return Err(failed(&format!(
+                "'{sub}' is neither a plugin of this backend nor listed in discovery.endpoints"
+            )));
+        };
+        let key = key.map_err(|e| failed(&e))?;
+        if !key.verify(alg, jws.signing_input.as_bytes(), &jws.signature) {
+            return Err(failed(&"signature verification failed"));
+        }
         jws.claims
             .check(&["iat", "exp", "sub", "aud"])
             .map_err(|e| failed(&e))?;
@@ -439,6 +499,9 @@ mod tests {
 
     #[tokio::test]
     async fn plugin_tokens_for_a_user_expire_with_the_user_token() {
+        let manager = crate::database::DatabaseManager::for_tests(crate::RootConfig::from_value(
+            serde_json::json!({}),
+        ));
         let shared = Arc::new(Shared {
             external: ExternalAccess::default(),
             jwks: JwksCache::new(reqwest::Client::new(), JWKS_TIMEOUT),
@@ -446,14 +509,11 @@ mod tests {
             http: reqwest::Client::new(),
             static_keys: None,
             disable_default_auth_policy: false,
+            local_plugins: vec!["alpha"],
+            local_keys: Mutex::default(),
+            databases: manager.clone(),
         });
-        let manager = crate::database::DatabaseManager::for_tests(crate::RootConfig::from_value(
-            serde_json::json!({}),
-        ));
-        let keys = Arc::new(KeySource::Database(super::super::keys::DatabaseKeys::new(
-            "alpha",
-            manager.clone(),
-        )));
+        let keys = shared.keys_of("alpha");
         let auth = BackstageAuthenticator::new("alpha", shared, keys);
         let user_exp = jws::now_secs() as u64 + 600;
         let pair = jws::generate_es256().unwrap();

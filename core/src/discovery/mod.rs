@@ -189,6 +189,11 @@ impl Discovery {
         }
     }
 
+    /// Whether `discovery.endpoints` names plugin `plugin_id`: it lives on another backend.
+    pub(crate) fn lists(&self, plugin_id: &str) -> bool {
+        self.endpoint(plugin_id).is_some()
+    }
+
     /// The URL browsers use to call plugin `plugin_id`.
     pub fn external_base_url(&self, plugin_id: &str) -> String {
         match self.endpoint(plugin_id) {
