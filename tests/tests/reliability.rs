@@ -1067,3 +1067,52 @@ async fn sigterm_under_keep_alive_load_loses_no_request() {
         "responses during the shutdown delay say Connection: close"
     );
 }
+
+#[backstage::test]
+async fn a_failing_rate_limit_store_answers_503_not_429() {
+    let broken = json!({ "backend": { "rateLimit": {
+        "store": { "type": "redis", "connection": "redis://127.0.0.1:1" },
+        "incomingRequestLimit": 100, "ipAllowList": [],
+    } } });
+    let backend = rel(broken).await;
+    let res = backend.get("/api/rel/sleep/1").send().await;
+    assert_eq!(
+        res.status(),
+        503,
+        "a store failure is not a rate limit verdict"
+    );
+    assert_eq!(
+        res.error(),
+        (
+            "ServiceUnavailableError".to_owned(),
+            "The rate limit store is unavailable".to_owned()
+        )
+    );
+}
+
+#[backstage::test]
+async fn a_broken_redis_connection_of_the_rate_limit_store_is_retried() {
+    let Ok(url) = std::env::var("BACKSTAGE_TEST_CACHE_REDIS_CONNECTION_STRING") else {
+        let line = "reliability: skipped the Redis reconnect: BACKSTAGE_TEST_CACHE_REDIS_CONNECTION_STRING is not set\n";
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        return;
+    };
+    let config = json!({ "backend": { "rateLimit": {
+        "store": { "type": "redis", "connection": url },
+        "incomingRequestLimit": 1000, "window": "1m", "ipAllowList": [],
+    } } });
+    let backend = rel(config).await;
+    assert_eq!(backend.get("/api/rel/sleep/1").send().await.status(), 200);
+    // Every other client's connection is cut, the backend's included, as a Redis restart or a
+    // failover would.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(killed >= 1, "the backend's connection was cut");
+    let res = backend.get("/api/rel/sleep/1").send().await;
+    assert_eq!(res.status(), 200, "{}", res.text());
+}

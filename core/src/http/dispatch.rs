@@ -17,6 +17,7 @@ use futures_util::FutureExt;
 use serde::Serialize;
 use tower::{Service, ServiceExt};
 
+use super::policies::Verdict;
 use crate::error::{Error, ErrorReport};
 use crate::lifecycle::RootHealth;
 use crate::plugin::BoxFuture;
@@ -78,8 +79,17 @@ impl Shared {
         let mut response = 'response: {
             if let Some(ip) = peer {
                 for limit in &limits {
-                    if !limit.hit(ip).await {
-                        break 'response too_many_requests(limit.retry_after(ip).await);
+                    match limit.hit(ip).await {
+                        Verdict::Allowed => {}
+                        Verdict::Limited => {
+                            break 'response too_many_requests(limit.retry_after(ip).await);
+                        }
+                        Verdict::StoreFailed => {
+                            break 'response Error::service_unavailable(
+                                "The rate limit store is unavailable",
+                            )
+                            .into_response();
+                        }
                     }
                 }
             }
