@@ -231,12 +231,50 @@ impl<E> From<E> for Error
 where
     E: std::error::Error + Send + Sync + 'static,
 {
+    /// An internal error, except for database errors that say what went wrong for the
+    /// caller: an unreachable or overloaded database is 503 `ServiceUnavailableError`, a value
+    /// the database refuses (too long, a NUL character, out of range) is 400 `InputError`.
+    /// The database's own message is logged, never sent.
     fn from(source: E) -> Self {
+        let any: &dyn std::any::Any = &source;
+        let (kind, message) = match any.downcast_ref::<sqlx::Error>().and_then(database_kind) {
+            Some((kind, message)) => (kind, Cow::Borrowed(message)),
+            None => (ErrorKind::Internal, Cow::Owned(source.to_string())),
+        };
         Error {
-            kind: ErrorKind::Internal,
-            message: Cow::Owned(source.to_string()),
+            kind,
+            message,
             source: Some(Box::new(source)),
         }
+    }
+}
+
+/// What a database error means for the caller, when it means more than "internal".
+fn database_kind(error: &sqlx::Error) -> Option<(ErrorKind, &'static str)> {
+    const UNAVAILABLE: (ErrorKind, &str) =
+        (ErrorKind::ServiceUnavailable, "The database is unavailable");
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => Some(UNAVAILABLE),
+        sqlx::Error::Database(e) => {
+            let code = e.code()?;
+            // SQLSTATE classes: 08 connection exception, 57P0x the server shutting down or
+            // starting, 53300 too many connections; 22 data exception.
+            if code.starts_with("08") || code.starts_with("57P0") || code == "53300" {
+                Some(UNAVAILABLE)
+            } else if code.starts_with("22") {
+                Some((
+                    ErrorKind::Input,
+                    "A value of the request cannot be stored: it is too long, out of range, or holds characters the database refuses",
+                ))
+            } else {
+                None
+            }
+        }
+        _ => None,
     }
 }
 
@@ -258,6 +296,10 @@ impl IntoResponse for Error {
             tracing::error!(log_id = %log_id, error = %self, "Filtered internal error with logId={log_id} from response");
             Cow::Owned(format!("An internal error occurred logId={log_id}"))
         } else {
+            if self.source.is_some() {
+                // The cause stays here; the caller gets the message only.
+                tracing::warn!(error = %self, "{}", self.kind.name());
+            }
             self.message
         };
         let mut response = self.kind.status().into_response();
@@ -294,6 +336,78 @@ mod tests {
             assert_eq!(kind.name(), name);
             assert_eq!(kind.status().as_u16(), status);
         }
+    }
+
+    /// A database error with a SQLSTATE, as PostgreSQL and MySQL report them.
+    #[derive(Debug)]
+    struct Refused(&'static str);
+
+    impl fmt::Display for Refused {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "refused with {} (table secrets)", self.0)
+        }
+    }
+
+    impl std::error::Error for Refused {}
+
+    impl sqlx::error::DatabaseError for Refused {
+        fn message(&self) -> &str {
+            "refused"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    #[test]
+    fn database_errors_say_unavailable_or_bad_input_and_keep_the_details_in() {
+        let kind = |e: sqlx::Error| {
+            let e = Error::from(e);
+            // Only internal errors keep the database's words, and those are never sent.
+            if e.kind() != ErrorKind::Internal {
+                assert!(!e.message().contains("secrets"), "{}", e.message());
+            }
+            e.kind()
+        };
+        assert_eq!(
+            kind(sqlx::Error::PoolTimedOut),
+            ErrorKind::ServiceUnavailable
+        );
+        assert_eq!(
+            kind(sqlx::Error::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused
+            ))),
+            ErrorKind::ServiceUnavailable
+        );
+        for (code, expected) in [
+            ("22021", ErrorKind::Input),              // a NUL byte in PostgreSQL text
+            ("22001", ErrorKind::Input),              // too long, PostgreSQL and MySQL
+            ("57P01", ErrorKind::ServiceUnavailable), // the server shuts down
+            ("08006", ErrorKind::ServiceUnavailable), // the connection failed
+            ("23505", ErrorKind::Internal),           // a unique key: the plugin's to decide
+        ] {
+            assert_eq!(
+                kind(sqlx::Error::Database(Box::new(Refused(code)))),
+                expected,
+                "{code}"
+            );
+        }
+        assert_eq!(
+            Error::from(std::io::Error::other("x")).kind(),
+            ErrorKind::Internal
+        );
     }
 
     #[test]

@@ -700,3 +700,103 @@ async fn native_queries_read_and_write_the_same_values_on_every_engine() {
         test_db.cleanup().await;
     }
 }
+
+/// Reads through the engine's own pool, and holds one of its connections on demand.
+#[backend_plugin(id = "holder")]
+pub struct Holder {
+    #[inject]
+    db: Database,
+}
+
+#[routes]
+impl Holder {
+    #[route(get, "/read", auth = "unauthenticated")]
+    async fn read(&self) -> Result<String> {
+        let rows: Vec<(i64,)> = self.db.fetch_all("SELECT 1", &[]).await?;
+        Ok(rows.len().to_string())
+    }
+
+    #[route(post, "/echo", auth = "unauthenticated")]
+    async fn echo(&self, Json(text): Json<String>) -> Result<Json<String>> {
+        let row: Option<(String,)> = self
+            .db
+            .fetch_optional("SELECT ?", &[text.as_str().into()])
+            .await?;
+        Ok(Json(row.map(|(t,)| t).unwrap_or_default()))
+    }
+
+    #[route(get, "/hold/{ms}", auth = "unauthenticated")]
+    async fn hold(&self, Path(ms): Path<u64>) -> Result<&'static str> {
+        let Some(pool) = self.db.sqlite().await? else {
+            return Err(Error::not_implemented("SQLite only"));
+        };
+        let _connection = pool.acquire().await?;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok("held")
+    }
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pool_honours_the_acquire_timeout_and_an_exhausted_database_is_503() {
+    let backend = TestBackend::builder()
+        .plugin::<Holder>()
+        .config(json!({ "backend": { "database": {
+            "client": "better-sqlite3",
+            "connection": ":memory:",
+            "pool": { "max": 1, "acquireTimeoutMillis": 300 },
+        } } }))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(backend.get("/api/holder/read").send().await.text(), "1");
+    let url = backend.url("/api/holder/hold/3000");
+    let holding = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let res = backend.get("/api/holder/read").send().await;
+    let waited = started.elapsed();
+    assert_eq!(res.status(), 503, "{}", res.text());
+    assert_eq!(
+        res.error(),
+        (
+            "ServiceUnavailableError".to_owned(),
+            "The database is unavailable".to_owned()
+        )
+    );
+    assert!(
+        waited < Duration::from_secs(2),
+        "the engine's own pool waited {waited:?}, not the configured 300 ms"
+    );
+    assert_eq!(holding.await.unwrap().unwrap(), 200);
+}
+
+#[backstage::test]
+async fn a_value_the_database_refuses_is_an_input_error_not_a_500() {
+    for db in TestDatabases::each() {
+        let engine = db.engine();
+        let backend = TestBackend::builder()
+            .plugin::<Holder>()
+            .config(db.config())
+            .start()
+            .await
+            .unwrap();
+        let res = backend
+            .post("/api/holder/echo")
+            .json("a\u{0}b")
+            .send()
+            .await;
+        if engine == Engine::Postgres {
+            // PostgreSQL refuses NUL in text (SQLSTATE 22021).
+            assert_eq!(res.status(), 400, "{}", res.text());
+            assert_eq!(res.error().0, "InputError");
+            assert!(
+                !res.text().contains("0x00"),
+                "the database's words stay in the log"
+            );
+        } else {
+            assert_eq!(res.status(), 200, "{}: {}", engine.name(), res.text());
+        }
+        backend.stop().await.unwrap();
+        db.cleanup().await;
+    }
+}

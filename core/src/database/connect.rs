@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 
 use super::settings::{Division, Engine, PluginDatabase};
@@ -227,6 +227,48 @@ fn connect_error(db: &PluginDatabase, e: &sqlx::Error) -> Error {
     ))
 }
 
+/// What every pool of a plugin shares, on any driver: at most `max` connections, a request
+/// waits `acquireTimeoutMillis` (else `connectTimeoutMillis`) for one, idle ones close after
+/// `idleTimeoutMillis` (an in-memory SQLite database lives only as long as a connection to it:
+/// those are kept).
+pub(crate) fn pool_options<DB: sqlx::Database>(
+    db: &PluginDatabase,
+    max: u32,
+    in_memory: bool,
+) -> sqlx::pool::PoolOptions<DB> {
+    let acquire = db
+        .pool
+        .acquire_timeout_millis
+        .unwrap_or(db.connect_timeout_millis);
+    let options = sqlx::pool::PoolOptions::<DB>::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_millis(acquire));
+    if in_memory {
+        options.idle_timeout(None).max_lifetime(None)
+    } else {
+        options.idle_timeout(Duration::from_millis(
+            db.pool.idle_timeout_millis.unwrap_or(60_000),
+        ))
+    }
+}
+
+/// The statements every new connection of a plugin runs: SQLite's foreign keys, the
+/// configured `role`, and the plugin's schema under `pluginDivisionMode: schema`.
+pub(crate) fn session_statements(db: &PluginDatabase) -> std::sync::Arc<[String]> {
+    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let mut statements = Vec::new();
+    if db.engine == Engine::Sqlite {
+        statements.push("PRAGMA foreign_keys = ON".to_owned());
+    }
+    if let Some(role) = &db.role {
+        statements.push(format!("SET ROLE {}", quoted(role)));
+    }
+    if db.division == Division::Schema {
+        statements.push(format!("SET search_path TO {}", quoted(&db.plugin_id)));
+    }
+    statements.into()
+}
+
 /// The plugin's pool: sized by the settings (and the backend-wide cap), idle connections
 /// closed, `SET ROLE`, `search_path` and SQLite's foreign keys applied to every connection.
 pub(crate) async fn pool(db: &PluginDatabase, cap: Option<u32>) -> Result<AnyPool> {
@@ -246,47 +288,18 @@ pub(crate) async fn pool(db: &PluginDatabase, cap: Option<u32>) -> Result<AnyPoo
         .unwrap_or(if db.engine == Engine::Sqlite { 1 } else { 0 })
         .min(max);
     let in_memory = db.engine == Engine::Sqlite && url.contains("mode=memory");
-    let mut pool = AnyPoolOptions::new()
-        .max_connections(max)
+    let statements = session_statements(db);
+    let pool = pool_options::<sqlx::Any>(db, max, in_memory)
         .min_connections(if in_memory { min.max(1) } else { min })
-        .acquire_timeout(Duration::from_millis(
-            db.pool
-                .acquire_timeout_millis
-                .unwrap_or(db.connect_timeout_millis),
-        ));
-    // An in-memory database lives as long as one connection to it: keep them.
-    pool = if in_memory {
-        pool.idle_timeout(None).max_lifetime(None)
-    } else {
-        pool.idle_timeout(Duration::from_millis(
-            db.pool.idle_timeout_millis.unwrap_or(60_000),
-        ))
-    };
-    let engine = db.engine;
-    let schema = (db.division == Division::Schema).then(|| db.plugin_id.clone());
-    let role = db.role.clone();
-    let pool = pool.after_connect(move |connection, _meta| {
-        let schema = schema.clone();
-        let role = role.clone();
-        Box::pin(async move {
-            if engine == Engine::Sqlite {
-                connection.execute("PRAGMA foreign_keys = ON").await?;
-            }
-            if let Some(role) = role {
-                connection
-                    .execute(format!("SET ROLE \"{}\"", role.replace('"', "\"\"")).as_str())
-                    .await?;
-            }
-            if let Some(schema) = schema {
-                connection
-                    .execute(
-                        format!("SET search_path TO \"{}\"", schema.replace('"', "\"\"")).as_str(),
-                    )
-                    .await?;
-            }
-            Ok(())
-        })
-    });
+        .after_connect(move |connection, _meta| {
+            let statements = statements.clone();
+            Box::pin(async move {
+                for statement in statements.iter() {
+                    connection.execute(statement.as_str()).await?;
+                }
+                Ok(())
+            })
+        });
     let timeout = Duration::from_millis(db.connect_timeout_millis);
     let pool = match tokio::time::timeout(timeout, pool.connect_with(options)).await {
         Ok(Ok(pool)) => pool,

@@ -173,7 +173,8 @@ impl Database {
     }
 
     /// A PostgreSQL pool to the same database (and schema), for PostgreSQL-only features;
-    /// `None` on other engines. Made on first use: it is a second pool.
+    /// `None` on other engines. Made on first use: it is a second pool, with the settings of
+    /// the first (size, timeouts, role, schema).
     pub async fn postgres(&self) -> Result<Option<sqlx::PgPool>> {
         if self.inner.engine != Engine::Postgres {
             return Ok(None);
@@ -184,23 +185,7 @@ impl Database {
             .get_or_try_init(|| async {
                 let options: sqlx::postgres::PgConnectOptions =
                     self.concrete_url()?.parse_options()?;
-                let mut pool =
-                    sqlx::postgres::PgPoolOptions::new().max_connections(self.concrete_max());
-                if self.inner.settings.division == settings::Division::Schema {
-                    let statement = format!(
-                        "SET search_path TO \"{}\"",
-                        self.inner.plugin_id.replace('"', "\"\"")
-                    );
-                    pool = pool.after_connect(move |connection, _| {
-                        let statement = statement.clone();
-                        Box::pin(async move {
-                            sqlx::Executor::execute(connection, statement.as_str())
-                                .await
-                                .map(|_| ())
-                        })
-                    });
-                }
-                let pool = pool.connect_with(options).await?;
+                let pool = self.native_options().connect_with(options).await?;
                 self.keep(NativePool::Postgres(pool.clone()));
                 Ok::<_, Error>(pool)
             })
@@ -208,7 +193,8 @@ impl Database {
         Ok(Some(pool.clone()))
     }
 
-    /// A MySQL pool to the same database; `None` on other engines. Made on first use.
+    /// A MySQL pool to the same database; `None` on other engines. Made on first use, with the
+    /// settings of the portable pool.
     pub async fn mysql(&self) -> Result<Option<sqlx::MySqlPool>> {
         if self.inner.engine != Engine::MySql {
             return Ok(None);
@@ -219,9 +205,7 @@ impl Database {
             .get_or_try_init(|| async {
                 let options: sqlx::mysql::MySqlConnectOptions =
                     self.concrete_url()?.parse_options()?;
-                let pool =
-                    sqlx::mysql::MySqlPoolOptions::new().max_connections(self.concrete_max());
-                let pool = pool.connect_with(options).await?;
+                let pool = self.native_options().connect_with(options).await?;
                 self.keep(NativePool::MySql(pool.clone()));
                 Ok::<_, Error>(pool)
             })
@@ -229,7 +213,8 @@ impl Database {
         Ok(Some(pool.clone()))
     }
 
-    /// A SQLite pool to the same database; `None` on other engines. Made on first use.
+    /// A SQLite pool to the same database; `None` on other engines. Made on first use, with the
+    /// settings of the portable pool.
     pub async fn sqlite(&self) -> Result<Option<sqlx::SqlitePool>> {
         if self.inner.engine != Engine::Sqlite {
             return Ok(None);
@@ -240,14 +225,41 @@ impl Database {
             .get_or_try_init(|| async {
                 let options: sqlx::sqlite::SqliteConnectOptions =
                     self.concrete_url()?.parse_options()?;
-                let pool =
-                    sqlx::sqlite::SqlitePoolOptions::new().max_connections(self.concrete_max());
-                let pool = pool.connect_with(options.foreign_keys(true)).await?;
+                let pool = self.native_options().connect_with(options).await?;
                 self.keep(NativePool::Sqlite(pool.clone()));
                 Ok::<_, Error>(pool)
             })
             .await?;
         Ok(Some(pool.clone()))
+    }
+
+    /// Options of an engine's own pool: the portable pool's size (at most 5), timeouts and
+    /// session statements.
+    fn native_options<DB: sqlx::Database>(&self) -> sqlx::pool::PoolOptions<DB>
+    where
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    {
+        let settings = &self.inner.settings;
+        let in_memory = self.inner.engine == Engine::Sqlite
+            && self
+                .inner
+                .pool
+                .connect_options()
+                .database_url
+                .as_str()
+                .contains("mode=memory");
+        let statements = connect::session_statements(settings);
+        connect::pool_options::<DB>(settings, self.concrete_max(), in_memory).after_connect(
+            move |connection, _| {
+                let statements = statements.clone();
+                Box::pin(async move {
+                    for statement in statements.iter() {
+                        sqlx::Executor::execute(&mut *connection, statement.as_str()).await?;
+                    }
+                    Ok(())
+                })
+            },
+        )
     }
 
     /// The URL the portable pool connects with.

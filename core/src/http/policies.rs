@@ -22,12 +22,16 @@ pub(crate) struct HttpPolicies {
     pub(crate) health_headers: Vec<(HeaderName, HeaderValue)>,
     /// Requests with a larger body get 413.
     pub(crate) body_limit: usize,
-    /// Requests that take longer get 503.
+    /// Requests that take longer get 503 (`backend.server.requestTimeout`, default 60 s).
     pub(crate) request_timeout: Option<Duration>,
     /// How long a request to a plugin waits for start-up to finish before 503.
     pub(crate) startup_pause: Duration,
     pub(crate) rate_limits: RateLimits,
 }
+
+/// How long a request may take by default before it is answered 503: requests waiting on a
+/// database or a service that stopped answering do not pile up for ever. `0` turns it off.
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The default body limit: 1 MiB (Express's `json()` allows 100 kB; plugins upload more).
 pub(crate) const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -49,7 +53,11 @@ impl HttpPolicies {
             security_headers: security_headers(config)?,
             health_headers: header_list(config, "backend.health.headers")?,
             body_limit,
-            request_timeout: duration(config, "backend.server.requestTimeout")?,
+            request_timeout: match duration(config, "backend.server.requestTimeout")? {
+                None => Some(DEFAULT_REQUEST_TIMEOUT),
+                Some(limit) if limit.is_zero() => None,
+                Some(limit) => Some(limit),
+            },
             startup_pause: duration(config, "backend.lifecycle.startupRequestPauseTimeout")?
                 .unwrap_or(Duration::from_secs(5)),
             rate_limits: RateLimits::from_config(config)?,
@@ -615,6 +623,20 @@ mod tests {
             content_security_policy(&RootConfig::empty()).unwrap(),
             "default-src 'self'; base-uri 'self'; font-src 'self' https: data:; frame-ancestors 'self'; img-src 'self' data:; object-src 'none'; script-src 'self' 'unsafe-eval'; script-src-attr 'none'; style-src 'self' https: 'unsafe-inline'; upgrade-insecure-requests"
         );
+    }
+
+    #[test]
+    fn requests_time_out_after_a_minute_unless_configured() {
+        let timeout = |server: serde_json::Value| {
+            let config = RootConfig::from_value(json!({ "backend": { "server": server } }));
+            HttpPolicies::from_config(&config).unwrap().request_timeout
+        };
+        assert_eq!(timeout(json!({})), Some(Duration::from_secs(60)));
+        assert_eq!(
+            timeout(json!({ "requestTimeout": "5s" })),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(timeout(json!({ "requestTimeout": 0 })), None);
     }
 
     #[test]

@@ -170,8 +170,8 @@ impl Carmen {
         Json(new): Json<NewItem>,
     ) -> Result<(StatusCode, Json<Item>)> {
         let name = new.name.trim();
-        if name.is_empty() || name.chars().count() > 255 {
-            return Err(Error::input("name must be 1 to 255 characters"));
+        if name.is_empty() || name.chars().count() > 255 || name.contains('\0') {
+            return Err(Error::input("name must be 1 to 255 characters of text"));
         }
         let row = sqlx::query(
             &self

@@ -82,3 +82,24 @@ async fn greetings_take_typed_json() {
         (400, "InputError")
     );
 }
+
+#[backstage::test]
+async fn item_names_are_text_of_1_to_255_characters() {
+    let backend = carmen().await;
+    for name in ["", "   ", "a\u{0}b", &"x".repeat(256)] {
+        let res = backend
+            .post("/api/carmen/items")
+            .credentials(mock::user("user:default/alice"))
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await;
+        assert_eq!(res.status(), 400, "{name:?}");
+        assert_eq!(
+            res.error(),
+            (
+                "InputError".to_owned(),
+                "name must be 1 to 255 characters of text".to_owned()
+            )
+        );
+    }
+}
