@@ -674,6 +674,33 @@ async fn logs_request_lines_json_in_production_level_and_meta() {
         line.contains(r#"\"GET /api/slow/sleep/1 HTTP/1.1\" 200 10 \"-\" \"tester/1\""#),
         "{line}"
     );
+    // The bytes of error bodies and health answers, which carry no Content-Length header
+    // until hyper writes them; and credentials in a query string never reach the log.
+    for (path, logged_path) in [
+        ("/api/slow/nothing-here", "/api/slow/nothing-here"),
+        (
+            "/.backstage/health/v1/readiness",
+            "/.backstage/health/v1/readiness",
+        ),
+        (
+            "/api/slow/sleep/1?token=s3cr3t-in-url&page=2",
+            "/api/slow/sleep/1?token=[REDACTED]&page=2",
+        ),
+    ] {
+        let res = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let length = res.bytes().await.unwrap().len();
+        assert!(length > 0, "{path}");
+        let lines = wait_for(&rx, "incomingRequest");
+        let line = lines.last().unwrap();
+        let expected = format!(r#"{logged_path} HTTP/1.1\" {status} {length} "#);
+        assert!(line.contains(&expected), "{expected} in {line}");
+        assert!(!line.contains("s3cr3t"), "{line}");
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -1115,4 +1142,67 @@ async fn a_broken_redis_connection_of_the_rate_limit_store_is_retried() {
     assert!(killed >= 1, "the backend's connection was cut");
     let res = backend.get("/api/rel/sleep/1").send().await;
     assert_eq!(res.status(), 200, "{}", res.text());
+}
+
+#[test]
+fn requests_that_node_refuses_before_backstage_are_refused_the_same_way() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let backend = runtime.block_on(rel(json!({})));
+    let status_of = |request: &str| {
+        let mut stream = TcpStream::connect(backend.backend().local_addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response.lines().next().unwrap_or_default().to_owned()
+    };
+    let get = "GET /api/rel/sleep/1";
+    assert!(
+        status_of(&format!("{get} HTTP/1.1\r\n\r\n")).starts_with("HTTP/1.1 400"),
+        "no Host"
+    );
+    assert!(
+        status_of(&format!("{get} HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n"))
+            .starts_with("HTTP/1.1 400"),
+        "two Hosts"
+    );
+    assert!(
+        status_of(&format!(
+            "{get} HTTP/1.1\r\nhost: a\r\nexpect: something-else\r\n\r\n"
+        ))
+        .starts_with("HTTP/1.1 417"),
+        "an unknown expectation"
+    );
+    assert!(
+        status_of(&format!("{get} HTTP/1.0\r\n\r\n")).contains(" 200 "),
+        "HTTP/1.0 needs no Host"
+    );
+    assert!(
+        status_of(&format!(
+            "{get} HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
+        ))
+        .starts_with("HTTP/1.1 200")
+    );
+    drop(backend);
+}
+
+#[backstage::test]
+async fn a_huge_input_error_is_cut_to_a_kilobyte_not_emptied() {
+    let backend = rel(json!({ "backend": { "server": { "maxHeaderSize": 65536 } } })).await;
+    let digits = "9".repeat(30_000);
+    let res = backend
+        .get(&format!("/api/rel/sleep/{digits}"))
+        .send()
+        .await;
+    assert_eq!(res.status(), 400);
+    let (name, message) = res.error();
+    assert_eq!(name, "InputError");
+    assert!(message.starts_with("Invalid URL"), "{message}");
+    assert!(
+        message.chars().count() <= 1027 && message.ends_with("..."),
+        "{} characters",
+        message.chars().count()
+    );
 }

@@ -77,6 +77,9 @@ impl Shared {
 
         let limits = self.rate_limits_for(uri.path());
         let mut response = 'response: {
+            if let Some(refusal) = malformed(&request) {
+                break 'response refusal;
+            }
             if let Some(ip) = peer {
                 for limit in &limits {
                     match limit.hit(ip).await {
@@ -317,6 +320,72 @@ fn too_many_requests(retry_after: u64) -> Response {
     response
 }
 
+/// What Node's HTTP parser refuses before Backstage sees a request, refused the same way (an
+/// empty body, the connection closed): an HTTP/1.1 request without exactly one `Host` (400,
+/// RFC 9112), and an `Expect` other than `100-continue` (417).
+fn malformed(request: &Request) -> Option<Response> {
+    let status = if request.version() == http::Version::HTTP_11
+        && request.headers().get_all(http::header::HOST).iter().count() != 1
+    {
+        StatusCode::BAD_REQUEST
+    } else if request
+        .headers()
+        .get(http::header::EXPECT)
+        .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    {
+        StatusCode::EXPECTATION_FAILED
+    } else {
+        return None;
+    };
+    let mut response = status.into_response();
+    response
+        .headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    Some(response)
+}
+
+/// Query parameters whose values are credentials: never written to the log.
+const SECRET_PARAMETERS: &[&str] = &[
+    "token",
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "api_key",
+    "apikey",
+    "auth",
+    "authorization",
+    "code",
+    "password",
+    "secret",
+    "client_secret",
+    "signature",
+    "sig",
+];
+
+/// `url` with the values of [`SECRET_PARAMETERS`] in its query replaced by `[REDACTED]`.
+fn redacted(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = url.split_once('?') else {
+        return url.into();
+    };
+    let secret = |pair: &str| {
+        let name = pair.split('=').next().unwrap_or("");
+        SECRET_PARAMETERS
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(name))
+    };
+    if !query.split('&').any(secret) {
+        return url.into();
+    }
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if secret(pair) => format!("{name}=[REDACTED]"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&")).into()
+}
+
 /// What the request line needs from the request, taken before the request is consumed.
 struct RequestMeta {
     referrer: Option<String>,
@@ -359,12 +428,16 @@ impl RequestMeta {
             http::Version::HTTP_3 => "3.0",
             _ => "1.1",
         };
-        let length = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("0");
-        let url = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        // The body's length: its header when the handler set one, else what the body knows
+        // (error bodies and health answers are written without the header).
+        let length = match response.headers().get(CONTENT_LENGTH) {
+            Some(value) => value.to_str().unwrap_or("0").to_owned(),
+            None => axum::body::HttpBody::size_hint(response.body())
+                .exact()
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        };
+        let url = redacted(uri.path_and_query().map_or("/", |pq| pq.as_str()));
+        let url = url.as_ref();
         tracing::info!(
             target: "backstage::http",
             r#type = "incomingRequest",
@@ -385,6 +458,16 @@ impl RequestMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_query_strings_stay_out_of_the_log() {
+        assert_eq!(redacted("/api/x/items?a=1"), "/api/x/items?a=1");
+        assert_eq!(
+            redacted("/api/x?token=abc&page=2&Access_Token=def"),
+            "/api/x?token=[REDACTED]&page=2&Access_Token=[REDACTED]"
+        );
+        assert_eq!(redacted("/api/x?code"), "/api/x?code");
+    }
 
     #[test]
     fn error_body_has_backstage_shape() {

@@ -180,10 +180,12 @@ async fn rejection_to_error(response: Response) -> Response {
         return response;
     }
     let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), 16 * 1024)
+    // axum's explanations quote what was sent (a path parameter of 30,000 digits, say): read
+    // them whole, send at most a kilobyte of them back.
+    let body = axum::body::to_bytes(response.into_body(), 256 * 1024)
         .await
         .unwrap_or_default();
-    let message = String::from_utf8_lossy(&body).trim().to_owned();
+    let message = truncated(String::from_utf8_lossy(&body).trim(), MAX_MESSAGE);
     let kind = match status.as_u16() {
         413 => ErrorKind::PayloadTooLarge,
         401 => ErrorKind::Authentication,
@@ -194,6 +196,17 @@ async fn rejection_to_error(response: Response) -> Response {
         _ => ErrorKind::Internal,
     };
     Error::new(kind, message).into_response()
+}
+
+/// The longest extractor explanation sent back, in characters.
+const MAX_MESSAGE: usize = 1024;
+
+/// `message`, cut after `max` characters (with `...` to say so).
+fn truncated(message: &str, max: usize) -> String {
+    match message.char_indices().nth(max) {
+        Some((end, _)) => format!("{}...", &message[..end]),
+        None => message.to_owned(),
+    }
 }
 
 /// Turns what a route handler returned into a response. The bound names the rule when a handler
