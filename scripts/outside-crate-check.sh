@@ -136,5 +136,60 @@ async fn linking_the_crate_is_what_installs_the_plugin() {
     backend.stop().await.unwrap();
 }
 RUST
+cat > "$dir/tests/tls.rs" <<'RUST'
+// Outbound HTTPS from `backstage` alone: a plugin calls a plugin served over TLS, trusting the
+// certificate through the system's roots (SSL_CERT_FILE names it, as an operator's CA bundle).
+use backstage::prelude::*;
+use backstage::testing::{json, mock, TestBackend};
+
+const CERT: &str = include_str!(concat!(env!("BACKSTAGE_REPO"), "/tests/fixtures/test-cert.pem"));
+const KEY: &str = include_str!(concat!(env!("BACKSTAGE_REPO"), "/tests/fixtures/test-key.pem"));
+
+#[backend_plugin(id = "callee")]
+pub struct Callee {}
+
+#[routes]
+impl Callee {
+    #[route(get, "/ping", auth = "unauthenticated")]
+    async fn ping(&self) -> &'static str {
+        "pong over https"
+    }
+}
+
+#[backend_plugin(id = "caller")]
+pub struct Caller {
+    #[inject]
+    client: PluginClient,
+}
+
+#[routes]
+impl Caller {
+    #[route(get, "/relay")]
+    async fn relay(&self, creds: Credentials) -> Result<String> {
+        let response = self.client.get("callee", "/ping", &creds).await?;
+        Ok(response.text().await.map_err(|e| Error::internal(e.to_string()))?)
+    }
+}
+
+#[backstage::test]
+async fn plugins_reach_plugins_over_https_with_the_systems_roots() {
+    let callee = TestBackend::builder()
+        .plugin::<Callee>()
+        .config(json!({ "backend": { "https": { "certificate": { "cert": CERT, "key": KEY } } } }))
+        .start()
+        .await
+        .unwrap();
+    let port = callee.backend().local_addr().port();
+    let target = format!("https://localhost:{port}/api/{{{{pluginId}}}}");
+    let caller = TestBackend::builder()
+        .plugin::<Caller>()
+        .config(json!({ "discovery": { "endpoints": [{ "target": target, "plugins": ["callee"] }] } }))
+        .start()
+        .await
+        .unwrap();
+    let res = caller.get("/api/caller/relay").credentials(mock::user("user:default/ada")).send().await;
+    assert_eq!((res.status().as_u16(), res.text()), (200, "pong over https".to_owned()));
+}
+RUST
 cd "$dir"
-cargo test --quiet
+BACKSTAGE_REPO="$repo" SSL_CERT_FILE="$repo/tests/fixtures/test-cert.pem" cargo test --quiet
