@@ -360,3 +360,88 @@ async fn layered_config_and_environment_overrides_reach_the_plugin() {
     terminate(&child);
     assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn sigkill_loses_no_acknowledged_write() {
+    let dir = temp_dir("sigkill");
+    let data = dir.join("data");
+    std::fs::write(
+        dir.join("app-config.yaml"),
+        format!(
+            "backend:\n  listen: {{ host: 127.0.0.1, port: 0 }}\n  database:\n    client: better-sqlite3\n    connection:\n      directory: {}\n  auth:\n    externalAccess:\n      - type: static\n        options: {{ token: sigkill-token-123, subject: curl }}\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    // The log receiver lives as long as the process: a closed stderr would fail its writes.
+    let start = || {
+        let (child, rx) = spawn(env!("CARGO_BIN_EXE_carmen-backend"), &dir, &[]);
+        let lines = lines_until(&rx, "Backend started in");
+        (child, format!("http://{}", listening_address(&lines)), rx)
+    };
+    let mut acknowledged = Vec::new();
+    for round in 0..3 {
+        let (mut child, base, _log) = start();
+        for i in 0..10 {
+            let response = client()
+                .post(format!("{base}/api/carmen/items"))
+                .bearer_auth("sigkill-token-123")
+                .json(&serde_json::json!({ "name": format!("round {round} item {i}") }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+            acknowledged.push(format!("round {round} item {i}"));
+        }
+        // No shutdown at all: the process is gone between one instruction and the next.
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let (child, base, _log) = start();
+    let (status, _, body) = read(
+        client()
+            .get(format!("{base}/api/carmen/items"))
+            .bearer_auth("sigkill-token-123")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let items: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = items.iter().filter_map(|i| i["name"].as_str()).collect();
+    assert_eq!(
+        names, acknowledged,
+        "every acknowledged write survives SIGKILL"
+    );
+    terminate(&child);
+    let _ = child.wait_with_output();
+}
+
+#[tokio::test]
+async fn a_closed_log_pipe_does_not_stop_the_backend() {
+    let dir = temp_dir("closed-log");
+    std::fs::write(
+        dir.join("app-config.yaml"),
+        "backend:\n  listen: { host: 127.0.0.1, port: 0 }\n",
+    )
+    .unwrap();
+    let (child, rx) = spawn(env!("CARGO_BIN_EXE_carmen-backend"), &dir, &[]);
+    let lines = lines_until(&rx, "Backend started in");
+    let base = format!("http://{}", listening_address(&lines));
+    // The log collector goes away: every later line fails to be written.
+    drop(rx);
+    for _ in 0..5 {
+        let (status, _, body) = read(
+            client()
+                .get(format!("{base}/api/carmen/health"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    }
+    terminate(&child);
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
+}

@@ -133,10 +133,13 @@ pub(crate) fn init(config: &crate::RootConfig) {
         .iter()
         .any(|v| std::env::var(v).is_ok_and(|e| e == "production"));
     let ansi = !production && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // A log line that cannot be written (the pipe to a log collector closed) is dropped: by
+    // default tracing reports it with `eprintln!`, which panics on that same closed stderr.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = if production {
         let inner = tracing_subscriber::fmt::format().json().flatten_event(true);
         builder
