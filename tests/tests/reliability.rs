@@ -993,6 +993,28 @@ fn headers_over_the_limit_get_431() {
         "16 KiB by default, as Node"
     );
     assert!(exchange(&backend, 380_000).starts_with("HTTP/1.1 431"));
+    // Many connections sending huge headers at once are not buffered: at most 16 KiB each.
+    let before = rss_kb();
+    let filler = format!(
+        "GET / HTTP/1.1\r\nhost: x\r\nx-filler: {}",
+        "a".repeat(380_000)
+    );
+    let held: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut stream = TcpStream::connect(backend.backend().local_addr()).unwrap();
+            stream
+                .set_write_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let _ = stream.write_all(filler.as_bytes());
+            stream
+        })
+        .collect();
+    assert!(
+        rss_kb() < before + 40_000,
+        "memory grew from {before} kB to {} kB with 300 connections of 380 KB headers",
+        rss_kb()
+    );
+    drop(held);
     drop(backend);
     let backend = runtime.block_on(rel(
         json!({ "backend": { "server": { "maxHeaderSize": 65536 } } }),
