@@ -3,6 +3,7 @@
 //! Custom services submit a `ServiceRegistration` for each service; this test submits two that
 //! depend on each other, as two custom services in a cycle would.
 
+#[path = "it/support/mod.rs"]
 mod support;
 
 use backstage::Backend;

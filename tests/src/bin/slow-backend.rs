@@ -16,6 +16,11 @@ impl Slow {
         format!("slept {ms} ms")
     }
 
+    #[route(post, "/echo", auth = "unauthenticated")]
+    async fn echo(&self, Json(body): Json<serde_json::Value>) -> String {
+        body.to_string().len().to_string()
+    }
+
     #[route(get, "/panic", auth = "unauthenticated")]
     async fn panic(&self) -> &'static str {
         panic!("this route always panics")

@@ -1,14 +1,12 @@
 //! Backends as real processes: start-up log, config files, signals, exit codes.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("backstage-process-{name}-{}", std::process::id()));

@@ -1,16 +1,14 @@
 //! The wire contract over real HTTP: mount points, auth, error bodies, health, headers.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::support::*;
 use backstage::Backend;
 use backstage::http::Allow;
 use backstage::prelude::*;
 use carmen_backend::Carmen;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use support::*;
 
 /// A plugin with one route per behaviour under test.
 #[backend_plugin(id = "wire-test")]

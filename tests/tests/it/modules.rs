@@ -1,17 +1,15 @@
 //! Modules, extension points, multitons, overrides, boot-failure policies and start-up order.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use backstage::plugin::{BoxFuture, Multi, ServiceContext};
 use backstage::prelude::*;
 use backstage::{Backend, InstanceMetadata};
 use carmen_backend::{Carmen, Greeter};
 use carmen_module_shout::Shout;
 use serde_json::json;
-use support::*;
 
 static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -308,7 +306,7 @@ async fn two_overrides_of_one_service_name_both_places() {
         .unwrap_err()
         .to_string();
     let expected = format!(
-        "service 'core.auth' is replaced 2 times: at tests/tests/modules.rs:{first_line} and at tests/tests/modules.rs:{}",
+        "service 'core.auth' is replaced 2 times: at tests/tests/it/modules.rs:{first_line} and at tests/tests/it/modules.rs:{}",
         first_line + 1
     );
     assert!(err.contains(&expected), "{err}\nexpected: {expected}");
@@ -329,7 +327,7 @@ async fn plugin_metadata_cannot_be_replaced() {
     let err = err.unwrap_err().to_string();
     assert!(
         err.contains(
-            "service 'core.pluginMetadata' cannot be replaced (at tests/tests/modules.rs:"
+            "service 'core.pluginMetadata' cannot be replaced (at tests/tests/it/modules.rs:"
         ),
         "{err}"
     );
@@ -552,7 +550,7 @@ async fn module_problems_are_reported_together() {
         "{err}"
     );
     assert!(
-        err.contains("module 'lonely' (modules::Lonely at tests/tests/modules.rs:"),
+        err.contains("module 'lonely' (it::modules::Lonely at tests/tests/it/modules.rs:"),
         "{err}"
     );
     assert!(

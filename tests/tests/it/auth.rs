@@ -5,19 +5,17 @@
 //! A fake `auth` plugin in this backend stands in for Backstage's auth backend: it serves the
 //! JWKS of a key these tests sign user tokens with, and `/v1/userinfo`.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::support::*;
 use backstage::prelude::*;
 use backstage::{Backend, PluginClient, UserInfo};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
-use support::*;
 
 const USER_KID: &str = "user-key-1";
 const ISSUER_KID: &str = "issuer-key-1";
@@ -510,7 +508,7 @@ async fn external_access_static_legacy_jwks_and_restrictions() {
 
 #[backstage::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attacks_are_refused() {
-    support::logs();
+    crate::support::logs();
     // Headers up to 64 KiB, so that an oversized token reaches the token rules (the default
     // 16 KiB would answer 431 before).
     let backend = backend(json!({"server": {"maxHeaderSize": 65536}})).await;
@@ -897,14 +895,14 @@ async fn forged_plugin_tokens_fetch_nothing_for_unknown_plugins_and_little_for_k
         .start()
         .await
         .unwrap();
+    let stranger = key_pair();
     let forged = |sub: &str, kid: &str| {
         sign(
-            &key_pair(),
+            &stranger,
             &json!({"typ": "vnd.backstage.plugin", "alg": "ES256", "kid": kid}),
             &json!({"sub": sub, "aud": "beta", "iat": now(), "exp": now() + 60}),
         )
     };
-    let started = Instant::now();
     for i in 0..300 {
         let (status, body) = get(
             &backend,
@@ -931,11 +929,6 @@ async fn forged_plugin_tokens_fetch_nothing_for_unknown_plugins_and_little_for_k
     assert!(
         requests.contains("GET /api/beta/whoami"),
         "the request log is captured"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
     );
     for i in 0..100 {
         let (status, _) = get(
@@ -972,7 +965,7 @@ async fn tokens_of_local_plugins_are_verified_without_a_connection_to_the_server
         .text()
         .await
         .unwrap();
-    let started = Instant::now();
+    // A fetch would wait for the only connection slot, time out, and refuse the token.
     let res = client
         .get(backend.url("/api/beta/whoami"))
         .bearer_auth(&token)
@@ -981,11 +974,6 @@ async fn tokens_of_local_plugins_are_verified_without_a_connection_to_the_server
         .unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("plugin:alpha"));
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
     backend.stop().await.unwrap();
 }
 

@@ -1,14 +1,12 @@
 //! Custom services: `#[service]` structs with their own dependencies, their scopes, and
 //! overrides.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::support::*;
 use backstage::Backend;
 use backstage::prelude::*;
-use support::*;
 
 static ROOT_BUILT: AtomicUsize = AtomicUsize::new(0);
 
@@ -128,7 +126,7 @@ async fn plugin_services_are_per_plugin_and_root_services_shared() {
     assert_eq!(<Counter as backstage::plugin::Service>::ID, "tests.counter");
     assert_eq!(
         <Greeter as backstage::plugin::Service>::ID,
-        "services::Greeter"
+        "it::services::Greeter"
     );
     assert_eq!(
         <Greeter as backstage::plugin::Service>::DEPENDENCIES,
@@ -195,7 +193,10 @@ async fn a_service_init_finishes_it_and_its_failure_stops_start_up() {
         .await
         .unwrap_err();
     let err = err.to_string();
-    assert!(err.contains("root service services::Connection"), "{err}");
+    assert!(
+        err.contains("root service it::services::Connection"),
+        "{err}"
+    );
     assert!(
         err.contains("missing required config value at 'connection.url'"),
         "{err}"

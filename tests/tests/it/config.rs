@@ -1,17 +1,15 @@
 //! Configuration as Backstage reads it: one test per rule, against files the tests write.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::support::*;
 use backstage::config::{PluginConfig, Secret};
 use backstage::discovery::Listen;
 use backstage::prelude::*;
 use backstage::{Backend, RootConfig};
 use serde::Deserialize;
 use serde_json::json;
-use support::*;
 
 /// A fresh directory for one test.
 fn dir(name: &str) -> PathBuf {

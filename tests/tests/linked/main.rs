@@ -1,11 +1,14 @@
-//! What linking alone does: `#[service_factory]` replacements from linked crates, and modules
-//! whose plugin is not linked. (Registrations are process-wide, so these live in their own
-//! test binary.)
+//! What linking alone does: plugins found in crates this binary names, `#[service_factory]`
+//! replacements from linked crates, and modules whose plugin is not linked. (Registrations are
+//! process-wide, so these live in their own test binary.)
 
+#[path = "../it/support/mod.rs"]
 mod support;
 
 use backstage::Backend;
 use backstage::prelude::*;
+// Naming the crate is what links carmen's registration into this binary.
+use carmen_backend as _;
 use support::*;
 
 /// A service with a default that a linked `#[service_factory]` replaces.
@@ -71,13 +74,13 @@ async fn a_code_override_beside_a_linked_one_is_an_error_naming_both() {
         .service(Clock::default())
         .config_value(loopback_config());
     let err = builder.start().await.unwrap_err().to_string();
-    let factory_line = include_str!("linked.rs")
+    let factory_line = include_str!("main.rs")
         .lines()
         .position(|l| l == "#[service_factory]")
         .unwrap()
         + 1;
     let expected = format!(
-        "service 'tests.clock' is replaced 2 times: at tests/tests/linked.rs:{line} and at tests/tests/linked.rs:{factory_line}"
+        "service 'tests.clock' is replaced 2 times: at tests/tests/linked/main.rs:{line} and at tests/tests/linked/main.rs:{factory_line}"
     );
     assert!(err.contains(&expected), "{err}\nexpected: {expected}");
 }
@@ -92,7 +95,7 @@ async fn a_linked_module_without_its_plugin_fails_start_up() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("module 'orphan' (linked::Orphan at tests/tests/linked.rs:")
+        err.contains("module 'orphan' (linked::Orphan at tests/tests/linked/main.rs:")
             && err.contains("extends plugin 'absent'"),
         "{err}"
     );
@@ -104,5 +107,28 @@ async fn a_linked_module_without_its_plugin_fails_start_up() {
         .start()
         .await
         .unwrap();
-    assert_eq!(backend.plugins(), ["timely"]);
+    assert_eq!(backend.plugins(), ["carmen", "timely"]);
+}
+
+#[tokio::test]
+async fn linked_plugins_are_discovered_in_a_crate_outside_the_plugins_own() {
+    let backend = Backend::builder()
+        .all_linked()
+        .exclude("absent")
+        .exclude("timely")
+        .config_value(loopback_config())
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(backend.plugins(), ["carmen"]);
+    let (status, _, body) = read(
+        client()
+            .get(backend.url("/api/carmen/health"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    backend.stop().await.unwrap();
 }

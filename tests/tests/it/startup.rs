@@ -1,14 +1,12 @@
 //! Start-up: discovery, the checks before any plugin initialises, ordering, readiness.
 
-mod support;
-
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::support::*;
 use backstage::Backend;
 use backstage::prelude::*;
 use carmen_backend::Carmen;
-use support::*;
 use tokio::sync::{Notify, oneshot};
 
 /// Two plugins that claim one id.
@@ -56,10 +54,10 @@ async fn every_problem_is_reported_at_once_with_its_place() {
         .unwrap_err()
         .to_string();
     let at =
-        |snippet: &str, nth: usize| format!("tests/tests/startup.rs:{}", line_of(snippet, nth));
+        |snippet: &str, nth: usize| format!("tests/tests/it/startup.rs:{}", line_of(snippet, nth));
     assert!(err.contains("3 problem(s)"), "{err}");
     let twins = format!(
-        "plugin id 'twin' is declared by 2 plugins: startup::TwinA at {}, startup::TwinB at {}",
+        "plugin id 'twin' is declared by 2 plugins: it::startup::TwinA at {}, it::startup::TwinB at {}",
         at("#[backend_plugin(id = \"twin\")]", 0),
         at("#[backend_plugin(id = \"twin\")]", 1)
     );
@@ -89,33 +87,6 @@ fn line_of(snippet: &str, nth: usize) -> usize {
         .expect(snippet)
         .0
         + 1
-}
-
-#[tokio::test]
-async fn linked_plugins_are_discovered_in_a_crate_outside_the_plugins_own() {
-    // This test crate names carmen_backend, so carmen's registration is linked here.
-    let backend = Backend::builder()
-        .all_linked()
-        .exclude("twin")
-        .exclude("doubled")
-        .exclude("failing")
-        .exclude("gated")
-        .exclude("hooked")
-        .config_value(loopback_config())
-        .start()
-        .await
-        .unwrap();
-    assert_eq!(backend.plugins(), ["carmen"]);
-    let (status, _, body) = read(
-        client()
-            .get(backend.url("/api/carmen/health"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
-    backend.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -163,7 +134,7 @@ async fn a_failing_init_fails_start_up_naming_the_plugin_and_function() {
     let err = err.to_string();
     assert!(err.contains("plugin 'failing'"), "{err}");
     assert!(
-        err.contains("#[init] init (tests/tests/startup.rs:"),
+        err.contains("#[init] init (tests/tests/it/startup.rs:"),
         "{err}"
     );
     assert!(err.contains("the disk is full"), "{err}");

@@ -7,18 +7,16 @@
 //! exist) and reports that it skipped otherwise. npm installs into
 //! `$HOME/.cache/backstage-rs/interop` (or `BACKSTAGE_INTEROP_DIR`), never into the repository.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use backstage::prelude::*;
 use backstage::{Backend, PluginClient};
 use base64::Engine;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
-use support::*;
 
 const STATIC_TOKEN: &str = "interop-static-token";
 

@@ -67,40 +67,20 @@ async fn oversized_bodies_get_413_without_being_read() {
         )
     );
 
-    // a huge declared length is refused from the headers alone: nothing is read, memory stays flat
-    let before = rss_kb();
+    // a huge declared length is refused from the headers alone, nothing read
     let address = backend.backend().local_addr();
-    for _ in 0..20 {
-        let mut stream = TcpStream::connect(address).unwrap();
-        stream
-            .write_all(b"POST /api/rel/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n")
-            .unwrap();
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
-        assert!(response.starts_with("HTTP/1.1 413"), "{response}");
-    }
-    // a chunked body without a length is cut off at the limit
     let mut stream = TcpStream::connect(address).unwrap();
-    stream.write_all(b"POST /api/rel/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n").unwrap();
-    let chunk = format!("{:x}\r\n{}\r\n", 8192, "x".repeat(8192));
-    for _ in 0..64 {
-        if stream.write_all(chunk.as_bytes()).is_err() {
-            break;
-        }
-    }
-    let _ = stream.write_all(b"0\r\n\r\n");
+    stream
+        .write_all(b"POST /api/rel/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n")
+        .unwrap();
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
-    assert!(
-        rss_kb() < before + 30_000,
-        "memory grew from {before} kB to {} kB",
-        rss_kb()
-    );
 }
 
-fn rss_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// The resident memory of process `pid`, in kB.
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -388,8 +368,8 @@ async fn rate_limits_answer_429_in_backstages_body() {
 
 #[backstage::test]
 async fn https_with_a_pem_certificate() {
-    let cert = include_str!("../fixtures/test-cert.pem");
-    let key = include_str!("../fixtures/test-key.pem");
+    let cert = include_str!("../../fixtures/test-cert.pem");
+    let key = include_str!("../../fixtures/test-key.pem");
     let backend =
         rel(json!({ "backend": { "https": { "certificate": { "cert": cert, "key": key } } } }))
             .await;
@@ -954,18 +934,13 @@ async fn idle_sockets_cannot_hold_every_connection_slot() {
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let started = Instant::now();
+    // Without the first-request deadline the idle sockets hold every slot and this times out.
     let res = client
         .get(backend.url("/api/rel/sleep/1"))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
     drop(idle);
 }
 
@@ -993,28 +968,6 @@ fn headers_over_the_limit_get_431() {
         "16 KiB by default, as Node"
     );
     assert!(exchange(&backend, 380_000).starts_with("HTTP/1.1 431"));
-    // Many connections sending huge headers at once are not buffered: at most 16 KiB each.
-    let before = rss_kb();
-    let filler = format!(
-        "GET / HTTP/1.1\r\nhost: x\r\nx-filler: {}",
-        "a".repeat(380_000)
-    );
-    let held: Vec<TcpStream> = (0..300)
-        .map(|_| {
-            let mut stream = TcpStream::connect(backend.backend().local_addr()).unwrap();
-            stream
-                .set_write_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let _ = stream.write_all(filler.as_bytes());
-            stream
-        })
-        .collect();
-    assert!(
-        rss_kb() < before + 40_000,
-        "memory grew from {before} kB to {} kB with 300 connections of 380 KB headers",
-        rss_kb()
-    );
-    drop(held);
     drop(backend);
     let backend = runtime.block_on(rel(
         json!({ "backend": { "server": { "maxHeaderSize": 65536 } } }),
@@ -1226,5 +1179,71 @@ async fn a_huge_input_error_is_cut_to_a_kilobyte_not_emptied() {
         message.chars().count() <= 1027 && message.ends_with("..."),
         "{} characters",
         message.chars().count()
+    );
+}
+
+#[test]
+fn memory_stays_flat_under_huge_bodies_and_huge_headers() {
+    // Measured on a backend process of its own: this test binary's memory is everyone's.
+    let dir = std::env::temp_dir().join(format!("backstage-memory-{}", std::process::id()));
+    let port = free_port();
+    let config = format!(
+        "backend:\n  listen: {{ host: 127.0.0.1, port: {port} }}\n  server:\n    maxRequestBodySize: 1kb\n"
+    );
+    let (mut child, rx) = spawn_slow(
+        &dir,
+        &config,
+        &[("LOG_LEVEL", "warn,backstage::backend=info")],
+    );
+    wait_for(&rx, "Backend started in");
+    let address = format!("127.0.0.1:{port}");
+    let before = rss_kb(child.id());
+
+    // Huge declared lengths are refused from the headers alone.
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(&address).unwrap();
+        stream
+            .write_all(b"POST /api/slow/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    }
+    // A chunked body without a length is cut off at the limit.
+    let mut stream = TcpStream::connect(&address).unwrap();
+    stream.write_all(b"POST /api/slow/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n").unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 8192, "x".repeat(8192));
+    for _ in 0..64 {
+        if stream.write_all(chunk.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+
+    // Many connections sending huge headers at once are not buffered: at most 16 KiB each.
+    let filler = format!(
+        "GET / HTTP/1.1\r\nhost: x\r\nx-filler: {}",
+        "a".repeat(380_000)
+    );
+    let held: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&address).unwrap();
+            stream
+                .set_write_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let _ = stream.write_all(filler.as_bytes());
+            stream
+        })
+        .collect();
+    let after = rss_kb(child.id());
+    drop(held);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        after < before + 40_000,
+        "memory grew from {before} kB to {after} kB"
     );
 }

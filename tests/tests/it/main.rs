@@ -1,0 +1,22 @@
+//! The integration tests, one module per area, linked once: every module talks to real
+//! servers (HTTP, databases where configured, processes, Backstage from npm) through
+//! `backstage::testing` or its own clients.
+//!
+//! What linking alone changes (linked `#[service_factory]`s, orphan modules, a service cycle)
+//! lives in the `linked` and `cycle` test binaries: registrations are process-wide.
+
+mod support;
+
+mod auth;
+mod config;
+mod database;
+mod harness;
+mod hygiene;
+mod interop;
+mod modules;
+mod platform;
+mod process;
+mod reliability;
+mod services;
+mod startup;
+mod wire;
