@@ -11,6 +11,7 @@ use proc_macro::TokenStream;
 
 mod common;
 mod extension_point;
+mod fallback;
 mod ids;
 mod migrations;
 mod module;

@@ -30,8 +30,12 @@ pub(crate) fn extension_point(attr: TokenStream, item: TokenStream) -> TokenStre
     match validate(&args, &attr, &input) {
         Ok(settings) => expand(&input, &settings),
         Err(error) => {
-            let error = error.to_compile_error();
-            quote! { #error #input }
+            let stubs = if input.generics.params.is_empty() {
+                crate::fallback::extension_point(&input.ident)
+            } else {
+                quote!()
+            };
+            crate::fallback::with_stubs(error, &input, stubs)
         }
     }
 }

@@ -4,6 +4,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use crate::common::{Errors, check_id, closest};
+use crate::fallback;
 use crate::structs::{self, Model, constructor, dependency_table, owner_checks, validate_struct};
 
 pub(crate) fn backend_module(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -22,9 +23,12 @@ pub(crate) fn backend_module(attr: TokenStream, item: TokenStream) -> TokenStrea
     match validate(&model) {
         Ok((plugin, id)) => expand(&model, &plugin, &id),
         Err(error) => {
-            let error = error.to_compile_error();
-            let item = &model.item;
-            quote! { #error #item }
+            let stubs = if model.item.generics.params.is_empty() {
+                fallback::module(&model.item.ident)
+            } else {
+                quote!()
+            };
+            fallback::with_stubs(error, &model.item, stubs)
         }
     }
 }

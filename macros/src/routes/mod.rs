@@ -3,6 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
+mod ast;
 mod expand;
 mod parse;
 mod validate;

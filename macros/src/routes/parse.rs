@@ -1,9 +1,11 @@
 //! Parses a `#[routes]` impl block: its `#[route]` and `#[init]` methods and their parameters.
-//! Function bodies are never looked at.
+//! Function bodies are never looked at (see [`super::ast`]).
 
 use proc_macro2::{Span, TokenStream};
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
+
+use super::ast::{ImplBlock, ImplItem};
 
 /// `#[route(method, "path", auth = "...")]` as written.
 pub(crate) struct RouteArgs {
@@ -95,15 +97,15 @@ pub(crate) struct Method {
 
 pub(crate) struct Model {
     pub(crate) attr: TokenStream,
-    /// The impl block as it will be emitted: our attributes removed.
-    pub(crate) item: syn::ItemImpl,
+    /// The impl block as it will be emitted: our attributes removed, bodies untouched.
+    pub(crate) item: ImplBlock,
     pub(crate) methods: Vec<Method>,
     /// Attribute errors found while parsing (a bad `#[route(...)]`), reported with the rest.
     pub(crate) errors: Vec<syn::Error>,
 }
 
 pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<Model> {
-    let mut item: syn::ItemImpl = syn::parse2(item).map_err(|e| {
+    let mut item: ImplBlock = syn::parse2(item).map_err(|e| {
         syn::Error::new(
             e.span(),
             "#[routes] goes on the `impl` block of a plugin: `#[routes] impl MyPlugin { ... }`",
@@ -112,7 +114,7 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<Model> 
     let mut methods = Vec::new();
     let mut errors = Vec::new();
     for impl_item in &mut item.items {
-        let syn::ImplItem::Fn(function) = impl_item else {
+        let ImplItem::Fn(function) = impl_item else {
             continue;
         };
         let mut kind = None;

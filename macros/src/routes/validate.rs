@@ -45,7 +45,7 @@ pub(crate) fn validate(model: &mut Model) -> syn::Result<()> {
         errors.at(&model.attr, "#[routes] takes no arguments; write `#[routes]` and put the details on each `#[route(...)]`");
     }
     let item = &model.item;
-    if let Some((_, path, _)) = &item.trait_ {
+    if let Some((path, _)) = &item.trait_ {
         errors.at(
             path,
             "#[routes] goes on an inherent impl block (`impl MyPlugin { ... }`), not a trait impl",

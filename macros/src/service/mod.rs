@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::structs;
+use crate::{fallback, structs};
 
 mod expand;
 mod validate;
@@ -19,9 +19,12 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     match validate::validate(&model) {
         Ok(settings) => expand::expand(&model, &settings),
         Err(error) => {
-            let error = error.to_compile_error();
-            let item = &model.item;
-            quote! { #error #item }
+            let stubs = if model.item.generics.params.is_empty() {
+                fallback::service(&model.item.ident)
+            } else {
+                quote!()
+            };
+            fallback::with_stubs(error, &model.item, stubs)
         }
     }
 }
