@@ -292,7 +292,7 @@ impl IntoResponse for Error {
     /// logged here with a fresh log id, and only the id is sent.
     fn into_response(self) -> Response {
         let message = if self.kind == ErrorKind::Internal {
-            let log_id = crate::http::log_id();
+            let log_id = log_id();
             tracing::error!(log_id = %log_id, error = %self, "Filtered internal error with logId={log_id} from response");
             Cow::Owned(format!("An internal error occurred logId={log_id}"))
         } else {
@@ -309,6 +309,20 @@ impl IntoResponse for Error {
         });
         response
     }
+}
+
+/// A fresh log id: 20 hex digits, as Backstage's internal error filter makes them.
+pub(crate) fn log_id() -> String {
+    let mut bytes = [0u8; 10];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No entropy source: fall back to the clock, which is unique enough for a log id.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes.copy_from_slice(&nanos.to_le_bytes()[..10]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -109,61 +109,6 @@ pub mod prelude {
     pub use axum::response::IntoResponse;
 }
 
-impl plugin::Service for RootConfig {
-    type Scope = plugin::Root;
-    const ID: &'static str = "core.rootConfig";
-    fn create<'a>(ctx: &'a plugin::ServiceContext<'_>) -> plugin::BoxFuture<'a, Result<Self>> {
-        Box::pin(async move { Ok(ctx.config().clone()) })
-    }
-}
-
-macro_rules! register_core_services {
-    ($($service:ty),* $(,)?) => {
-        $(inventory::submit! { plugin::ServiceRegistration::of::<$service>(file!(), line!()) })*
-    };
-}
-
-/// Root services may be injected into root services.
-macro_rules! root_injectable {
-    ($($service:ty),* $(,)?) => {
-        $(impl<C> plugin::RootInjectable<C> for $service {})*
-    };
-}
-
-root_injectable!(
-    RootConfig,
-    RootLogger,
-    RootHttpRouter,
-    RootLifecycle,
-    RootHealth,
-    Discovery,
-    cache::CacheManager
-);
-
-register_core_services!(
-    RootConfig,
-    RootLogger,
-    Logger,
-    HttpRouter,
-    RootHttpRouter,
-    Lifecycle,
-    RootLifecycle,
-    RootHealth,
-    PluginMetadata,
-    Discovery,
-    Auth,
-    HttpAuth,
-    UserInfo,
-    PluginClient,
-    backend::InstanceMetadata,
-    Database,
-    database::DatabaseManager,
-    Cache,
-    cache::CacheManager,
-    Scheduler,
-    Permissions,
-);
-
 /// What the macros' generated code uses. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {

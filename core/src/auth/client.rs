@@ -3,7 +3,7 @@
 use axum::http::Method;
 
 use super::{Auth, Credentials, PrincipalType};
-use crate::Discovery;
+use crate::discovery::Discovery;
 use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, PluginScoped, Service as ServiceTrait, ServiceContext};
 
@@ -85,7 +85,8 @@ impl PluginClient {
 impl ServiceTrait for PluginClient {
     type Scope = PluginScoped;
     const ID: &'static str = "core.pluginClient";
-    const DEPENDENCIES: &'static [&'static str] = &["core.auth", "core.discovery"];
+    const DEPENDENCIES: &'static [&'static str] =
+        crate::plugin::dependencies!(crate::auth::Auth, crate::discovery::Discovery);
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
             let shared = ctx.get::<super::tokens::SharedAuth>().await?;

@@ -443,7 +443,7 @@ impl Auth {
     }
 
     /// Lets the plugin's key store use the plugin's own database pool.
-    pub(crate) fn share_database(&self, database: crate::Database) {
+    pub(crate) fn share_database(&self, database: crate::database::Database) {
         if let Some(keys::KeySource::Database(keys)) = self.keys.as_deref() {
             keys.share_database(database);
         }
@@ -542,11 +542,11 @@ impl ServiceTrait for Auth {
         }
     }
     const ID: &'static str = "core.auth";
-    const DEPENDENCIES: &'static [&'static str] = &[
-        "core.rootConfig",
-        "core.discovery",
-        "core.rootDatabaseManager",
-    ];
+    const DEPENDENCIES: &'static [&'static str] = crate::plugin::dependencies!(
+        crate::config::RootConfig,
+        crate::discovery::Discovery,
+        crate::database::DatabaseManager
+    );
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
             let shared = ctx.get::<tokens::SharedAuth>().await?;
@@ -721,11 +721,12 @@ impl HttpAuth {
 impl ServiceTrait for HttpAuth {
     type Scope = PluginScoped;
     const ID: &'static str = "core.httpAuth";
-    const DEPENDENCIES: &'static [&'static str] = &["core.auth", "core.discovery"];
+    const DEPENDENCIES: &'static [&'static str] =
+        crate::plugin::dependencies!(crate::auth::Auth, crate::discovery::Discovery);
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
             let auth = ctx.get::<Auth>().await?;
-            let discovery = ctx.get::<crate::Discovery>().await?;
+            let discovery = ctx.get::<crate::discovery::Discovery>().await?;
             let external_base_url = ctx
                 .plugin_id()
                 .map(|id| Arc::from(discovery.external_base_url(id).as_str()));
@@ -791,7 +792,7 @@ pub struct BackstageUserInfo {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct UserInfo {
-    remote: Option<(crate::Discovery, reqwest::Client)>,
+    remote: Option<(crate::discovery::Discovery, reqwest::Client)>,
 }
 
 impl UserInfo {
@@ -861,7 +862,8 @@ impl UserInfo {
 impl ServiceTrait for UserInfo {
     type Scope = PluginScoped;
     const ID: &'static str = "core.userInfo";
-    const DEPENDENCIES: &'static [&'static str] = &["core.discovery"];
+    const DEPENDENCIES: &'static [&'static str] =
+        crate::plugin::dependencies!(crate::discovery::Discovery);
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
             let shared = ctx.get::<tokens::SharedAuth>().await?;
@@ -871,6 +873,8 @@ impl ServiceTrait for UserInfo {
         })
     }
 }
+
+crate::plugin::register!(Auth, HttpAuth, UserInfo, client::PluginClient);
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,7 @@ use super::jwks::JwksCache;
 use super::jws::{self, Jws, LIMITED_USER_TYP, PLUGIN_TYP, USER_AUD, USER_TYP};
 use super::keys::{DatabaseKeys, KEY_DURATION, KeySource, StaticKeys};
 use super::{AuthenticateOptions, Authenticator, Credentials, Principal, User};
-use crate::Discovery;
+use crate::discovery::Discovery;
 use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, Root, Service as ServiceTrait, ServiceContext};
 
@@ -71,11 +71,11 @@ pub(crate) struct SharedAuth(pub(crate) Arc<Shared>);
 impl ServiceTrait for SharedAuth {
     type Scope = Root;
     const ID: &'static str = "core.auth.shared";
-    const DEPENDENCIES: &'static [&'static str] = &[
-        "core.rootConfig",
-        "core.discovery",
-        "core.rootDatabaseManager",
-    ];
+    const DEPENDENCIES: &'static [&'static str] = crate::plugin::dependencies!(
+        crate::config::RootConfig,
+        crate::discovery::Discovery,
+        crate::database::DatabaseManager
+    );
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
             let config = ctx.config();
@@ -499,9 +499,9 @@ mod tests {
 
     #[tokio::test]
     async fn plugin_tokens_for_a_user_expire_with_the_user_token() {
-        let manager = crate::database::DatabaseManager::for_tests(crate::RootConfig::from_value(
-            serde_json::json!({}),
-        ));
+        let manager = crate::database::DatabaseManager::for_tests(
+            crate::config::RootConfig::from_value(serde_json::json!({})),
+        );
         let shared = Arc::new(Shared {
             external: ExternalAccess::default(),
             jwks: JwksCache::new(reqwest::Client::new(), JWKS_TIMEOUT),

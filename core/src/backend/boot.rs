@@ -234,7 +234,7 @@ pub(super) async fn boot(
         return Err(Error::internal(failures.join("\n")));
     }
     let mut root = Router::new();
-    for (path, router) in root_ctx.get::<crate::RootHttpRouter>().await?.take() {
+    for (path, router) in root_ctx.get::<crate::http::RootHttpRouter>().await?.take() {
         root = catch_router_panic(&format!("root router at '{path}'"), || {
             if path == "/" {
                 root.merge(router)
@@ -388,13 +388,13 @@ async fn boot_plugin(
     }
     // Backstage's scheduler endpoints, behind the plugin's default auth policy.
     let scheduler = guard(
-        scheduler_routes(ctx.get::<crate::Scheduler>().await?),
+        scheduler_routes(ctx.get::<crate::scheduler::Scheduler>().await?),
         &gate,
     );
     router = catch_router_panic("the scheduler endpoints", || router.merge(scheduler))?;
     // Backstage's auth endpoints: the plugin's public keys (open to all) and the user cookie.
-    let auth = ctx.get::<crate::Auth>().await?;
-    if let Some(database) = instances.instances.existing::<crate::Database>() {
+    let auth = ctx.get::<crate::auth::Auth>().await?;
+    if let Some(database) = instances.instances.existing::<crate::database::Database>() {
         auth.share_database(database);
     }
     let cookie_gate = gate.clone();
@@ -453,7 +453,7 @@ fn guard(router: Router, gate: &Gate) -> Router {
 
 /// `GET /.backstage/scheduler/v1/tasks` lists the plugin's tasks; `POST
 /// /.backstage/scheduler/v1/tasks/{id}/trigger` runs one now (404 unknown, 409 running).
-fn scheduler_routes(scheduler: crate::Scheduler) -> Router {
+fn scheduler_routes(scheduler: crate::scheduler::Scheduler) -> Router {
     let list = scheduler.clone();
     Router::new()
         .route(

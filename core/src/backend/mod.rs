@@ -30,11 +30,10 @@ use crate::plugin::{
 };
 
 mod boot;
-mod metadata;
 pub(crate) mod routes;
 mod validate;
 
-pub use metadata::{InstalledPlugin, InstanceMetadata};
+pub use crate::plugin::{InstalledPlugin, InstanceMetadata};
 use validate::{Selection, validate};
 
 /// Builds a backend: which plugins, which config, which service overrides.

@@ -277,7 +277,8 @@ impl CacheManager {
 impl Service for CacheManager {
     type Scope = Root;
     const ID: &'static str = "core.rootCacheManager";
-    const DEPENDENCIES: &'static [&'static str] = &["core.rootConfig"];
+    const DEPENDENCIES: &'static [&'static str] =
+        crate::plugin::dependencies!(crate::config::RootConfig);
 
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move { CacheManager::from_config(ctx.config()) })
@@ -287,7 +288,8 @@ impl Service for CacheManager {
 impl Service for Cache {
     type Scope = PluginScoped;
     const ID: &'static str = "core.cache";
-    const DEPENDENCIES: &'static [&'static str] = &["core.rootCacheManager"];
+    const DEPENDENCIES: &'static [&'static str] =
+        crate::plugin::dependencies!(crate::cache::CacheManager);
 
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
@@ -298,6 +300,8 @@ impl Service for Cache {
         })
     }
 }
+
+crate::plugin::register!(Cache, root CacheManager);
 
 #[cfg(test)]
 mod tests {

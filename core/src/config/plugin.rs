@@ -4,11 +4,6 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-
-use crate::error::{Error, Result};
-use crate::plugin::{BoxFuture, Inject, ServiceContext};
-
 /// A plugin's own config section, the key named by its plugin id (`carmen:` for `carmen`),
 /// read into `T` with serde when the plugin starts.
 ///
@@ -66,23 +61,5 @@ impl<T> PluginConfig<T> {
         PluginConfig {
             value: Arc::new(value),
         }
-    }
-}
-
-impl<T: DeserializeOwned + Send + Sync + 'static> Inject for PluginConfig<T> {
-    const ID: &'static str = "core.pluginConfig";
-
-    fn inject<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
-        Box::pin(async move {
-            let Some(plugin) = ctx.plugin_id() else {
-                return Err(Error::internal(
-                    "PluginConfig can only be injected into a plugin or its services",
-                ));
-            };
-            let value: T = ctx.config().get_section(plugin)?;
-            Ok(PluginConfig {
-                value: Arc::new(value),
-            })
-        })
     }
 }

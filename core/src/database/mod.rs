@@ -327,7 +327,8 @@ impl ParseOptions for String {
 impl Service for Database {
     type Scope = PluginScoped;
     const ID: &'static str = "core.database";
-    const DEPENDENCIES: &'static [&'static str] = &["core.rootConfig", "core.rootDatabaseManager"];
+    const DEPENDENCIES: &'static [&'static str] =
+        crate::plugin::dependencies!(crate::config::RootConfig, crate::database::DatabaseManager);
 
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
@@ -421,7 +422,8 @@ impl DatabaseManager {
 impl Service for DatabaseManager {
     type Scope = Root;
     const ID: &'static str = "core.rootDatabaseManager";
-    const DEPENDENCIES: &'static [&'static str] = &["core.rootConfig", "core.rootLifecycle"];
+    const DEPENDENCIES: &'static [&'static str] =
+        crate::plugin::dependencies!(crate::config::RootConfig, crate::lifecycle::RootLifecycle);
 
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
@@ -437,7 +439,7 @@ impl Service for DatabaseManager {
                     natives: Arc::default(),
                 }),
             };
-            let lifecycle = ctx.get::<crate::RootLifecycle>().await?;
+            let lifecycle = ctx.get::<crate::lifecycle::RootLifecycle>().await?;
             let closing = manager.clone();
             lifecycle.add_shutdown_hook(move || async move {
                 closing.close().await;
@@ -452,3 +454,5 @@ pub(crate) fn install() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(sqlx::any::install_default_drivers);
 }
+
+crate::plugin::register!(Database, root DatabaseManager);

@@ -235,7 +235,8 @@ impl Discovery {
 impl Service for Discovery {
     type Scope = Root;
     const ID: &'static str = "core.discovery";
-    const DEPENDENCIES: &'static [&'static str] = &["core.rootConfig"];
+    const DEPENDENCIES: &'static [&'static str] =
+        crate::plugin::dependencies!(crate::config::RootConfig);
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
             Discovery::from_config_bound(ctx.config(), ctx.registry.bound.map(|a| a.port()))
@@ -272,3 +273,5 @@ impl Service for PluginMetadata {
         })
     }
 }
+
+crate::plugin::register!(PluginMetadata, root Discovery);

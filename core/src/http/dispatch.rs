@@ -103,7 +103,7 @@ impl Shared {
                 && length > self.policies.body_limit as u64
             {
                 break 'response Error::new(
-                    crate::ErrorKind::PayloadTooLarge,
+                    crate::error::ErrorKind::PayloadTooLarge,
                     "request entity too large",
                 )
                 .into_response();
@@ -182,7 +182,13 @@ impl Shared {
         if let Some(probe) = path.strip_prefix("/.backstage/health/v1/") {
             let mut response = match probe {
                 "liveness" => json_response(StatusCode::OK, br#"{"status":"ok"}"#),
-                "readiness" => self.health.readiness_response(),
+                "readiness" => {
+                    let (status, body) = self.health.readiness();
+                    json_response(
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                        body.as_bytes(),
+                    )
+                }
                 _ => return StatusCode::NOT_FOUND.into_response(),
             };
             for (name, value) in &self.policies.health_headers {

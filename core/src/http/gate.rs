@@ -118,7 +118,7 @@ impl Gate {
             return response;
         }
         let delete = parts.method == http::Method::DELETE;
-        let none = crate::Credentials::none();
+        let none = crate::auth::Credentials::none();
         let issued = self
             .http_auth
             .issue_user_cookie(&parts.headers, delete.then_some(&none))

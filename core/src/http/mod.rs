@@ -31,29 +31,8 @@ mod policy;
 pub(crate) mod serve;
 mod timer;
 
+pub use crate::plugin::AuthPolicyKind;
 pub use policy::PathPolicy;
-
-/// The auth policy of a route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AuthPolicyKind {
-    /// User or service credentials are required (Backstage's default).
-    Default,
-    /// Anyone may call; credentials, when sent, are still verified.
-    Unauthenticated,
-    /// Like the default, and also a user's cookie (limited access).
-    UserCookie,
-}
-
-impl AuthPolicyKind {
-    /// The policy's name as written in `auth = "..."`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthPolicyKind::Default => "default",
-            AuthPolicyKind::Unauthenticated => "unauthenticated",
-            AuthPolicyKind::UserCookie => "user-cookie",
-        }
-    }
-}
 
 /// What a path policy allows, as in Backstage's `addAuthPolicy({ path, allow })`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -198,16 +177,4 @@ impl Service for RootHttpRouter {
     }
 }
 
-/// A fresh log id: 20 hex digits, as Backstage's internal error filter makes them.
-pub(crate) fn log_id() -> String {
-    let mut bytes = [0u8; 10];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No entropy source: fall back to the clock, which is unique enough for a log id.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        bytes.copy_from_slice(&nanos.to_le_bytes()[..10]);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+crate::plugin::register!(HttpRouter, root RootHttpRouter);

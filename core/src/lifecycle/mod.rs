@@ -10,9 +10,6 @@ use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::http::StatusCode;
-use axum::response::Response;
-
 use crate::error::Result;
 use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
 
@@ -192,14 +189,6 @@ impl RootHealth {
     pub(crate) fn set_stopping(&self) {
         self.state.store(STOPPING, Ordering::Release);
     }
-
-    pub(crate) fn readiness_response(&self) -> Response {
-        let (status, body) = self.readiness();
-        crate::http::dispatch::json_response(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-            body.as_bytes(),
-        )
-    }
 }
 
 impl Service for RootHealth {
@@ -209,3 +198,5 @@ impl Service for RootHealth {
         Box::pin(async { Ok(RootHealth::default()) })
     }
 }
+
+crate::plugin::register!(Lifecycle, root RootLifecycle, root RootHealth);

@@ -57,7 +57,8 @@ impl Logger {
 impl Service for Logger {
     type Scope = PluginScoped;
     const ID: &'static str = "core.logger";
-    const DEPENDENCIES: &'static [&'static str] = &["core.rootLogger", "core.pluginMetadata"];
+    const DEPENDENCIES: &'static [&'static str] =
+        crate::plugin::dependencies!(crate::logging::RootLogger, crate::discovery::PluginMetadata);
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move { Ok(Logger::for_plugin(ctx.plugin_id().unwrap_or("root"))) })
     }
@@ -110,7 +111,7 @@ impl Service for RootLogger {
 /// - Format: JSON lines when `NODE_ENV` or `BACKSTAGE_ENV` is `production` (Backstage's switch),
 ///   readable lines otherwise.
 /// - `backend.logger.meta`: fields added to every line (`service: backstage`).
-pub(crate) fn init(config: &crate::RootConfig) {
+pub(crate) fn init(config: &crate::config::RootConfig) {
     let level = std::env::var("LOG_LEVEL")
         .ok()
         .or_else(|| {
@@ -223,3 +224,5 @@ where
         }
     }
 }
+
+crate::plugin::register!(root RootLogger, Logger);

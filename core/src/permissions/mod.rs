@@ -383,8 +383,11 @@ async fn remote<P: PrincipalType>(
 impl Service for Permissions {
     type Scope = PluginScoped;
     const ID: &'static str = "core.permissions";
-    const DEPENDENCIES: &'static [&'static str] =
-        &["core.rootConfig", "core.auth", "core.discovery"];
+    const DEPENDENCIES: &'static [&'static str] = crate::plugin::dependencies!(
+        crate::config::RootConfig,
+        crate::auth::Auth,
+        crate::discovery::Discovery
+    );
 
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
@@ -405,6 +408,8 @@ impl Service for Permissions {
         })
     }
 }
+
+crate::plugin::register!(Permissions);
 
 #[cfg(test)]
 mod tests {

@@ -2,10 +2,8 @@
 
 use std::sync::Arc;
 
+use super::{BoxFuture, ModuleRegistration, PluginRegistration, Root, Service, ServiceContext};
 use crate::error::Result;
-use crate::plugin::{
-    BoxFuture, ModuleRegistration, PluginRegistration, Root, Service, ServiceContext,
-};
 
 /// One plugin of this backend and its modules.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,3 +57,5 @@ impl Service for InstanceMetadata {
         Box::pin(async move { Ok(ctx.instance_metadata().clone()) })
     }
 }
+
+crate::plugin::register!(root InstanceMetadata);

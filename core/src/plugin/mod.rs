@@ -19,7 +19,13 @@ use tokio::sync::OnceCell;
 use crate::config::RootConfig;
 use crate::error::{Error, Result};
 
+mod config;
+mod metadata;
+mod policy;
 pub(crate) mod registry;
+
+pub use metadata::{InstalledPlugin, InstanceMetadata};
+pub use policy::AuthPolicyKind;
 
 pub use registry::{
     AnyPlugin, BuildRouterFn, CreateFn, Dependency, EagerFn, ExtensionPointRegistration, InitFn,
@@ -139,6 +145,33 @@ impl<T: Service> Inject for T {
 )]
 pub trait RootInjectable<C> {}
 
+/// The ids of the services a core service's default factory gets, from their types:
+/// `dependencies!(RootConfig, Discovery)`.
+macro_rules! dependencies {
+    ($($service:ty),* $(,)?) => {
+        &[$(<$service as $crate::plugin::Service>::ID),*]
+    };
+}
+pub(crate) use dependencies;
+
+/// Lists core services for the start-up checks (ids, scopes, dependencies), from the module
+/// that defines them; `root` marks the ones root services may inject:
+/// `register!(root RootLogger, Logger);`.
+macro_rules! register {
+    () => {};
+    (root $service:ty $(, $($rest:tt)*)?) => {
+        impl<C> $crate::plugin::RootInjectable<C> for $service {}
+        $crate::plugin::register!($service $(, $($rest)*)?);
+    };
+    ($service:ty $(, $($rest:tt)*)?) => {
+        ::inventory::submit! {
+            $crate::plugin::ServiceRegistration::of::<$service>(::core::file!(), ::core::line!())
+        }
+        $($crate::plugin::register!($($rest)*);)?
+    };
+}
+pub(crate) use register;
+
 /// What `#[backend_module]` implements: the module's plugin and id and how to build it.
 pub trait BackendModule: Send + Sync + Sized + 'static {
     /// The id of the plugin the module extends.
@@ -225,7 +258,7 @@ pub(crate) struct Registry {
     pub(crate) bound: Option<std::net::SocketAddr>,
     pub(crate) root: Instances,
     pub(crate) overrides: HashMap<TypeId, Override>,
-    pub(crate) metadata: crate::backend::InstanceMetadata,
+    pub(crate) metadata: InstanceMetadata,
 }
 
 /// The services of one plugin.
@@ -327,7 +360,7 @@ impl<'a> ServiceContext<'a> {
     }
 
     /// Metadata of this backend instance: its plugins and their modules.
-    pub fn instance_metadata(&self) -> &crate::backend::InstanceMetadata {
+    pub fn instance_metadata(&self) -> &InstanceMetadata {
         &self.registry.metadata
     }
 

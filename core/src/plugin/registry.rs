@@ -3,9 +3,9 @@
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
+use super::AuthPolicyKind;
 use super::{BackendPlugin, BoxFuture, ServiceContext};
 use crate::error::Result;
-use crate::http::AuthPolicyKind;
 
 /// One `#[inject]` dependency of a plugin: which field asks for which service, and where.
 #[derive(Clone, Copy, Debug)]

@@ -667,7 +667,7 @@ impl Scheduler {
             }
             // Scheduled by another instance only: the shared table still knows it.
             Err(not_here) => match real.global.trigger(id, now_ms()).await {
-                Err(e) if e.kind() == crate::ErrorKind::NotFound => Err(not_here),
+                Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Err(not_here),
                 other => other,
             },
         }
@@ -752,7 +752,10 @@ fn running(id: &str) -> Error {
 impl Service for Scheduler {
     type Scope = PluginScoped;
     const ID: &'static str = "core.scheduler";
-    const DEPENDENCIES: &'static [&'static str] = &["core.rootDatabaseManager", "core.lifecycle"];
+    const DEPENDENCIES: &'static [&'static str] = crate::plugin::dependencies!(
+        crate::database::DatabaseManager,
+        crate::lifecycle::Lifecycle
+    );
 
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
@@ -795,6 +798,8 @@ impl FromStr for TaskScope {
         }
     }
 }
+
+crate::plugin::register!(Scheduler);
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde_json::{Value, json};
 
-use crate::Cache;
+use crate::cache::Cache;
 use crate::cache::CacheManager;
 use crate::config::RootConfig;
 use crate::error::{Error, Result};
@@ -68,7 +68,7 @@ impl TestCache {
     fn new(url: Option<String>) -> TestCache {
         TestCache {
             url,
-            prefix: format!("bt{}_", &crate::http::log_id()[..10]),
+            prefix: format!("bt{}_", &crate::error::log_id()[..10]),
         }
     }
 

@@ -77,7 +77,7 @@ impl fmt::Debug for TestDatabase {
 
 impl TestDatabase {
     fn new(engine: Engine, url: Option<String>) -> Self {
-        let prefix = format!("bt{}_", &crate::http::log_id()[..10]);
+        let prefix = format!("bt{}_", &crate::error::log_id()[..10]);
         TestDatabase {
             engine,
             url,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::Auth;
+use crate::auth::Auth;
 use crate::auth::{
     AccessRestrictions, AuthenticateOptions, Authenticator, Credentials, Principal, Service,
     StaticTokens, User,
@@ -361,8 +361,8 @@ pub fn auth() -> Auth {
 /// assert!(scheduler.trigger_task("refresh").await.is_err(), "no plugin scheduled it here");
 /// # Ok(()) }
 /// ```
-pub fn scheduler() -> crate::Scheduler {
-    crate::Scheduler::manual()
+pub fn scheduler() -> crate::scheduler::Scheduler {
+    crate::scheduler::Scheduler::manual()
 }
 
 /// Permissions that allow everything, whoever asks.
@@ -370,8 +370,8 @@ pub fn scheduler() -> crate::Scheduler {
 /// ```
 /// let permissions = backstage::testing::mock::permissions_allow_all();
 /// ```
-pub fn permissions_allow_all() -> crate::Permissions {
-    crate::Permissions::allow_all()
+pub fn permissions_allow_all() -> crate::permissions::Permissions {
+    crate::permissions::Permissions::allow_all()
 }
 
 /// Permissions that deny everything, whoever asks.
@@ -379,6 +379,6 @@ pub fn permissions_allow_all() -> crate::Permissions {
 /// ```
 /// let permissions = backstage::testing::mock::permissions_deny_all();
 /// ```
-pub fn permissions_deny_all() -> crate::Permissions {
-    crate::Permissions::deny_all()
+pub fn permissions_deny_all() -> crate::permissions::Permissions {
+    crate::permissions::Permissions::deny_all()
 }

@@ -70,7 +70,7 @@ impl TestBackendBuilder {
     /// Replaces service `S` with `instance` (a mock of your own, say).
     #[track_caller]
     pub fn service<S: Service>(mut self, instance: S) -> Self {
-        if std::any::TypeId::of::<S>() == std::any::TypeId::of::<crate::Auth>() {
+        if std::any::TypeId::of::<S>() == std::any::TypeId::of::<crate::auth::Auth>() {
             self.mock_auth = false;
         }
         self.builder = self.builder.service(instance);
@@ -84,7 +84,7 @@ impl TestBackendBuilder {
         S: Service,
         F: for<'a> Fn(&'a ServiceContext<'_>) -> BoxFuture<'a, Result<S>> + Send + Sync + 'static,
     {
-        if std::any::TypeId::of::<S>() == std::any::TypeId::of::<crate::Auth>() {
+        if std::any::TypeId::of::<S>() == std::any::TypeId::of::<crate::auth::Auth>() {
             self.mock_auth = false;
         }
         self.builder = self.builder.factory(factory);
