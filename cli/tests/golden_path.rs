@@ -47,6 +47,8 @@ fn cargo(dir: &Path) -> Command {
     command
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", target_dir())
+        // This workspace's dev profile: line tables, not full debug info, in the app too.
+        .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
         .env_remove("RUSTFLAGS");
     command
 }
@@ -291,6 +293,7 @@ fn the_plugin_runs_alone_with_a_development_user_and_keeps_its_data() {
                 .args(["start", "--no-watch"])
                 .current_dir(&plugin)
                 .env("CARGO_TARGET_DIR", target_dir())
+                .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
                 .env("APP_CONFIG_backend_listen_port", "0"),
         )
     };
@@ -352,6 +355,7 @@ fn the_development_server_restarts_when_the_config_changes() {
             .arg("start")
             .current_dir(&plugin)
             .env("CARGO_TARGET_DIR", target_dir())
+            .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
             .env("APP_CONFIG_backend_listen_port", "0"),
     );
     let first = server.port;
