@@ -179,6 +179,7 @@ pub(super) async fn boot(
         })
         .collect();
     backend.plugin_instances = instances.clone();
+    let body_limit = backend.shared.policies.body_limit;
     let extension_points = linked_extension_points();
     let pending: Arc<Mutex<BTreeSet<&'static str>>> =
         Arc::new(Mutex::new(plugins.iter().map(|p| p.id).collect()));
@@ -195,6 +196,7 @@ pub(super) async fn boot(
                     extension_points,
                     instances,
                     policies,
+                    body_limit,
                 )
                 .await;
                 pending
@@ -340,6 +342,7 @@ async fn boot_plugin(
     extension_points: &[&ExtensionPointRegistration],
     instances: &PluginInstances,
     policies: &BootPolicies,
+    body_limit: usize,
 ) -> Result<Router> {
     let ctx = ServiceContext {
         registry,
@@ -386,45 +389,22 @@ async fn boot_plugin(
             router.merge(guarded)
         })?;
     }
-    // Backstage's scheduler endpoints, behind the plugin's default auth policy.
-    let scheduler = guard(
-        scheduler_routes(ctx.get::<crate::scheduler::Scheduler>().await?),
-        &gate,
-    );
+    // Backstage's scheduler endpoints, behind the plugin's default auth policy, and its auth
+    // endpoints (public keys, user cookie), which apply their own.
+    let scheduler = ctx.get::<crate::scheduler::Scheduler>().await?;
+    let scheduler = guard(crate::scheduler::endpoints::router(scheduler), &gate);
     router = catch_router_panic("the scheduler endpoints", || router.merge(scheduler))?;
-    // Backstage's auth endpoints: the plugin's public keys (open to all) and the user cookie.
     let auth = ctx.get::<crate::auth::Auth>().await?;
     if let Some(database) = instances.instances.existing::<crate::database::Database>() {
         auth.share_database(database);
     }
-    let cookie_gate = gate.clone();
-    let auth_routes = Router::new()
-        .route(
-            "/.backstage/auth/v1/jwks.json",
-            axum::routing::get(move || {
-                let auth = auth.clone();
-                async move {
-                    match auth.list_public_service_keys().await {
-                        Ok(keys) => axum::Json(serde_json::json!({ "keys": keys })).into_response(),
-                        Err(e) => e.into_response(),
-                    }
-                }
-            }),
-        )
-        .route(
-            "/.backstage/auth/v1/cookie",
-            axum::routing::get({
-                let gate = cookie_gate.clone();
-                move |request: axum::extract::Request| gate.clone().cookie(request)
-            })
-            .delete(move |request: axum::extract::Request| cookie_gate.clone().cookie(request)),
-        );
+    let http_auth = ctx.get::<crate::auth::HttpAuth>().await?;
+    let auth_routes = crate::auth::endpoints::router(auth, http_auth);
     router = catch_router_panic("the auth endpoints", || router.merge(auth_routes))?;
     // An unknown path, or a known path with another method: the path policies first, then 404
     // NotFoundError (Backstage's Express routers answer a wrong method with 404 too).
     let fallback_gate = gate.clone();
     let method_gate = gate;
-    let body_limit = crate::http::policies::HttpPolicies::from_config(&registry.config)?.body_limit;
     Ok(router
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .fallback(move |request: axum::extract::Request| fallback_gate.clone().not_found(request))
@@ -449,41 +429,6 @@ fn guard(router: Router, gate: &Gate) -> Router {
             }
         },
     ))
-}
-
-/// `GET /.backstage/scheduler/v1/tasks` lists the plugin's tasks; `POST
-/// /.backstage/scheduler/v1/tasks/{id}/trigger` runs one now (404 unknown, 409 running).
-fn scheduler_routes(scheduler: crate::scheduler::Scheduler) -> Router {
-    let list = scheduler.clone();
-    Router::new()
-        .route(
-            "/.backstage/scheduler/v1/tasks",
-            axum::routing::get(move || {
-                let list = list.clone();
-                async move {
-                    match list.describe_tasks().await {
-                        Ok(tasks) => {
-                            axum::Json(serde_json::json!({ "tasks": tasks })).into_response()
-                        }
-                        Err(e) => e.into_response(),
-                    }
-                }
-            }),
-        )
-        .route(
-            "/.backstage/scheduler/v1/tasks/{id}/trigger",
-            axum::routing::post(
-                move |axum::extract::Path(id): axum::extract::Path<String>| {
-                    let scheduler = scheduler.clone();
-                    async move {
-                        match scheduler.trigger_task(&id).await {
-                            Ok(()) => axum::http::StatusCode::OK.into_response(),
-                            Err(e) => e.into_response(),
-                        }
-                    }
-                },
-            ),
-        )
 }
 
 async fn boot_module(

@@ -7,19 +7,17 @@
 use std::any::{Any, TypeId};
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::RootConfig;
 use crate::discovery::Listen;
 use crate::error::{Error, Result};
 use crate::http::connection::{Control, Phase};
-use crate::http::dispatch::{Dispatcher, Shared};
-use crate::http::policies::HttpPolicies;
-use crate::http::serve::{self, ServerSettings};
+use crate::http::dispatch::Shared;
+use crate::http::serve::{self, Server};
 use crate::lifecycle::{Lifecycle, RootHealth, RootLifecycle};
 use crate::plugin::registry::{
     linked_extension_points, linked_modules, linked_overrides, linked_plugins, linked_services,
@@ -385,15 +383,13 @@ impl BackendBuilder {
         })?;
         let config = self.config.unwrap_or_else(RootConfig::empty);
         let policies = boot::BootPolicies::from_config(&config, self.all_linked)?;
-        let server_settings = ServerSettings::from_config(&config)?;
-        let http_policies = HttpPolicies::from_config(&config)?;
-        let cors = crate::http::policies::cors(&config)?;
+        let server = Server::from_config(&config)?;
         let shutdown_delay =
             crate::config::duration(&config, "backend.lifecycle.serverShutdownDelay")?
                 .unwrap_or_default();
 
         let listen = Listen::from_config(&config)?;
-        let listener = bind(&listen).await?;
+        let listener = serve::bind(&listen).await?;
         let addr = listener
             .local_addr()
             .map_err(|e| Error::internal(format!("cannot read the bound address: {e}")))?;
@@ -411,27 +407,7 @@ impl BackendBuilder {
         };
         let health = root_ctx.get::<RootHealth>().await?;
         let (started_tx, started_rx) = tokio::sync::watch::channel(false);
-        let shared = Arc::new(Shared {
-            health,
-            routes: OnceLock::new(),
-            policies: http_policies,
-            started: started_rx,
-            shutting_down: std::sync::atomic::AtomicBool::new(false),
-        });
-        let control = Control::new();
-        let dispatcher = Dispatcher {
-            shared: shared.clone(),
-        };
-        let service = match cors {
-            Some(cors) => tower::util::Either::Left(tower::Layer::layer(&cors, dispatcher)),
-            None => tower::util::Either::Right(dispatcher),
-        };
-        let server = tokio::spawn(serve::serve(
-            listener,
-            service,
-            server_settings,
-            control.clone(),
-        ));
+        let running = server.start(listener, health, started_rx);
         // Backstage's words: `Listening on :7007` when no host is configured.
         match listen.host.as_str() {
             host if host.contains(':') => tracing::info!("Listening on [{host}]:{}", addr.port()),
@@ -448,11 +424,11 @@ impl BackendBuilder {
         let mut backend = Backend {
             addr,
             plugins: ids,
-            shared,
+            shared: running.shared,
             registry: registry.clone(),
             plugin_instances: Vec::new(),
-            control: Some(control),
-            server: Some(server),
+            control: Some(running.control),
+            server: Some(running.task),
             started: started_tx,
             shutdown_delay,
         };
@@ -489,33 +465,6 @@ fn list_or_none(items: &[impl AsRef<str>]) -> String {
 const NO_PLUGINS: &str = "No plugins are linked into this backend yet. Create one with \
 `cargo backstage new backend-plugin --id <id>`, which also links it here; a plugin crate counts only when the binary names it: \
 add the crate as a dependency and write `use carmen_backend as _;` (with your crate's name) in main.rs";
-
-async fn bind(listen: &Listen) -> Result<TcpListener> {
-    let candidates: Vec<String> = if listen.host.is_empty() {
-        vec![
-            format!("[::]:{}", listen.port),
-            format!("0.0.0.0:{}", listen.port),
-        ]
-    } else if listen.host.contains(':') {
-        vec![format!("[{}]:{}", listen.host, listen.port)]
-    } else {
-        vec![format!("{}:{}", listen.host, listen.port)]
-    };
-    let mut last_error = None;
-    for candidate in &candidates {
-        match TcpListener::bind(candidate).await {
-            Ok(listener) => return Ok(listener),
-            Err(e) => {
-                last_error = Some(format!(
-                    "cannot listen on {candidate} (backend.listen): {e}"
-                ))
-            }
-        }
-    }
-    Err(Error::internal(
-        last_error.unwrap_or_else(|| "no address to listen on".to_owned()),
-    ))
-}
 
 /// A future that completes on SIGINT or SIGTERM. The handlers are installed when this is
 /// called, not when it is first polled, so a signal that arrives during start-up is not lost.

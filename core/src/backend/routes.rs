@@ -25,35 +25,6 @@ pub(crate) struct MountedRoute {
     pub(crate) source: String,
 }
 
-/// The endpoints the backend adds to every plugin, relative to the plugin's base path.
-pub(crate) const PLUGIN_ENDPOINTS: &[(&str, &str, AuthPolicyKind)] = &[
-    (
-        "GET",
-        "/.backstage/auth/v1/jwks.json",
-        AuthPolicyKind::Unauthenticated,
-    ),
-    (
-        "GET",
-        "/.backstage/auth/v1/cookie",
-        AuthPolicyKind::UserCookie,
-    ),
-    (
-        "DELETE",
-        "/.backstage/auth/v1/cookie",
-        AuthPolicyKind::UserCookie,
-    ),
-    (
-        "GET",
-        "/.backstage/scheduler/v1/tasks",
-        AuthPolicyKind::Default,
-    ),
-    (
-        "POST",
-        "/.backstage/scheduler/v1/tasks/{id}/trigger",
-        AuthPolicyKind::Default,
-    ),
-];
-
 /// The backend's own endpoints outside `/api`.
 const ROOT_ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/.backstage/health/v1/liveness"),
@@ -87,7 +58,10 @@ pub(crate) fn mounted_routes(
                 }
             }
         }
-        for (method, path, auth) in PLUGIN_ENDPOINTS {
+        let endpoints = crate::auth::endpoints::ENDPOINTS
+            .iter()
+            .chain(crate::scheduler::endpoints::ENDPOINTS);
+        for (method, path, auth) in endpoints {
             table.push(MountedRoute {
                 method,
                 path: format!("{base}{path}"),

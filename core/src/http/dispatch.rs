@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 use serde::Serialize;
 use tower::{Service, ServiceExt};
 
-use super::policies::Verdict;
+use super::rate_limit::Verdict;
 use crate::error::{Error, ErrorReport};
 use crate::lifecycle::RootHealth;
 use crate::plugin::BoxFuture;
@@ -162,7 +162,7 @@ impl Shared {
         response
     }
 
-    fn rate_limits_for(&self, path: &str) -> Vec<&super::policies::RateLimit> {
+    fn rate_limits_for(&self, path: &str) -> Vec<&super::rate_limit::RateLimit> {
         let limits = &self.policies.rate_limits;
         let mut found = Vec::new();
         if let Some(global) = &limits.global {

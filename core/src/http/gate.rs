@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
-use super::policy::{PathPolicy, policy_for};
+use super::path_policy::{PathPolicy, policy_for};
 use super::{Allow, AuthPolicyKind};
 use crate::auth::{HttpAuth, RequestAuth};
 use crate::error::{Error, ErrorKind, ErrorReport, Result};
@@ -109,38 +109,6 @@ impl Gate {
 
     /// Answers a path no route matched: the path policies first (so anonymous callers get 401),
     /// then 404 `NotFoundError`.
-    /// The user cookie endpoints (`/.backstage/auth/v1/cookie`): GET issues the cookie for the
-    /// caller's bearer user token (`{"expiresAt": ...}`), DELETE clears it (204). Behind the
-    /// `user-cookie` policy, as in Backstage.
-    pub(crate) async fn cookie(self, request: Request) -> Response {
-        let (mut parts, _body) = request.into_parts();
-        if let Err(response) = self.require(&mut parts, true).await {
-            return response;
-        }
-        let delete = parts.method == http::Method::DELETE;
-        let none = crate::auth::Credentials::none();
-        let issued = self
-            .http_auth
-            .issue_user_cookie(&parts.headers, delete.then_some(&none))
-            .await;
-        let cookie = match issued {
-            Ok(cookie) => cookie,
-            Err(e) => return e.into_response(),
-        };
-        let mut response = if delete {
-            http::StatusCode::NO_CONTENT.into_response()
-        } else {
-            let expires = humantime::format_rfc3339_millis(cookie.expires_at).to_string();
-            axum::Json(serde_json::json!({ "expiresAt": expires })).into_response()
-        };
-        if let Some(set_cookie) = cookie.set_cookie {
-            response
-                .headers_mut()
-                .insert(http::header::SET_COOKIE, set_cookie);
-        }
-        response
-    }
-
     pub(crate) async fn not_found(self, request: Request) -> Response {
         let (mut parts, _body) = request.into_parts();
         if let Err(response) = self.check_path(&mut parts).await {

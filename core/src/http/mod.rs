@@ -24,15 +24,18 @@ use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
 
 pub(crate) mod connection;
+pub(crate) mod cors;
 pub(crate) mod dispatch;
 pub(crate) mod gate;
+mod path_policy;
 pub(crate) mod policies;
-mod policy;
+pub(crate) mod rate_limit;
+mod security_headers;
 pub(crate) mod serve;
 mod timer;
 
 pub use crate::plugin::AuthPolicyKind;
-pub use policy::PathPolicy;
+pub use path_policy::PathPolicy;
 
 /// What a path policy allows, as in Backstage's `addAuthPolicy({ path, allow })`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -16,10 +16,99 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use super::connection::{self, Activity, Control, IdleLimits, Phase, Tracked};
+use super::dispatch::{Dispatcher, Shared};
+use super::policies::HttpPolicies;
+use crate::discovery::Listen;
+use crate::lifecycle::RootHealth;
 
 use crate::config::RootConfig;
 use crate::error::{Error, Result};
 use std::convert::Infallible;
+
+/// The backend's HTTP server as the config describes it, read once: how connections are served
+/// (`backend.server`, `backend.https`), what every request passes (security headers, limits,
+/// rate limits) and CORS (`backend.cors`).
+pub(crate) struct Server {
+    settings: ServerSettings,
+    policies: HttpPolicies,
+    cors: Option<tower_http::cors::CorsLayer>,
+}
+
+/// A server that serves: what the backend routes requests through, and how it stops it.
+pub(crate) struct Running {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) control: Arc<Control>,
+    pub(crate) task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub(crate) fn from_config(config: &RootConfig) -> Result<Self> {
+        Ok(Server {
+            settings: ServerSettings::from_config(config)?,
+            policies: HttpPolicies::from_config(config)?,
+            cors: super::cors::cors(config)?,
+        })
+    }
+
+    /// Serves on `listener`: health answers at once, plugin routes once the backend hands them
+    /// over (`Shared::routes`) and `started` turns true.
+    pub(crate) fn start(
+        self,
+        listener: TcpListener,
+        health: RootHealth,
+        started: watch::Receiver<bool>,
+    ) -> Running {
+        let shared = Arc::new(Shared {
+            health,
+            routes: std::sync::OnceLock::new(),
+            policies: self.policies,
+            started,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
+        });
+        let control = Control::new();
+        let dispatcher = Dispatcher {
+            shared: shared.clone(),
+        };
+        let service = match self.cors {
+            Some(cors) => tower::util::Either::Left(tower::Layer::layer(&cors, dispatcher)),
+            None => tower::util::Either::Right(dispatcher),
+        };
+        let task = tokio::spawn(serve(listener, service, self.settings, control.clone()));
+        Running {
+            shared,
+            control,
+            task,
+        }
+    }
+}
+
+/// A listener at `backend.listen`; with no host, every interface (IPv6 and IPv4, else IPv4).
+pub(crate) async fn bind(listen: &Listen) -> Result<TcpListener> {
+    let candidates: Vec<String> = if listen.host.is_empty() {
+        vec![
+            format!("[::]:{}", listen.port),
+            format!("0.0.0.0:{}", listen.port),
+        ]
+    } else if listen.host.contains(':') {
+        vec![format!("[{}]:{}", listen.host, listen.port)]
+    } else {
+        vec![format!("{}:{}", listen.host, listen.port)]
+    };
+    let mut last_error = None;
+    for candidate in &candidates {
+        match TcpListener::bind(candidate).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => {
+                last_error = Some(format!(
+                    "cannot listen on {candidate} (backend.listen): {e}"
+                ))
+            }
+        }
+    }
+    Err(Error::internal(
+        last_error.unwrap_or_else(|| "no address to listen on".to_owned()),
+    ))
+}
 
 /// Node's default `maxHeaderSize`.
 const DEFAULT_MAX_HEADER_SIZE: usize = 16 * 1024;
@@ -146,7 +235,7 @@ const HTTP2_PING: Duration = Duration::from_secs(20);
 
 /// Serves `service` on `listener` until `control` enters [`Phase::Closing`]; then stops
 /// accepting, lets in-flight requests finish for at most the grace period, and returns.
-pub(crate) async fn serve<S>(
+async fn serve<S>(
     listener: TcpListener,
     service: S,
     settings: ServerSettings,
