@@ -13,6 +13,7 @@ mod common;
 mod extension_point;
 mod fallback;
 mod ids;
+mod item_fn;
 mod migrations;
 mod module;
 mod plugin;

@@ -56,6 +56,57 @@ impl syn::parse::Parse for Arg {
     }
 }
 
+/// Checks `args` against the names a macro takes: each unknown name is an error that lists
+/// `usage` (and the nearest known name), each name given twice is an error. Whether an unknown
+/// name was found, so that "missing argument" errors are not piled on top.
+pub(crate) fn check_names(
+    args: &[Arg],
+    known: &[&str],
+    macro_name: &str,
+    usage: &str,
+    errors: &mut crate::common::Errors,
+) -> bool {
+    let mut seen: Vec<String> = Vec::new();
+    let mut unknown = false;
+    for arg in args {
+        let name = arg.name.to_string();
+        if !known.contains(&name.as_str()) {
+            unknown = true;
+            let hint = match crate::common::closest(&name, known) {
+                Some(c) => format!("; did you mean `{c}`?"),
+                None => String::new(),
+            };
+            errors.at(
+                &arg.name,
+                format!("unknown argument `{name}` of #[{macro_name}]: {usage}{hint}"),
+            );
+        } else if seen.contains(&name) {
+            errors.at(&arg.name, format!("`{name}` is given twice"));
+        }
+        seen.push(name);
+    }
+    unknown
+}
+
+/// The string value of argument `name`, or an error saying it takes one.
+pub(crate) fn string_arg<'a>(
+    args: &'a [Arg],
+    name: &str,
+    errors: &mut crate::common::Errors,
+) -> Option<&'a syn::LitStr> {
+    let arg = args.iter().find(|a| a.name == name)?;
+    match &arg.value {
+        Value::Str(s) => Some(s),
+        _ => {
+            errors.at(
+                &arg.name,
+                format!("`{name}` takes a string: `{name} = \"...\"`"),
+            );
+            None
+        }
+    }
+}
+
 pub(crate) struct Field {
     pub(crate) ident: syn::Ident,
     pub(crate) ty: syn::Type,

@@ -4,8 +4,8 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::parse::Parser;
 
-use crate::common::{Errors, check_id, closest};
-use crate::structs::{Arg, Value};
+use crate::common::{Errors, check_id};
+use crate::structs::{Arg, check_names, string_arg};
 
 pub(crate) fn extension_point(attr: TokenStream, item: TokenStream) -> TokenStream {
     let parsed =
@@ -19,8 +19,8 @@ pub(crate) fn extension_point(attr: TokenStream, item: TokenStream) -> TokenStre
             return quote! { #error #item };
         }
         (_, Err(_)) => {
-            let error = syn::Error::new(
-                proc_macro2::Span::call_site(),
+            let error = syn::Error::new_spanned(
+                &item,
                 "#[extension_point] goes on a struct or enum that the plugin shares with its modules",
             )
             .to_compile_error();
@@ -48,45 +48,23 @@ struct Settings {
 
 fn validate(args: &[Arg], attr: &TokenStream, input: &syn::DeriveInput) -> syn::Result<Settings> {
     let mut errors = Errors::default();
-    let mut settings = Settings {
-        plugin: String::new(),
-        module: None,
-        id: None,
-    };
-    let mut has_plugin = false;
-    for arg in args {
-        let name = arg.name.to_string();
-        match (name.as_str(), &arg.value) {
-            ("plugin", Value::Str(s)) => {
-                check_id(s, "plugin", "plugin", &mut errors);
-                settings.plugin = s.value();
-                has_plugin = true;
-            }
-            ("module", Value::Str(s)) => {
-                check_id(s, "module", "module", &mut errors);
-                settings.module = Some(s.value());
-            }
-            ("id", Value::Str(s)) => settings.id = Some(s.value()),
-            ("plugin" | "module" | "id", _) => errors.at(
-                &arg.name,
-                format!("`{name}` takes a string: `{name} = \"...\"`"),
-            ),
-            _ => {
-                let hint = match closest(&name, &["plugin", "module", "id"]) {
-                    Some(c) => format!("; did you mean `{c}`?"),
-                    None => String::new(),
-                };
-                errors.at(
-                    &arg.name,
-                    format!("unknown argument `{name}` of #[extension_point]: the arguments are `plugin = \"...\"`, `module = \"...\"` and `id = \"...\"`{hint}"),
-                );
-            }
-        }
+    let unknown = check_names(
+        args,
+        &["plugin", "module", "id"],
+        "extension_point",
+        "the arguments are `plugin = \"...\"`, `module = \"...\"` and `id = \"...\"`",
+        &mut errors,
+    );
+    let plugin = string_arg(args, "plugin", &mut errors);
+    let module = string_arg(args, "module", &mut errors);
+    let id = string_arg(args, "id", &mut errors);
+    if let Some(plugin) = plugin {
+        check_id(plugin, "plugin", "plugin", &mut errors);
     }
-    let unknown = args
-        .iter()
-        .any(|a| !["plugin", "module", "id"].contains(&a.name.to_string().as_str()));
-    if !has_plugin && !unknown {
+    if let Some(module) = module {
+        check_id(module, "module", "module", &mut errors);
+    }
+    if plugin.is_none() && !unknown && !args.iter().any(|a| a.name == "plugin") {
         let message = "#[extension_point] needs the id of the plugin that owns it: `#[extension_point(plugin = \"carmen\")]`";
         if attr.is_empty() {
             errors.at(&input.ident, message)
@@ -100,7 +78,11 @@ fn validate(args: &[Arg], attr: &TokenStream, input: &syn::DeriveInput) -> syn::
             "an extension point cannot be generic: each plugin has exactly one instance of it",
         );
     }
-    errors.finish().map(|()| settings)
+    errors.finish().map(|()| Settings {
+        plugin: plugin.map(syn::LitStr::value).unwrap_or_default(),
+        module: module.map(syn::LitStr::value),
+        id: id.map(syn::LitStr::value),
+    })
 }
 
 fn expand(input: &syn::DeriveInput, settings: &Settings) -> TokenStream {

@@ -3,9 +3,12 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::common::{Errors, check_id, closest};
+use crate::common::{Errors, check_id};
 use crate::fallback;
-use crate::structs::{self, Model, constructor, dependency_table, owner_checks, validate_struct};
+use crate::structs::{
+    self, Model, check_names, constructor, dependency_table, owner_checks, string_arg,
+    validate_struct,
+};
 
 pub(crate) fn backend_module(attr: TokenStream, item: TokenStream) -> TokenStream {
     let model = match structs::parse(
@@ -36,41 +39,29 @@ pub(crate) fn backend_module(attr: TokenStream, item: TokenStream) -> TokenStrea
 /// The rules: both ids given, each lowercase words joined by dashes.
 fn validate(model: &Model) -> syn::Result<(String, String)> {
     let mut errors = Errors::default();
-    let (mut plugin, mut id) = (None, None);
-    for arg in &model.args {
-        let name = arg.name.to_string();
-        match (name.as_str(), arg.value.str()) {
-            ("plugin", Some(s)) => {
-                check_id(s, "plugin", "plugin", &mut errors);
-                plugin = Some(s.value());
-            }
-            ("id", Some(s)) => {
-                check_id(s, "module", "id", &mut errors);
-                id = Some(s.value());
-            }
-            ("plugin" | "id", None) => errors.at(
-                &arg.name,
-                format!("`{name}` takes a string: `{name} = \"...\"`"),
-            ),
-            _ => {
-                let hint = match closest(&name, &["plugin", "id"]) {
-                    Some(c) => format!("; did you mean `{c}`?"),
-                    None => String::new(),
-                };
-                errors.at(
-                    &arg.name,
-                    format!("unknown argument `{name}` of #[backend_module]: the arguments are `plugin = \"...\"` and `id = \"...\"`{hint}"),
-                );
-            }
-        }
+    let unknown = check_names(
+        &model.args,
+        &["plugin", "id"],
+        "backend_module",
+        "the arguments are `plugin = \"...\"` and `id = \"...\"`",
+        &mut errors,
+    );
+    let plugin = string_arg(&model.args, "plugin", &mut errors);
+    let id = string_arg(&model.args, "id", &mut errors);
+    if let Some(plugin) = plugin {
+        check_id(plugin, "plugin", "plugin", &mut errors);
     }
-    if plugin.is_none() || id.is_none() {
+    if let Some(id) = id {
+        check_id(id, "module", "id", &mut errors);
+    }
+    if (plugin.is_none() || id.is_none()) && !unknown {
         errors.span(
             model.attr_span,
             "#[backend_module] needs the id of the plugin it extends and its own id: `#[backend_module(plugin = \"carmen\", id = \"my-module\")]`",
         );
     }
     validate_struct(model, "module", &mut errors);
+    let (plugin, id) = (plugin.map(syn::LitStr::value), id.map(syn::LitStr::value));
     errors
         .finish()
         .map(|()| (plugin.unwrap_or_default(), id.unwrap_or_default()))

@@ -1,7 +1,7 @@
 //! The rules of `#[backend_plugin]`, each reported at the user's tokens.
 
-use crate::common::{Errors, check_id, closest};
-use crate::structs::{Model, validate_struct};
+use crate::common::{Errors, check_id};
+use crate::structs::{Model, check_names, string_arg, validate_struct};
 
 /// The plugin id, if given as a string.
 pub(crate) fn id(model: &Model) -> Option<String> {
@@ -15,38 +15,20 @@ pub(crate) fn id(model: &Model) -> Option<String> {
 
 pub(crate) fn validate(model: &Model) -> syn::Result<()> {
     let mut errors = Errors::default();
-    let mut seen_id = false;
-    let mut unknown = false;
-    for arg in &model.args {
-        if arg.name == "id" {
-            if seen_id {
-                errors.at(&arg.name, "`id` is given twice; a plugin has one id");
-            }
-            seen_id = true;
-            match arg.value.str() {
-                Some(s) => check_id(s, "plugin", "id", &mut errors),
-                None => errors.at(
-                    &arg.name,
-                    "the plugin id is a string literal: `id = \"my-plugin\"`",
-                ),
-            }
-        } else {
-            let hint = match closest(&arg.name.to_string(), &["id"]) {
-                Some(c) => format!("; did you mean `{c}`?"),
-                None => String::new(),
-            };
-            unknown = true;
-            errors.at(
-                &arg.name,
-                format!("unknown argument `{}` of #[backend_plugin]: the only argument is `id = \"my-plugin\"`{hint}", arg.name),
-            );
-        }
-    }
-    if !seen_id && !unknown {
-        errors.span(
+    let unknown = check_names(
+        &model.args,
+        &["id"],
+        "backend_plugin",
+        "the only argument is `id = \"my-plugin\"`",
+        &mut errors,
+    );
+    match string_arg(&model.args, "id", &mut errors) {
+        Some(id) => check_id(id, "plugin", "id", &mut errors),
+        None if !unknown && !model.args.iter().any(|a| a.name == "id") => errors.span(
             model.attr_span,
             "#[backend_plugin] needs the plugin's id: `#[backend_plugin(id = \"my-plugin\")]`",
-        );
+        ),
+        None => {}
     }
     validate_struct(model, "plugin", &mut errors);
     errors.finish()

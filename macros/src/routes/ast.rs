@@ -3,7 +3,9 @@
 //! tracing-attributes' `MaybeItemFn` does), so a mistake inside a handler is reported by rustc
 //! alone, once, and never stops this macro.
 
-use proc_macro2::{Delimiter, Group, TokenStream};
+use proc_macro2::TokenStream;
+
+pub(crate) use crate::item_fn::FnItem;
 use quote::{ToTokens, TokenStreamExt};
 use syn::parse::{Parse, ParseStream};
 
@@ -27,14 +29,6 @@ pub(crate) enum ImplItem {
     Fn(Box<FnItem>),
     /// Anything else (a const, a type, a macro call): passed through.
     Other(Box<syn::ImplItem>),
-}
-
-/// A method whose body is tokens.
-pub(crate) struct FnItem {
-    pub(crate) attrs: Vec<syn::Attribute>,
-    pub(crate) vis: syn::Visibility,
-    pub(crate) sig: syn::Signature,
-    pub(crate) body: Group,
 }
 
 impl Parse for ImplBlock {
@@ -80,21 +74,7 @@ impl Parse for ImplItem {
         // A method is whatever reads as attributes, a visibility and a signature followed by
         // a braced body; the body is not looked into.
         let fork = input.fork();
-        let method = (|| -> syn::Result<FnItem> {
-            let attrs = fork.call(syn::Attribute::parse_outer)?;
-            let vis = fork.parse()?;
-            let sig = fork.parse()?;
-            let body: Group = fork.parse()?;
-            if body.delimiter() != Delimiter::Brace {
-                return Err(syn::Error::new(body.span(), "expected a method body"));
-            }
-            Ok(FnItem {
-                attrs,
-                vis,
-                sig,
-                body,
-            })
-        })();
+        let method = fork.parse::<FnItem>();
         match method {
             Ok(method) => {
                 syn::parse::discouraged::Speculative::advance_to(input, &fork);
@@ -126,14 +106,5 @@ impl ToTokens for ImplBlock {
                 }
             }
         });
-    }
-}
-
-impl ToTokens for FnItem {
-    fn to_tokens(&self, tokens: &mut TokenStream) {
-        tokens.append_all(&self.attrs);
-        self.vis.to_tokens(tokens);
-        self.sig.to_tokens(tokens);
-        self.body.to_tokens(tokens);
     }
 }

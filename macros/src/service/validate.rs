@@ -1,7 +1,7 @@
 //! The rules of `#[service]`.
 
-use crate::common::{Errors, closest};
-use crate::structs::{Model, Value, validate_struct};
+use crate::common::Errors;
+use crate::structs::{Model, Value, check_names, validate_struct};
 
 /// What the arguments say.
 pub(crate) struct Settings {
@@ -26,13 +26,15 @@ pub(crate) fn validate(model: &Model) -> syn::Result<Settings> {
         lazy: false,
         init: None,
     };
-    let mut seen = Vec::new();
+    check_names(
+        &model.args,
+        ARGUMENTS,
+        "service",
+        "the arguments are `scope = \"plugin\" | \"root\"`, `id = \"...\"`, `provides = dyn Trait`, `lazy` and `init = method`",
+        &mut errors,
+    );
     for arg in &model.args {
         let name = arg.name.to_string();
-        if seen.contains(&name) {
-            errors.at(&arg.name, format!("`{name}` is given twice"));
-        }
-        seen.push(name.clone());
         match (name.as_str(), &arg.value) {
             ("scope", Value::Str(s)) => match s.value().as_str() {
                 "plugin" => settings.root = false,
@@ -61,16 +63,8 @@ pub(crate) fn validate(model: &Model) -> syn::Result<Settings> {
             ("scope" | "id", _) => errors.at(&arg.name, format!("`{name}` takes a string: `{name} = \"...\"`")),
             ("provides", _) => errors.at(&arg.name, "`provides` takes the type it implements: `provides = dyn MyTrait`"),
             ("lazy", _) => errors.at(&arg.name, "`lazy` takes no value: write `lazy`"),
-            _ => {
-                let hint = match closest(&name, ARGUMENTS) {
-                    Some(c) => format!("; did you mean `{c}`?"),
-                    None => String::new(),
-                };
-                errors.at(
-                    &arg.name,
-                    format!("unknown argument `{name}` of #[service]: the arguments are `scope = \"plugin\" | \"root\"`, `id = \"...\"`, `provides = dyn Trait`, `lazy` and `init = method`{hint}"),
-                );
-            }
+            // Unknown names are reported by `check_names`.
+            _ => {}
         }
     }
     if settings.lazy
