@@ -44,7 +44,7 @@ impl Outside {
     }
 
     #[route(get, "/secret/{id}")]
-    async fn secret(&self, Path(id): Path<u32>, creds: Credentials<User>) -> Result<String> {
+    async fn secret(&self, Path(id): Path<u32>, creds: Credentials<UserPrincipal>) -> Result<String> {
         Err(Error::not_found(format!("no secret {id} for {}", creds.principal().user_entity_ref)))
     }
 }

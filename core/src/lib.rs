@@ -58,7 +58,8 @@ pub mod testing;
 pub use auth::AuthenticateOptions;
 pub use auth::{
     AccessRestrictions, Auth, Authenticator, BackstageUserInfo, Credentials, HttpAuth,
-    PluginClient, PluginRequestToken, Principal, Service, StaticTokens, User, UserCookie, UserInfo,
+    PluginClient, PluginRequestToken, Principal, ServicePrincipal, StaticTokens, UserCookie,
+    UserInfo, UserPrincipal,
 };
 pub use backend::{Backend, BackendBuilder, InstanceMetadata, start};
 pub use backstage_macros::{
@@ -100,8 +101,8 @@ pub mod prelude {
         Auth, Cache, Credentials, Discovery, Error, ErrorKind, Health, HttpAuth, HttpRouter,
         Lifecycle, Logger, Permissions, PluginClient, PluginConfig, PluginMetadata, Principal,
         Result, RootConfig, RootHealth, RootHttpRouter, RootLifecycle, RootLogger, Scheduler,
-        Secret, Service, User, UserInfo, backend_module, backend_plugin, extension_point, init,
-        route, routes, service, service_factory,
+        Secret, ServicePrincipal, UserInfo, UserPrincipal, backend_module, backend_plugin,
+        extension_point, init, route, routes, service, service_factory,
     };
     pub use axum::Json;
     pub use axum::extract::{Path, Query};

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, PluginScoped, Service as ServiceTrait, ServiceContext};
 
-use super::{Credentials, PrincipalType, Service, User, external, keys, tokens};
+use super::{Credentials, PrincipalType, ServicePrincipal, UserPrincipal, external, keys, tokens};
 
 /// A way to verify and issue tokens: what [`Auth`] delegates to. Implement it to replace token
 /// handling (for example in tests) and install it with
@@ -163,10 +163,10 @@ impl Auth {
     /// Whether `credentials` hold a principal of type `P`.
     ///
     /// ```
-    /// use backstage::{Auth, Credentials, StaticTokens, User, Service};
+    /// use backstage::{Auth, Credentials, ServicePrincipal, StaticTokens, UserPrincipal};
     /// let auth = Auth::new(StaticTokens::default());
-    /// assert!(auth.is_principal::<User>(&Credentials::user("user:default/a")));
-    /// assert!(!auth.is_principal::<Service>(&Credentials::user("user:default/a")));
+    /// assert!(auth.is_principal::<UserPrincipal>(&Credentials::user("user:default/a")));
+    /// assert!(!auth.is_principal::<ServicePrincipal>(&Credentials::user("user:default/a")));
     /// ```
     pub fn is_principal<P: PrincipalType>(&self, credentials: &Credentials) -> bool {
         P::select(credentials.any()).is_some()
@@ -179,7 +179,7 @@ impl Auth {
 
     /// This plugin's own service credentials, `plugin:<id>`: what a plugin calls other plugins
     /// with when it acts for itself.
-    pub fn own_service_credentials(&self) -> Credentials<Service> {
+    pub fn own_service_credentials(&self) -> Credentials<ServicePrincipal> {
         let subject = match self.plugin_id {
             Some(id) => format!("plugin:{id}"),
             None => "plugin:root".to_owned(),
@@ -206,7 +206,7 @@ impl Auth {
     /// The limited token of a user (the cookie token) and when it expires.
     pub async fn limited_user_token(
         &self,
-        credentials: &Credentials<User>,
+        credentials: &Credentials<UserPrincipal>,
     ) -> Result<(String, SystemTime)> {
         self.inner.limited_user_token(&credentials.erase()).await
     }

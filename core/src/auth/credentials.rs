@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 
 /// A user principal: the signed-in user a request is made for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct User {
+pub struct UserPrincipal {
     /// The user's entity ref, `user:default/alice`.
     pub user_entity_ref: String,
     /// The ownership entity refs the user's token carries (`ent` claim), if it carries them.
@@ -23,7 +23,7 @@ pub struct User {
 
 /// A service principal: another backend or plugin calling this one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Service {
+pub struct ServicePrincipal {
     /// Who is calling: `plugin:<id>`, `external:<subject>` or a configured static subject.
     pub subject: String,
     /// Plugins this caller is restricted to, when its token says so.
@@ -44,9 +44,9 @@ pub enum Principal {
     /// Nobody: a request without credentials on an `unauthenticated` route.
     None,
     /// A user.
-    User(User),
+    User(UserPrincipal),
     /// A service.
-    Service(Service),
+    Service(ServicePrincipal),
 }
 
 impl Principal {
@@ -60,7 +60,8 @@ impl Principal {
     }
 }
 
-/// A principal type a route may ask for: [`Principal`] (any), [`User`] or [`Service`].
+/// A principal type a route may ask for: [`Principal`] (any), [`UserPrincipal`] or
+/// [`ServicePrincipal`].
 pub trait PrincipalType: Send + Sync + 'static {
     /// Picks this type out of a principal, or `None` when the principal is of another type.
     fn select(principal: &Principal) -> Option<&Self>;
@@ -75,7 +76,7 @@ impl PrincipalType for Principal {
     const ALLOWS_NONE: bool = true;
 }
 
-impl PrincipalType for User {
+impl PrincipalType for UserPrincipal {
     fn select(principal: &Principal) -> Option<&Self> {
         match principal {
             Principal::User(user) => Some(user),
@@ -85,7 +86,7 @@ impl PrincipalType for User {
     const ALLOWS_NONE: bool = false;
 }
 
-impl PrincipalType for Service {
+impl PrincipalType for ServicePrincipal {
     fn select(principal: &Principal) -> Option<&Self> {
         match principal {
             Principal::Service(service) => Some(service),
@@ -97,14 +98,14 @@ impl PrincipalType for Service {
 
 /// The verified credentials of a request; `P` narrows the principal type.
 ///
-/// As a route parameter it is an extractor: `Credentials<User>` answers 403
+/// As a route parameter it is an extractor: `Credentials<UserPrincipal>` answers 403
 /// `This endpoint does not allow 'service' credentials` to a service, as Backstage does.
 ///
 /// ```
-/// use backstage::{Credentials, Principal, User};
+/// use backstage::{Credentials, Principal, UserPrincipal};
 ///
 /// let creds = Credentials::<Principal>::user("user:default/alice");
-/// let user: Credentials<User> = creds.narrow().unwrap();
+/// let user: Credentials<UserPrincipal> = creds.narrow().unwrap();
 /// assert_eq!(user.principal().user_entity_ref, "user:default/alice");
 /// ```
 pub struct Credentials<P: PrincipalType = Principal> {
@@ -198,7 +199,7 @@ impl Credentials<Principal> {
 
     /// User credentials for `user_entity_ref`.
     pub fn user(user_entity_ref: impl Into<String>) -> Self {
-        Self::new(Principal::User(User {
+        Self::new(Principal::User(UserPrincipal {
             user_entity_ref: user_entity_ref.into(),
             ownership_entity_refs: None,
         }))
@@ -206,7 +207,7 @@ impl Credentials<Principal> {
 
     /// Service credentials for `subject`.
     pub fn service(subject: impl Into<String>) -> Self {
-        Self::new(Principal::Service(Service {
+        Self::new(Principal::Service(ServicePrincipal {
             subject: subject.into(),
             access_restrictions: None,
         }))
@@ -307,17 +308,19 @@ mod tests {
     #[test]
     fn narrowing_gives_backstage_errors() {
         let service = Credentials::service("ci-bot");
-        let err = service.narrow::<User>().unwrap_err();
+        let err = service.narrow::<UserPrincipal>().unwrap_err();
         assert_eq!(err.status().as_u16(), 403);
         assert_eq!(
             err.message(),
             "This endpoint does not allow 'service' credentials"
         );
-        let err = Credentials::none().narrow::<Service>().unwrap_err();
+        let err = Credentials::none()
+            .narrow::<ServicePrincipal>()
+            .unwrap_err();
         assert_eq!(err.message(), "Missing credentials");
         assert_eq!(
             Credentials::user("user:default/a")
-                .narrow::<User>()
+                .narrow::<UserPrincipal>()
                 .unwrap()
                 .principal()
                 .user_entity_ref,

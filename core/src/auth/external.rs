@@ -7,7 +7,8 @@ use subtle::ConstantTimeEq;
 use super::jwks::JwksCache;
 use super::jws::{self, Jws, VerifyKey};
 use super::{
-    AccessRestrictions, AuthenticateOptions, Authenticator, Credentials, Principal, Service,
+    AccessRestrictions, AuthenticateOptions, Authenticator, Credentials, Principal,
+    ServicePrincipal,
 };
 use crate::config::RootConfig;
 use crate::error::{Error, Result};
@@ -115,7 +116,7 @@ impl StaticTokens {
                 "{key}.options.subject: must be a non-empty string without whitespace"
             )));
         }
-        let principal = Principal::Service(Service {
+        let principal = Principal::Service(ServicePrincipal {
             subject: subject.to_owned(),
             access_restrictions: restrictions,
         });
@@ -153,7 +154,7 @@ impl Authenticator for StaticTokens {
 
 /// Enforces a service principal's access restrictions for `plugin_id`.
 pub(crate) fn check_restrictions(creds: &Credentials, plugin_id: &str) -> Result<()> {
-    if let Principal::Service(Service {
+    if let Principal::Service(ServicePrincipal {
         access_restrictions: Some(AccessRestrictions {
             plugin_id: Some(ids),
         }),
@@ -295,7 +296,7 @@ impl ExternalAccess {
         }
         self.legacy.push(Legacy {
             key: VerifyKey::Hmac(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes)),
-            credentials: Credentials::new(Principal::Service(Service {
+            credentials: Credentials::new(Principal::Service(ServicePrincipal {
                 subject: subject.to_owned(),
                 access_restrictions: restrictions,
             })),
@@ -369,10 +370,12 @@ impl ExternalAccess {
                 Some(prefix) => format!("external:{prefix}:{sub}"),
                 None => format!("external:{sub}"),
             };
-            return Ok(Some(Credentials::new(Principal::Service(Service {
-                subject,
-                access_restrictions: issuer.restrictions.clone(),
-            }))));
+            return Ok(Some(Credentials::new(Principal::Service(
+                ServicePrincipal {
+                    subject,
+                    access_restrictions: issuer.restrictions.clone(),
+                },
+            ))));
         }
         Ok(None)
     }
@@ -448,7 +451,7 @@ mod tests {
 
     #[test]
     fn restrictions_name_the_allowed_plugins() {
-        let creds = Credentials::new(Principal::Service(Service {
+        let creds = Credentials::new(Principal::Service(ServicePrincipal {
             subject: "ci".into(),
             access_restrictions: Some(AccessRestrictions {
                 plugin_id: Some(vec!["a".into(), "b".into()]),

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, PluginScoped, Service as ServiceTrait, ServiceContext};
 
-use super::{Auth, AuthenticateOptions, Credentials, Principal, User, UserCookie, cookie};
+use super::{Auth, AuthenticateOptions, Credentials, Principal, UserCookie, UserPrincipal, cookie};
 
 /// The `httpAuth` service: the credentials of an HTTP request, and the user cookie.
 ///
@@ -132,8 +132,8 @@ impl HttpAuth {
                     "Refused to issue cookie for non-user principal",
                 ));
             }
-            Some(creds) => creds.narrow::<User>()?,
-            None => self.credentials(headers).await?.narrow::<User>()?,
+            Some(creds) => creds.narrow::<UserPrincipal>()?,
+            None => self.credentials(headers).await?.narrow::<UserPrincipal>()?,
         };
         if let Some(existing) = cookie_token(headers)
             && let Ok(creds) = self

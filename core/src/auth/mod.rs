@@ -2,8 +2,8 @@
 //!
 //! Every request that reaches a plugin route has passed the route's auth policy (see
 //! [`crate::http`]); a handler asks for the caller with a [`Credentials`] parameter:
-//! `Credentials` accepts any principal, `Credentials<User>` only users (403 for services),
-//! `Credentials<Service>` only services.
+//! `Credentials` accepts any principal, `Credentials<UserPrincipal>` only users (403 for services),
+//! `Credentials<ServicePrincipal>` only services.
 //!
 //! Tokens are verified as Backstage's `auth` service verifies them (see `tokens` for the
 //! rules): plugin tokens (`typ: vnd.backstage.plugin`, ES256, checked against the calling
@@ -32,7 +32,9 @@ pub use auth_service::{Auth, AuthenticateOptions, Authenticator, PluginRequestTo
 pub use client::PluginClient;
 pub use cookie::UserCookie;
 pub(crate) use credentials::RequestAuth;
-pub use credentials::{AccessRestrictions, Credentials, Principal, PrincipalType, Service, User};
+pub use credentials::{
+    AccessRestrictions, Credentials, Principal, PrincipalType, ServicePrincipal, UserPrincipal,
+};
 pub use external::StaticTokens;
 pub use http_auth::{HttpAuth, USER_COOKIE};
 pub use user_info::{BackstageUserInfo, UserInfo};

@@ -17,7 +17,7 @@ use super::external::ExternalAccess;
 use super::jwks::JwksCache;
 use super::jws::{self, Jws, LIMITED_USER_TYP, PLUGIN_TYP, USER_AUD, USER_TYP};
 use super::keys::{DatabaseKeys, KEY_DURATION, KeySource, StaticKeys};
-use super::{AuthenticateOptions, Authenticator, Credentials, Principal, User};
+use super::{AuthenticateOptions, Authenticator, Credentials, Principal, UserPrincipal};
 use crate::discovery::Discovery;
 use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, Root, Service as ServiceTrait, ServiceContext};
@@ -258,7 +258,7 @@ impl BackstageAuthenticator {
         let Some(sub) = jws.claims.sub.as_deref().filter(|s| !s.is_empty()) else {
             return Err(Error::authentication("No user sub found in token"));
         };
-        let creds = Credentials::new(Principal::User(User {
+        let creds = Credentials::new(Principal::User(UserPrincipal {
             user_entity_ref: sub.to_owned(),
             ownership_entity_refs: jws.claims.ent.clone(),
         }));

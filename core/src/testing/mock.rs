@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use crate::auth::Auth;
 use crate::auth::{
-    AccessRestrictions, AuthenticateOptions, Authenticator, Credentials, Principal, Service,
-    StaticTokens, User,
+    AccessRestrictions, AuthenticateOptions, Authenticator, Credentials, Principal,
+    ServicePrincipal, StaticTokens, UserPrincipal,
 };
 use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, ServiceContext};
@@ -219,7 +219,7 @@ fn parse(rest: &str, kind: &str) -> Result<Claims> {
 }
 
 fn user_credentials(claims: Claims) -> Credentials {
-    Credentials::new(Principal::User(User {
+    Credentials::new(Principal::User(UserPrincipal {
         user_entity_ref: claims.sub,
         ownership_entity_refs: claims.ent,
     }))
@@ -262,7 +262,7 @@ impl Authenticator for MockAuthenticator {
                 let access_restrictions = claims.access_restrictions.map(|r| AccessRestrictions {
                     plugin_id: r.plugin_id,
                 });
-                return Ok(Credentials::new(Principal::Service(Service {
+                return Ok(Credentials::new(Principal::Service(ServicePrincipal {
                     subject: claims.sub,
                     access_restrictions,
                 })));

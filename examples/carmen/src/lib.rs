@@ -223,7 +223,7 @@ impl Carmen {
 
     /// Who the calling user is; services get 403.
     #[route(post, "/me")]
-    async fn me(&self, credentials: Credentials<User>) -> Result<Json<Me>> {
+    async fn me(&self, credentials: Credentials<UserPrincipal>) -> Result<Json<Me>> {
         let info = self.user_info.get_user_info(&credentials).await?;
         Ok(Json(Me {
             user_entity_ref: info.user_entity_ref,

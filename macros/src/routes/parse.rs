@@ -222,7 +222,7 @@ fn is_path_extractor(ty: &syn::Type) -> bool {
         .is_some_and(|s| s.ident == "Path" && !s.arguments.is_empty())
 }
 
-/// `Credentials`, `Credentials<User>`, `backstage::Credentials<Service>`...
+/// `Credentials`, `Credentials<UserPrincipal>`, `backstage::Credentials<ServicePrincipal>`...
 fn credentials_principal(ty: &syn::Type) -> Option<Principal> {
     let syn::Type::Path(path) = ty else {
         return None;
@@ -244,8 +244,8 @@ fn credentials_principal(ty: &syn::Type) -> Option<Principal> {
         .map(|s| s.ident.to_string())
         .as_deref()
     {
-        Some("User") => Some(Principal::User),
-        Some("Service") => Some(Principal::Service),
+        Some("UserPrincipal") => Some(Principal::User),
+        Some("ServicePrincipal") => Some(Principal::Service),
         _ => Some(Principal::Any),
     }
 }

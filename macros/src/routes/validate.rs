@@ -117,8 +117,8 @@ pub(crate) fn validate(model: &mut Model) -> syn::Result<()> {
                 if auth(args) == Auth::Unauthenticated {
                     for param in &method.params {
                         let principal = match param.credentials {
-                            Some(Principal::User) => "User",
-                            Some(Principal::Service) => "Service",
+                            Some(Principal::User) => "UserPrincipal",
+                            Some(Principal::Service) => "ServicePrincipal",
                             _ => continue,
                         };
                         errors.at(

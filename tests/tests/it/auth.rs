@@ -107,7 +107,7 @@ impl FakeAuthBackend {
     }
 
     #[route(get, "/v1/userinfo")]
-    async fn userinfo(&self, _user: Credentials<User>) -> Json<Value> {
+    async fn userinfo(&self, _user: Credentials<UserPrincipal>) -> Json<Value> {
         let ent = userinfo_ent().lock().unwrap().clone();
         Json(json!({ "claims": { "ent": ent } }))
     }
@@ -160,12 +160,15 @@ impl Alpha {
     }
 
     #[route(get, "/cookie-only", auth = "user-cookie")]
-    async fn cookie_only(&self, user: Credentials<User>) -> String {
+    async fn cookie_only(&self, user: Credentials<UserPrincipal>) -> String {
         user.principal().user_entity_ref.clone()
     }
 
     #[route(get, "/info")]
-    async fn info(&self, user: Credentials<User>) -> Result<Json<backstage::BackstageUserInfo>> {
+    async fn info(
+        &self,
+        user: Credentials<UserPrincipal>,
+    ) -> Result<Json<backstage::BackstageUserInfo>> {
         Ok(Json(self.user_info.get_user_info(&user).await?))
     }
 }
@@ -824,7 +827,7 @@ impl backstage::Authenticator for RestrictedToBeta {
         _token: &'a str,
         _options: backstage::AuthenticateOptions,
     ) -> backstage::plugin::BoxFuture<'a, Result<Credentials>> {
-        let service = backstage::Service {
+        let service = backstage::ServicePrincipal {
             subject: "narrow".into(),
             access_restrictions: Some(backstage::AccessRestrictions {
                 plugin_id: Some(vec!["beta".into()]),

@@ -21,7 +21,7 @@ impl Probe {
     }
 
     #[route(get, "/cookie", auth = "user-cookie")]
-    async fn cookie(&self, creds: Credentials<User>) -> String {
+    async fn cookie(&self, creds: Credentials<UserPrincipal>) -> String {
         creds.principal().user_entity_ref.clone()
     }
 }

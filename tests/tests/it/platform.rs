@@ -603,7 +603,7 @@ impl FakePermissionBackend {
     #[route(post, "/authorize")]
     async fn authorize(
         &self,
-        creds: Credentials<User>,
+        creds: Credentials<UserPrincipal>,
         Json(body): Json<serde_json::Value>,
     ) -> Json<serde_json::Value> {
         AUTHORIZE_CALLS.fetch_add(1, Ordering::SeqCst);

@@ -87,7 +87,7 @@ impl WireTest {
     }
 
     #[route(get, "/service-only")]
-    async fn service_only(&self, creds: Credentials<backstage::Service>) -> String {
+    async fn service_only(&self, creds: Credentials<backstage::ServicePrincipal>) -> String {
         creds.principal().subject.clone()
     }
 

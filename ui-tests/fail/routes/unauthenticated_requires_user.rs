@@ -6,12 +6,12 @@ pub struct Carmen;
 #[routes]
 impl Carmen {
     #[route(get, "/me", auth = "unauthenticated")]
-    async fn me(&self, creds: Credentials<User>) -> String {
+    async fn me(&self, creds: Credentials<UserPrincipal>) -> String {
         creds.principal().user_entity_ref.clone()
     }
 
     #[route(get, "/service", auth = "unauthenticated")]
-    async fn service(&self, creds: Credentials<backstage::Service>) -> String {
+    async fn service(&self, creds: Credentials<backstage::ServicePrincipal>) -> String {
         creds.principal().subject.clone()
     }
 }

@@ -38,12 +38,12 @@ impl Carmen {
     }
 
     #[route(post, "/me")]
-    async fn me(&self, creds: Credentials<User>) -> Result<String> {
+    async fn me(&self, creds: Credentials<UserPrincipal>) -> Result<String> {
         Ok(creds.principal().user_entity_ref.clone())
     }
 
     #[route(get, "/service")]
-    async fn service(&self, creds: Credentials<backstage::Service>) -> String {
+    async fn service(&self, creds: Credentials<backstage::ServicePrincipal>) -> String {
         creds.principal().subject.clone()
     }
 

@@ -3,7 +3,7 @@
 
 use backstage::plugin::BoxFuture;
 use backstage::{
-    Auth, AuthenticateOptions, Authenticator, Credentials, Principal, StaticTokens, User,
+    Auth, AuthenticateOptions, Authenticator, Credentials, Principal, StaticTokens, UserPrincipal,
 };
 use serde_json::{Value, json};
 
@@ -26,7 +26,7 @@ impl Authenticator for TestAuthenticator {
     ) -> BoxFuture<'a, backstage::Result<Credentials>> {
         Box::pin(async move {
             if token == USER_TOKEN {
-                return Ok(Credentials::new(Principal::User(User {
+                return Ok(Credentials::new(Principal::User(UserPrincipal {
                     user_entity_ref: "user:default/alice".to_owned(),
                     ownership_entity_refs: Some(vec![
                         "user:default/alice".to_owned(),
