@@ -384,9 +384,7 @@ impl BackendBuilder {
         let config = self.config.unwrap_or_else(RootConfig::empty);
         let policies = boot::BootPolicies::from_config(&config, self.all_linked)?;
         let server = Server::from_config(&config)?;
-        let shutdown_delay =
-            crate::config::duration(&config, "backend.lifecycle.serverShutdownDelay")?
-                .unwrap_or_default();
+        let shutdown_delay = server.shutdown_delay;
 
         let listen = Listen::from_config(&config)?;
         let listener = serve::bind(&listen).await?;

@@ -337,47 +337,79 @@ fn config_args(args: impl IntoIterator<Item = String>) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// A duration at `key`, in any of Backstage's forms: milliseconds as a number, a string like
+/// A duration in any of Backstage's config forms: milliseconds as a number, a string like
 /// `"5s"`, `"1m 30s"` or `"PT5S"` (ISO 8601), or an object like `{ minutes: 1, seconds: 30 }`.
+/// Config sections name their durations with it and read as a whole with serde.
+///
+/// ```
+/// use std::time::Duration;
+/// use backstage::config::HumanDuration;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Section { timeout: HumanDuration }
+/// let config = backstage::RootConfig::from_value(serde_json::json!({ "x": { "timeout": "2s" } }));
+/// let section: Section = config.get("x").unwrap();
+/// assert_eq!(Duration::from(section.timeout), Duration::from_secs(2));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub std::time::Duration);
+
+impl From<HumanDuration> for std::time::Duration {
+    fn from(duration: HumanDuration) -> Self {
+        duration.0
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        parse_duration(&value).map(HumanDuration).ok_or_else(|| {
+            serde::de::Error::custom(
+                "not a duration: write milliseconds (5000), a string (\"5s\", \"PT5S\") or an object ({ seconds: 5 })",
+            )
+        })
+    }
+}
+
+/// A duration at `key`, in any of Backstage's forms (see [`HumanDuration`]).
 ///
 /// ```
 /// use std::time::Duration;
 /// let config = backstage::RootConfig::from_value(serde_json::json!({
-///     "a": 1500, "b": "2s", "c": "PT1M", "d": { "minutes": 1, "milliseconds": 5 }
+///     "a": 1500, "b": "2s", "c": "PT1M", "d": { "minutes": 1, "milliseconds": 5 }, "f": "soon"
 /// }));
 /// assert_eq!(backstage::config::duration(&config, "a").unwrap(), Some(Duration::from_millis(1500)));
 /// assert_eq!(backstage::config::duration(&config, "b").unwrap(), Some(Duration::from_secs(2)));
 /// assert_eq!(backstage::config::duration(&config, "c").unwrap(), Some(Duration::from_secs(60)));
 /// assert_eq!(backstage::config::duration(&config, "d").unwrap(), Some(Duration::from_millis(60_005)));
 /// assert_eq!(backstage::config::duration(&config, "e").unwrap(), None);
+/// let error = backstage::config::duration(&config, "f").unwrap_err().to_string();
+/// assert!(error.contains("'f'") && error.contains("not a duration"), "{error}");
 /// ```
 pub fn duration(config: &RootConfig, key: &str) -> Result<Option<std::time::Duration>> {
+    Ok(config
+        .get_optional::<HumanDuration>(key)?
+        .map(std::time::Duration::from))
+}
+
+/// A duration from any of Backstage's forms, or `None`.
+fn parse_duration(value: &Value) -> Option<std::time::Duration> {
     use std::time::Duration;
-    let value: Option<Value> = config.get_optional(key)?;
-    let bad = || {
-        Error::input(format!(
-            "invalid duration at '{}' in {}: write milliseconds (5000), a string (\"5s\", \"PT5S\") or an object ({{ seconds: 5 }})",
-            config.full(key),
-            config.source_of(key).unwrap_or("config")
-        ))
-    };
-    let Some(value) = value else { return Ok(None) };
     match value {
-        Value::Number(n) => n
-            .as_u64()
-            .map(|ms| Some(Duration::from_millis(ms)))
-            .ok_or_else(bad),
+        Value::Number(n) => n.as_u64().map(Duration::from_millis),
         Value::String(text) => {
             let text = text.trim();
             if let Some(iso) = text.strip_prefix("PT").or_else(|| text.strip_prefix("pt")) {
-                return iso_duration(iso).map(Some).ok_or_else(bad);
+                return iso_duration(iso);
             }
-            humantime::parse_duration(text).map(Some).map_err(|_| bad())
+            humantime::parse_duration(text).ok()
         }
         Value::Object(map) => {
             let mut total = Duration::ZERO;
             for (unit, amount) in map {
-                let amount = amount.as_f64().filter(|a| *a >= 0.0).ok_or_else(bad)?;
+                let amount = amount.as_f64().filter(|a| *a >= 0.0)?;
                 let seconds = match unit.as_str() {
                     "years" => 365.0 * 86_400.0,
                     "months" => 30.0 * 86_400.0,
@@ -387,13 +419,13 @@ pub fn duration(config: &RootConfig, key: &str) -> Result<Option<std::time::Dura
                     "minutes" => 60.0,
                     "seconds" => 1.0,
                     "milliseconds" => 0.001,
-                    _ => return Err(bad()),
+                    _ => return None,
                 };
                 total += Duration::from_secs_f64(amount * seconds);
             }
-            Ok(Some(total))
+            Some(total)
         }
-        _ => Err(bad()),
+        _ => None,
     }
 }
 

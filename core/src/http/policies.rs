@@ -9,8 +9,9 @@ use serde_json::Value;
 
 use super::rate_limit::RateLimits;
 use super::security_headers::{header_list, security_headers};
-use crate::config::{RootConfig, duration};
-use crate::error::{Error, Result};
+use super::serve::{LifecycleSection, ServerSection};
+use crate::config::RootConfig;
+use crate::error::Result;
 
 /// The settings of the root HTTP layer.
 pub(crate) struct HttpPolicies {
@@ -33,30 +34,47 @@ pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
 impl HttpPolicies {
-    pub(crate) fn from_config(config: &RootConfig) -> Result<Self> {
-        let body_limit = match config.get_optional::<Value>("backend.server.maxRequestBodySize")? {
-            None => DEFAULT_BODY_LIMIT,
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .map(|n| n as usize)
-                .ok_or_else(|| Error::input("backend.server.maxRequestBodySize must be a number of bytes or a size like \"10mb\""))?,
-            Some(Value::String(text)) => parse_size(&text).ok_or_else(|| {
-                Error::input(format!("backend.server.maxRequestBodySize: '{text}' is not a size; write bytes (1048576) or \"1mb\", \"512kb\""))
-            })?,
-            Some(_) => return Err(Error::input("backend.server.maxRequestBodySize must be a number of bytes or a size like \"10mb\"")),
-        };
+    pub(crate) fn new(
+        server: &ServerSection,
+        lifecycle: &LifecycleSection,
+        config: &RootConfig,
+    ) -> Result<Self> {
         Ok(HttpPolicies {
             security_headers: security_headers(config)?,
             health_headers: header_list(config, "backend.health.headers")?,
-            body_limit,
-            request_timeout: match duration(config, "backend.server.requestTimeout")? {
+            body_limit: server
+                .max_request_body_size
+                .map_or(DEFAULT_BODY_LIMIT, |size| size.0),
+            request_timeout: match server.request_timeout.map(Duration::from) {
                 None => Some(DEFAULT_REQUEST_TIMEOUT),
                 Some(limit) if limit.is_zero() => None,
                 Some(limit) => Some(limit),
             },
-            startup_pause: duration(config, "backend.lifecycle.startupRequestPauseTimeout")?
-                .unwrap_or(Duration::from_secs(5)),
+            startup_pause: lifecycle
+                .startup_request_pause_timeout
+                .map_or(Duration::from_secs(5), Duration::from),
             rate_limits: RateLimits::from_config(config)?,
+        })
+    }
+}
+
+/// A size in bytes: a number, or text like `"10mb"`, `"512kb"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Size(pub(crate) usize);
+
+impl<'de> serde::Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let size = match Value::deserialize(deserializer)? {
+            Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+            Value::String(text) => parse_size(&text),
+            _ => None,
+        };
+        size.map(Size).ok_or_else(|| {
+            serde::de::Error::custom(
+                "not a size: write bytes (1048576) or text like \"1mb\", \"512kb\"",
+            )
         })
     }
 }
@@ -87,8 +105,11 @@ mod tests {
     #[test]
     fn requests_time_out_after_a_minute_unless_configured() {
         let timeout = |server: serde_json::Value| {
-            let config = RootConfig::from_value(json!({ "backend": { "server": server } }));
-            HttpPolicies::from_config(&config).unwrap().request_timeout
+            let config = RootConfig::from_value(json!({}));
+            let server: ServerSection = serde_json::from_value(server).unwrap();
+            HttpPolicies::new(&server, &LifecycleSection::default(), &config)
+                .unwrap()
+                .request_timeout
         };
         assert_eq!(timeout(json!({})), Some(Duration::from_secs(60)));
         assert_eq!(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::config::{RootConfig, duration};
+use crate::config::{HumanDuration, RootConfig};
 use crate::error::{Error, Result};
 
 /// How many client addresses the in-memory store remembers at most; past it, the least used
@@ -86,46 +86,48 @@ pub(crate) enum Verdict {
     StoreFailed,
 }
 
+/// One limit's settings, as Backstage's keys spell them.
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LimitSettings {
+    window: Option<HumanDuration>,
+    incoming_request_limit: Option<u64>,
+    ip_allow_list: Option<Vec<IpAddr>>,
+    #[serde(default)]
+    skip_successful_requests: bool,
+    #[serde(default)]
+    skip_failed_requests: bool,
+}
+
 impl RateLimit {
+    /// The limit at `key` (`backend.rateLimit`, `backend.rateLimit.plugin.<id>`), whose value
+    /// is `value`; a wrong setting names its key.
     fn from_value(value: &Value, key: &str) -> Result<Self> {
-        let config = RootConfig::from_value(value.clone());
-        let window = duration(&config, "window")
-            .map_err(|_| Error::input(format!("{key}.window is not a duration")))?;
-        let bad = |what: &str| Error::input(format!("{key}.{what} is not valid"));
-        let allow: Vec<String> = config
-            .get_optional("ipAllowList")
-            .map_err(|_| bad("ipAllowList"))?
-            .unwrap_or_else(|| {
-                vec![
-                    "127.0.0.1".to_owned(),
-                    "0:0:0:0:0:0:0:1".to_owned(),
-                    "::1".to_owned(),
-                ]
-            });
-        let allow = allow
-            .iter()
-            .map(|ip| {
-                ip.parse::<IpAddr>().map_err(|_| {
-                    Error::input(format!("{key}.ipAllowList: '{ip}' is not an IP address"))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let settings: LimitSettings =
+            serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+                Error::input(format!(
+                    "invalid config value at '{key}.{}': {}",
+                    e.path(),
+                    e.inner()
+                ))
+            })?;
+        let window = settings
+            .window
+            .map_or(Duration::from_secs(60), Duration::from);
+        // Backstage's default: loopback callers are never limited.
+        let allow = settings.ip_allow_list.unwrap_or_else(|| {
+            vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ]
+        });
         Ok(RateLimit {
-            window: window.unwrap_or(Duration::from_secs(60)),
-            limit: config
-                .get_optional("incomingRequestLimit")
-                .map_err(|_| bad("incomingRequestLimit"))?
-                .unwrap_or(5),
+            window,
+            limit: settings.incoming_request_limit.unwrap_or(5),
             allow,
-            skip_successful: config
-                .get_optional("skipSuccessfulRequests")
-                .map_err(|_| bad("skipSuccessfulRequests"))?
-                .unwrap_or(false),
-            skip_failed: config
-                .get_optional("skipFailedRequests")
-                .map_err(|_| bad("skipFailedRequests"))?
-                .unwrap_or(false),
-            counters: counters(window.unwrap_or(Duration::from_secs(60)), MAX_CLIENTS),
+            skip_successful: settings.skip_successful_requests,
+            skip_failed: settings.skip_failed_requests,
+            counters: counters(window, MAX_CLIENTS),
             redis: None,
         })
     }
@@ -369,5 +371,24 @@ mod tests {
         );
         limit.counters.run_pending_tasks();
         assert!(limit.counters.entry_count() <= 100_000);
+    }
+
+    #[test]
+    fn a_wrong_setting_names_its_key() {
+        let error = |value: serde_json::Value| {
+            RateLimit::from_value(&value, "backend.rateLimit.plugin.carmen")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let window = error(json!({ "window": "soon" }));
+        assert!(
+            window.contains("'backend.rateLimit.plugin.carmen.window'")
+                && window.contains("not a duration"),
+            "{window}"
+        );
+        let allow = error(json!({ "ipAllowList": ["10.0.0.1", "nope"] }));
+        assert!(allow.contains("carmen.ipAllowList[1]"), "{allow}");
+        assert!(error(json!({ "incomingRequestLimit": -1 })).contains("incomingRequestLimit"));
     }
 }

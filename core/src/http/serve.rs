@@ -21,7 +21,7 @@ use super::policies::HttpPolicies;
 use crate::discovery::Listen;
 use crate::lifecycle::RootHealth;
 
-use crate::config::RootConfig;
+use crate::config::{HumanDuration, RootConfig};
 use crate::error::{Error, Result};
 use std::convert::Infallible;
 
@@ -32,6 +32,9 @@ pub(crate) struct Server {
     settings: ServerSettings,
     policies: HttpPolicies,
     cors: Option<tower_http::cors::CorsLayer>,
+    /// `backend.lifecycle.serverShutdownDelay`: how long the server keeps serving, with
+    /// readiness at 503, once asked to stop.
+    pub(crate) shutdown_delay: Duration,
 }
 
 /// A server that serves: what the backend routes requests through, and how it stops it.
@@ -43,10 +46,17 @@ pub(crate) struct Running {
 
 impl Server {
     pub(crate) fn from_config(config: &RootConfig) -> Result<Self> {
+        let server: ServerSection = config.get_optional("backend.server")?.unwrap_or_default();
+        let lifecycle: LifecycleSection = config
+            .get_optional("backend.lifecycle")?
+            .unwrap_or_default();
         Ok(Server {
-            settings: ServerSettings::from_config(config)?,
-            policies: HttpPolicies::from_config(config)?,
+            settings: ServerSettings::new(&server, &lifecycle, config)?,
+            policies: HttpPolicies::new(&server, &lifecycle, config)?,
             cors: super::cors::cors(config)?,
+            shutdown_delay: lifecycle
+                .server_shutdown_delay
+                .map_or(Duration::ZERO, Duration::from),
         })
     }
 
@@ -138,43 +148,57 @@ pub(crate) struct ServerSettings {
     pub(crate) tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
+/// `backend.server`, as Backstage's keys spell it, read once.
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ServerSection {
+    headers_timeout: Option<HumanDuration>,
+    keep_alive_timeout: Option<HumanDuration>,
+    pub(crate) request_timeout: Option<HumanDuration>,
+    max_connections: Option<usize>,
+    keep_alive: Option<bool>,
+    max_header_size: Option<usize>,
+    pub(crate) max_request_body_size: Option<super::policies::Size>,
+}
+
+/// `backend.lifecycle`, as Backstage's keys spell it, read once.
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LifecycleSection {
+    server_shutdown_delay: Option<HumanDuration>,
+    shutdown_grace_period: Option<HumanDuration>,
+    pub(crate) startup_request_pause_timeout: Option<HumanDuration>,
+}
+
 impl ServerSettings {
-    pub(crate) fn from_config(config: &RootConfig) -> Result<Self> {
-        let headers_timeout = crate::config::duration(config, "backend.server.headersTimeout")?
-            .unwrap_or(Duration::from_secs(60));
-        let max_connections: Option<usize> =
-            config.get_optional("backend.server.maxConnections")?;
+    fn new(
+        server: &ServerSection,
+        lifecycle: &LifecycleSection,
+        config: &RootConfig,
+    ) -> Result<Self> {
+        let max_connections = server.max_connections;
         if max_connections == Some(0) {
             return Err(Error::input(
                 "backend.server.maxConnections must be at least 1",
             ));
         }
-        let keep_alive = config
-            .get_optional("backend.server.keepAlive")?
-            .unwrap_or(true);
-        let grace_period =
-            crate::config::duration(config, "backend.lifecycle.shutdownGracePeriod")?
-                .unwrap_or(Duration::from_secs(30));
-        let keep_alive_timeout =
-            crate::config::duration(config, "backend.server.keepAliveTimeout")?
-                .unwrap_or(Duration::from_secs(5));
-        let max_header_size = config
-            .get_optional::<usize>("backend.server.maxHeaderSize")?
-            .unwrap_or(DEFAULT_MAX_HEADER_SIZE);
+        let max_header_size = server.max_header_size.unwrap_or(DEFAULT_MAX_HEADER_SIZE);
         if max_header_size < MIN_MAX_HEADER_SIZE {
             return Err(Error::input(format!(
                 "backend.server.maxHeaderSize must be at least {MIN_MAX_HEADER_SIZE} bytes"
             )));
         }
-        let tls = tls_config(config)?;
+        let or = |value: Option<HumanDuration>, default: u64| {
+            value.map_or(Duration::from_secs(default), Duration::from)
+        };
         Ok(ServerSettings {
-            headers_timeout,
+            headers_timeout: or(server.headers_timeout, 60),
             max_connections,
-            keep_alive,
-            keep_alive_timeout,
+            keep_alive: server.keep_alive.unwrap_or(true),
+            keep_alive_timeout: or(server.keep_alive_timeout, 5),
             max_header_size,
-            grace_period,
-            tls,
+            grace_period: or(lifecycle.shutdown_grace_period, 30),
+            tls: tls_config(config)?,
         })
     }
 }
