@@ -5,7 +5,7 @@
 //!
 //! ```json
 //! {"error":{"name":"NotFoundError","message":"no item 7"},
-//!  "request":{"method":"GET","url":"/api/carmen/items/7"},
+//!  "request":{"method":"GET","url":"/items/7"},
 //!  "response":{"statusCode":404}}
 //! ```
 //!
@@ -40,6 +40,8 @@ pub enum ErrorKind {
     NotModified,
     /// `InputError`, 400: the request is malformed or invalid.
     Input,
+    /// `SyntaxError`, 400: the request body is not JSON, as Express's JSON parser reports it.
+    Syntax,
     /// `AuthenticationError`, 401: credentials are missing or invalid.
     Authentication,
     /// `NotAllowedError`, 403: the caller may not do this.
@@ -50,6 +52,9 @@ pub enum ErrorKind {
     Conflict,
     /// `PayloadTooLargeError`, 413: the request body is over the limit.
     PayloadTooLarge,
+    /// `UnsupportedMediaTypeError`, 415: a request body in an encoding or charset the JSON
+    /// parser does not read.
+    UnsupportedMediaType,
     /// `NotImplementedError`, 501.
     NotImplemented,
     /// `ServiceUnavailableError`, 503.
@@ -68,11 +73,13 @@ impl ErrorKind {
         match self {
             ErrorKind::NotModified => "NotModifiedError",
             ErrorKind::Input => "InputError",
+            ErrorKind::Syntax => "SyntaxError",
             ErrorKind::Authentication => "AuthenticationError",
             ErrorKind::NotAllowed => "NotAllowedError",
             ErrorKind::NotFound => "NotFoundError",
             ErrorKind::Conflict => "ConflictError",
             ErrorKind::PayloadTooLarge => "PayloadTooLargeError",
+            ErrorKind::UnsupportedMediaType => "UnsupportedMediaTypeError",
             ErrorKind::NotImplemented => "NotImplementedError",
             ErrorKind::ServiceUnavailable => "ServiceUnavailableError",
             ErrorKind::Internal => "Error",
@@ -87,12 +94,13 @@ impl ErrorKind {
     pub const fn status(self) -> StatusCode {
         match self {
             ErrorKind::NotModified => StatusCode::NOT_MODIFIED,
-            ErrorKind::Input => StatusCode::BAD_REQUEST,
+            ErrorKind::Input | ErrorKind::Syntax => StatusCode::BAD_REQUEST,
             ErrorKind::Authentication => StatusCode::UNAUTHORIZED,
             ErrorKind::NotAllowed => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -121,7 +129,13 @@ pub struct Error {
     kind: ErrorKind,
     message: Cow<'static, str>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// More members of the body's `error` object, as the errors of Express's body parser carry
+    /// (`type`, `limit`, ...).
+    fields: Option<Box<Fields>>,
 }
+
+/// Members of an error body's `error` object beyond `name` and `message`, in order.
+pub(crate) type Fields = Vec<(&'static str, serde_json::Value)>;
 
 impl Error {
     /// An error of `kind` with `message`.
@@ -130,6 +144,7 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            fields: None,
         }
     }
 
@@ -190,6 +205,12 @@ impl Error {
         self
     }
 
+    /// Adds members to the body's `error` object, after `name` and `message`.
+    pub(crate) fn with_fields(mut self, fields: Fields) -> Self {
+        self.fields = Some(Box::new(fields));
+        self
+    }
+
     /// This error's kind.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -245,6 +266,7 @@ where
             kind,
             message,
             source: Some(Box::new(source)),
+            fields: None,
         }
     }
 }
@@ -284,6 +306,7 @@ fn database_kind(error: &sqlx::Error) -> Option<(ErrorKind, &'static str)> {
 pub(crate) struct ErrorReport {
     pub(crate) name: &'static str,
     pub(crate) message: Cow<'static, str>,
+    pub(crate) fields: Option<Box<Fields>>,
 }
 
 impl IntoResponse for Error {
@@ -306,6 +329,7 @@ impl IntoResponse for Error {
         response.extensions_mut().insert(ErrorReport {
             name: self.kind.name(),
             message,
+            fields: self.fields,
         });
         response
     }

@@ -71,7 +71,7 @@ pub use config::{PluginConfig, RootConfig, Secret};
 pub use database::Database;
 pub use discovery::{Discovery, PluginMetadata};
 pub use error::{Error, ErrorKind, Result};
-pub use http::{HttpRouter, RootHttpRouter};
+pub use http::{HttpRouter, Json, RootHttpRouter};
 pub use lifecycle::{Health, Lifecycle, RootHealth, RootLifecycle};
 pub use logging::{Logger, RootLogger};
 pub use permissions::Permissions;
@@ -94,6 +94,7 @@ pub use axum;
 /// ```
 pub mod prelude {
     pub use crate::Database;
+    pub use crate::Json;
     pub use crate::axum;
     pub use crate::permissions::Permission;
     pub use crate::scheduler::TaskSchedule;
@@ -104,7 +105,6 @@ pub mod prelude {
         Secret, ServicePrincipal, UserInfo, UserPrincipal, backend_module, backend_plugin,
         extension_point, init, route, routes, service, service_factory,
     };
-    pub use axum::Json;
     pub use axum::extract::{Path, Query};
     pub use axum::http::{HeaderMap, StatusCode};
     pub use axum::response::IntoResponse;

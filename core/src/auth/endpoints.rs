@@ -6,6 +6,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 
 use super::{Auth, AuthenticateOptions, Credentials, HttpAuth};
+use crate::http::Json;
 use crate::plugin::AuthPolicyKind;
 
 /// What the router serves, for the route table: method, path below the plugin, policy.
@@ -44,8 +45,45 @@ pub(crate) fn router(auth: Auth, http_auth: HttpAuth) -> Router {
 
 async fn jwks(auth: Auth) -> Response {
     match auth.list_public_service_keys().await {
-        Ok(keys) => axum::Json(serde_json::json!({ "keys": keys })).into_response(),
+        Ok(keys) => Json(KeySet {
+            keys: keys.iter().map(OrderedJwk).collect(),
+        })
+        .into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct KeySet<'a> {
+    keys: Vec<OrderedJwk<'a>>,
+}
+
+/// A JWK with its members in the order Backstage's `jose` writes them (`kty`, `x`, `y`, `crv`,
+/// `kid`, `alg`), then any others.
+struct OrderedJwk<'a>(&'a serde_json::Value);
+
+/// The members of a JWK in `jose`'s order.
+const JWK_ORDER: &[&str] = &["kty", "n", "e", "x", "y", "crv", "kid", "alg", "use"];
+
+impl serde::Serialize for OrderedJwk<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(members) = self.0.as_object() else {
+            return self.0.serialize(serializer);
+        };
+        let rank = |name: &str| {
+            JWK_ORDER
+                .iter()
+                .position(|n| *n == name)
+                .unwrap_or(usize::MAX)
+        };
+        let mut ordered: Vec<(&String, &serde_json::Value)> = members.iter().collect();
+        ordered.sort_by_key(|(name, _)| rank(name));
+        let mut map = serializer.serialize_map(Some(ordered.len()))?;
+        for (name, value) in ordered {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
     }
 }
 
@@ -75,7 +113,7 @@ async fn user_cookie(http_auth: HttpAuth, request: Request) -> Response {
         http::StatusCode::NO_CONTENT.into_response()
     } else {
         let expires = humantime::format_rfc3339_millis(cookie.expires_at).to_string();
-        axum::Json(serde_json::json!({ "expiresAt": expires })).into_response()
+        Json(serde_json::json!({ "expiresAt": expires })).into_response()
     };
     if let Some(set_cookie) = cookie.set_cookie {
         response

@@ -10,13 +10,15 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderValue};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use serde::Serialize;
 use tower::{Service, ServiceExt};
 
+use super::cors::{self, Answer};
+use super::json::{BodyLimit, Conditional, JSON_UTF8, json_response, weak_etag};
 use super::rate_limit::Verdict;
 use crate::error::{Error, ErrorReport};
 use crate::lifecycle::RootHealth;
@@ -45,7 +47,10 @@ pub(crate) struct Dispatcher {
     pub(crate) shared: Arc<Shared>,
 }
 
-const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
+/// Marks the answer to a path or method no route of a plugin serves (its auth policy's
+/// refusal, or Backstage's not-found answer with an empty body): it carries no `Allow`.
+#[derive(Clone, Copy)]
+pub(crate) struct Unmatched;
 
 impl Service<Request> for Dispatcher {
     type Response = Response;
@@ -63,7 +68,17 @@ impl Service<Request> for Dispatcher {
 }
 
 impl Shared {
-    async fn handle(&self, request: Request) -> Response {
+    async fn handle(&self, mut request: Request) -> Response {
+        // As Backstage's root router: security headers, then CORS (which answers preflights
+        // itself, before logging and rate limits), then compression (outside, in tower-http).
+        let cors = match &self.policies.cors {
+            Some(cors) => cors.answer(&request),
+            None => Answer::None,
+        };
+        if let Answer::Preflight(mut preflight) = cors {
+            self.secure(&mut preflight);
+            return preflight;
+        }
         let started = Instant::now();
         let method = request.method().clone();
         let uri = request.uri().clone();
@@ -75,6 +90,10 @@ impl Shared {
         let log_meta = tracing::enabled!(target: "backstage::http", tracing::Level::INFO)
             .then(|| RequestMeta::of(&request));
 
+        let conditional = Conditional::of(&method, request.headers());
+        request
+            .extensions_mut()
+            .insert(BodyLimit(self.policies.body_limit));
         let limits = self.rate_limits_for(uri.path());
         let mut response = 'response: {
             if let Some(refusal) = malformed(&request) {
@@ -106,6 +125,12 @@ impl Shared {
                     crate::error::ErrorKind::PayloadTooLarge,
                     "request entity too large",
                 )
+                .with_fields(vec![
+                    ("expected", length.into()),
+                    ("length", length.into()),
+                    ("limit", self.policies.body_limit.into()),
+                    ("type", "entity.too.large".into()),
+                ])
                 .into_response();
             }
             let routed = AssertUnwindSafe(self.route(request)).catch_unwind();
@@ -144,22 +169,39 @@ impl Shared {
         if let Some(report) = response.extensions_mut().remove::<ErrorReport>() {
             write_error_body(&mut response, &report, &method, &uri);
         }
+        if response.extensions_mut().remove::<Unmatched>().is_some() {
+            response.headers_mut().remove(http::header::ALLOW);
+        }
+        if let Some(conditional) = conditional {
+            conditional.apply(&mut response);
+        }
+        if let Answer::Simple(headers, vary) = cors {
+            cors::apply(&mut response, headers, vary);
+        }
+        if super::compression::varies(response.headers()) {
+            cors::append_vary(response.headers_mut(), "Accept-Encoding");
+        }
         if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was never read: the connection cannot carry another request.
             response
                 .headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
+        self.secure(&mut response);
+        if let Some(meta) = log_meta {
+            meta.log(&method, &uri, version, &response, started);
+        }
+        response
+    }
+
+    /// Backstage's security headers, where the answer has not set its own.
+    fn secure(&self, response: &mut Response) {
         let headers = response.headers_mut();
         for (name, value) in &self.policies.security_headers {
             if !headers.contains_key(name) {
                 headers.insert(name.clone(), value.clone());
             }
         }
-        if let Some(meta) = log_meta {
-            meta.log(&method, &uri, version, &response, started);
-        }
-        response
     }
 
     fn rate_limits_for(&self, path: &str) -> Vec<&super::rate_limit::RateLimit> {
@@ -179,9 +221,10 @@ impl Shared {
 
     async fn route(&self, mut request: Request) -> Response {
         let path = request.uri().path();
-        if let Some(probe) = path.strip_prefix("/.backstage/health/v1/") {
+        let get = matches!(*request.method(), Method::GET | Method::HEAD);
+        if get && let Some(probe) = path.strip_prefix("/.backstage/health/v1/") {
             let mut response = match probe {
-                "liveness" => json_response(StatusCode::OK, br#"{"status":"ok"}"#),
+                "liveness" => json_response(StatusCode::OK, &br#"{"status":"ok"}"#[..]),
                 "readiness" => {
                     let (status, body) = self.health.readiness();
                     json_response(
@@ -229,10 +272,20 @@ impl Shared {
                 .await
                 .unwrap_or_else(|never| match never {});
         };
-        let (id, sub_path) = match rest.find('/') {
+        let (id, mut sub_path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
+        // As Express routes: `/health/` is `/health`, and so is `//health` (the mount path
+        // takes one slash after the plugin id with it).
+        if sub_path.len() > 1
+            && let Some(trimmed) = sub_path.strip_suffix('/')
+        {
+            sub_path = trimmed;
+        }
+        if sub_path.starts_with("//") {
+            sub_path = &sub_path[1..];
+        }
         let Some(router) = routes.plugins.get(id) else {
             return StatusCode::NOT_FOUND.into_response();
         };
@@ -252,13 +305,6 @@ impl Shared {
     }
 }
 
-pub(crate) fn json_response(status: StatusCode, body: &'static [u8]) -> Response {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, JSON);
-    response
-}
-
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: ErrorPart<'a>,
@@ -270,6 +316,22 @@ struct ErrorBody<'a> {
 struct ErrorPart<'a> {
     name: &'a str,
     message: &'a str,
+    #[serde(flatten)]
+    fields: MoreFields<'a>,
+}
+
+/// The error's other members, in their order.
+struct MoreFields<'a>(&'a [(&'static str, serde_json::Value)]);
+
+impl Serialize for MoreFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -293,10 +355,11 @@ fn write_error_body(response: &mut Response, report: &ErrorReport, method: &Meth
         error: ErrorPart {
             name: report.name,
             message: &report.message,
+            fields: MoreFields(report.fields.as_deref().map_or(&[], Vec::as_slice)),
         },
         request: RequestPart {
             method: method.as_str(),
-            url: uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            url: &url_as_routed(uri),
         },
         response: ResponsePart {
             status_code: status.as_u16(),
@@ -304,11 +367,28 @@ fn write_error_body(response: &mut Response, report: &ErrorReport, method: &Meth
     };
     match serde_json::to_vec(&body) {
         Ok(bytes) => {
-            response.headers_mut().insert(CONTENT_TYPE, JSON);
-            response.headers_mut().remove(http::header::CONTENT_LENGTH);
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, JSON_UTF8);
+            headers.insert(ETAG, weak_etag(&bytes));
+            headers.remove(http::header::CONTENT_LENGTH);
             *response.body_mut() = Body::from(bytes);
         }
         Err(e) => tracing::error!("could not serialize an error body: {e}"),
+    }
+}
+
+/// The request's URL as the router that answered sees it, as Express's `req.url` inside a
+/// router mounted at `/api/<pluginId>`: `/items?limit=5` for `/api/carmen/items?limit=5`.
+fn url_as_routed(uri: &Uri) -> std::borrow::Cow<'_, str> {
+    let full = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let Some(rest) = full.strip_prefix("/api/") else {
+        return full.into();
+    };
+    match rest.find(['/', '?']) {
+        Some(at) if rest[at..].starts_with("//") => rest[at + 1..].into(),
+        Some(at) if rest[at..].starts_with('/') => rest[at..].into(),
+        Some(at) => format!("/{}", &rest[at..]).into(),
+        None => "/".into(),
     }
 }
 
@@ -316,7 +396,7 @@ fn write_error_body(response: &mut Response, report: &ErrorReport, method: &Meth
 fn too_many_requests(retry_after: u64) -> Response {
     let mut response = json_response(
         StatusCode::TOO_MANY_REQUESTS,
-        br#"{"error":{"name":"Error","message":"Too many requests, please try again later"},"response":{"statusCode":429}}"#,
+        &br#"{"error":{"name":"Error","message":"Too many requests, please try again later"},"response":{"statusCode":429}}"#[..],
     );
     if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
         response
@@ -481,6 +561,7 @@ mod tests {
         let report = ErrorReport {
             name: "NotFoundError",
             message: "no item 7".into(),
+            fields: None,
         };
         write_error_body(
             &mut response,
@@ -494,7 +575,21 @@ mod tests {
                 .expect("body");
         assert_eq!(
             std::str::from_utf8(&body).unwrap(),
-            r#"{"error":{"name":"NotFoundError","message":"no item 7"},"request":{"method":"GET","url":"/api/x/items/7?a=b"},"response":{"statusCode":404}}"#
+            r#"{"error":{"name":"NotFoundError","message":"no item 7"},"request":{"method":"GET","url":"/items/7?a=b"},"response":{"statusCode":404}}"#
+        );
+    }
+
+    #[test]
+    fn error_urls_are_as_the_plugin_router_sees_them() {
+        let url = |uri: &'static str| url_as_routed(&Uri::from_static(uri)).into_owned();
+        assert_eq!(url("/api/x/items/7?a=b"), "/items/7?a=b");
+        assert_eq!(url("/api/x"), "/");
+        assert_eq!(url("/api/x?a=b"), "/?a=b");
+        assert_eq!(url("/api/x/"), "/");
+        assert_eq!(url("/api/x//items"), "/items");
+        assert_eq!(
+            url("/.backstage/health/v1/readiness"),
+            "/.backstage/health/v1/readiness"
         );
     }
 }

@@ -108,13 +108,15 @@ impl Gate {
     }
 
     /// Answers a path no route matched: the path policies first (so anonymous callers get 401),
-    /// then 404 `NotFoundError`.
+    /// then Backstage's not-found answer, 404 with an empty body.
     pub(crate) async fn not_found(self, request: Request) -> Response {
         let (mut parts, _body) = request.into_parts();
-        if let Err(response) = self.check_path(&mut parts).await {
-            return response;
-        }
-        Error::not_found("Not Found").into_response()
+        let mut response = match self.check_path(&mut parts).await {
+            Err(refusal) => refusal,
+            Ok(()) => http::StatusCode::NOT_FOUND.into_response(),
+        };
+        response.extensions_mut().insert(super::dispatch::Unmatched);
+        response
     }
 }
 

@@ -1,10 +1,13 @@
 //! HTTP: the root router, plugin routers, auth policies, error bodies and security headers.
 //!
-//! Plugins are served under `/api/<pluginId>`. Each request passes, in order: the security
-//! headers (Backstage's helmet defaults), the dispatch by plugin id (unknown plugin: 404 with an
-//! empty body), the route's auth policy (secure by default: user or service credentials, else
-//! 401), the handler, and the error layer that writes Backstage's error body with the request's
-//! method and URL. A panicking handler answers 500 and the server keeps serving.
+//! Plugins are served under `/api/<pluginId>`. Each request passes, in order, what Backstage's
+//! root router puts it through: the security headers (helmet's defaults), CORS
+//! (`backend.cors`; preflights are answered there), compression, the request log and rate
+//! limits, the dispatch by plugin id (unknown plugin: 404 with an empty body), the route's auth
+//! policy (secure by default: user or service credentials, else 401), the handler, and the
+//! error layer that writes Backstage's error body with the request's method and URL as the
+//! plugin's router sees it. A panicking handler answers 500 and the server keeps serving. An
+//! unknown path or method inside a plugin is, past its auth policy, 404 with an empty body.
 //!
 //! Auth policies: a `#[route]` carries its own policy, for exactly its method and path. Routers
 //! added by hand through [`HttpRouter::use_router`] are guarded by the plugin's path policies
@@ -23,10 +26,12 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
 
+mod compression;
 pub(crate) mod connection;
 pub(crate) mod cors;
 pub(crate) mod dispatch;
 pub(crate) mod gate;
+mod json;
 mod path_policy;
 pub(crate) mod policies;
 pub(crate) mod rate_limit;
@@ -35,6 +40,7 @@ pub(crate) mod serve;
 mod timer;
 
 pub use crate::plugin::AuthPolicyKind;
+pub use json::Json;
 pub use path_policy::PathPolicy;
 
 /// What a path policy allows, as in Backstage's `addAuthPolicy({ path, allow })`.

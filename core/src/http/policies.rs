@@ -1,12 +1,13 @@
 //! What the root HTTP layer applies to every request, read from `backend.*` once: security and
 //! health headers, body size and request time limits (`backend.server.*`), the start-up pause
-//! (`backend.lifecycle.startupRequestPauseTimeout`) and rate limits.
+//! (`backend.lifecycle.startupRequestPauseTimeout`), rate limits and CORS (`backend.cors`).
 
 use std::time::Duration;
 
 use axum::http::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
+use super::cors::Cors;
 use super::rate_limit::RateLimits;
 use super::security_headers::{header_list, security_headers};
 use super::serve::{LifecycleSection, ServerSection};
@@ -24,6 +25,8 @@ pub(crate) struct HttpPolicies {
     /// How long a request to a plugin waits for start-up to finish before 503.
     pub(crate) startup_pause: Duration,
     pub(crate) rate_limits: RateLimits,
+    /// `backend.cors`; `None` when absent.
+    pub(crate) cors: Option<Cors>,
 }
 
 /// How long a request may take by default before it is answered 503: requests waiting on a
@@ -54,6 +57,7 @@ impl HttpPolicies {
                 .startup_request_pause_timeout
                 .map_or(Duration::from_secs(5), Duration::from),
             rate_limits: RateLimits::from_config(config)?,
+            cors: Cors::from_config(config)?,
         })
     }
 }

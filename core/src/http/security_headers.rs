@@ -95,7 +95,7 @@ pub(crate) fn content_security_policy(config: &RootConfig) -> Result<String> {
             }
         })
         .collect::<Vec<_>>()
-        .join("; "))
+        .join(";"))
 }
 
 fn kebab(name: &str) -> String {
@@ -159,10 +159,10 @@ mod tests {
             "{csp}"
         );
         assert!(!csp.contains("upgrade-insecure-requests"), "{csp}");
-        assert!(csp.ends_with("; connect-src 'self' http: https:"), "{csp}");
+        assert!(csp.ends_with(";connect-src 'self' http: https:"), "{csp}");
         assert_eq!(
             content_security_policy(&RootConfig::empty()).unwrap(),
-            "default-src 'self'; base-uri 'self'; font-src 'self' https: data:; frame-ancestors 'self'; img-src 'self' data:; object-src 'none'; script-src 'self' 'unsafe-eval'; script-src-attr 'none'; style-src 'self' https: 'unsafe-inline'; upgrade-insecure-requests"
+            "default-src 'self';base-uri 'self';font-src 'self' https: data:;frame-ancestors 'self';img-src 'self' data:;object-src 'none';script-src 'self' 'unsafe-eval';script-src-attr 'none';style-src 'self' https: 'unsafe-inline';upgrade-insecure-requests"
         );
     }
 }

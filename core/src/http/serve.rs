@@ -26,12 +26,11 @@ use crate::error::{Error, Result};
 use std::convert::Infallible;
 
 /// The backend's HTTP server as the config describes it, read once: how connections are served
-/// (`backend.server`, `backend.https`), what every request passes (security headers, limits,
-/// rate limits) and CORS (`backend.cors`).
+/// (`backend.server`, `backend.https`) and what every request passes (security headers, CORS,
+/// limits, rate limits, compression).
 pub(crate) struct Server {
     settings: ServerSettings,
     policies: HttpPolicies,
-    cors: Option<tower_http::cors::CorsLayer>,
     /// `backend.lifecycle.serverShutdownDelay`: how long the server keeps serving, with
     /// readiness at 503, once asked to stop.
     pub(crate) shutdown_delay: Duration,
@@ -53,7 +52,6 @@ impl Server {
         Ok(Server {
             settings: ServerSettings::new(&server, &lifecycle, config)?,
             policies: HttpPolicies::new(&server, &lifecycle, config)?,
-            cors: super::cors::cors(config)?,
             shutdown_delay: lifecycle
                 .server_shutdown_delay
                 .map_or(Duration::ZERO, Duration::from),
@@ -79,10 +77,10 @@ impl Server {
         let dispatcher = Dispatcher {
             shared: shared.clone(),
         };
-        let service = match self.cors {
-            Some(cors) => tower::util::Either::Left(tower::Layer::layer(&cors, dispatcher)),
-            None => tower::util::Either::Right(dispatcher),
-        };
+        let service = tower::ServiceBuilder::new()
+            .map_response(|response: http::Response<_>| response.map(axum::body::Body::new))
+            .layer(super::compression::layer())
+            .service(dispatcher);
         let task = tokio::spawn(serve(listener, service, self.settings, control.clone()));
         Running {
             shared,

@@ -33,7 +33,7 @@ pub(crate) fn router(scheduler: Scheduler) -> Router {
                 async move {
                     match list.describe_tasks().await {
                         Ok(tasks) => {
-                            axum::Json(serde_json::json!({ "tasks": tasks })).into_response()
+                            crate::http::Json(serde_json::json!({ "tasks": tasks })).into_response()
                         }
                         Err(e) => e.into_response(),
                     }

@@ -314,6 +314,11 @@ impl TestResponse {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The body as it came, byte for byte (compressed, when the request asked for it).
+    pub fn bytes(&self) -> &[u8] {
+        &self.body
+    }
+
     /// The body parsed as JSON into `T`. Panics with the body when it does not parse.
     pub fn json<T: DeserializeOwned>(&self) -> T {
         match serde_json::from_slice(&self.body) {

@@ -49,17 +49,63 @@ impl Rusty {
     }
 }
 
-/// Kills the Node backend when the test ends, however it ends.
-struct Node(Child);
+/// A Backstage backend from npm, run with `node <script> --config <file>` in the harness's
+/// folder; killed (and its config file removed) when the test ends, however it ends.
+pub(crate) struct Node {
+    child: Child,
+    config_file: PathBuf,
+}
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Node {
+    /// Starts `script` with `config` (JSON is YAML: Backstage's loader reads it as is), logging
+    /// to `<script>.log`, and waits until `ready` (a path) answers 200.
+    pub(crate) async fn start(dir: &Path, script: &str, config: &Value, ready: &str) -> Node {
+        let stem = script.trim_end_matches(".js");
+        let port = config["backend"]["listen"]["port"]
+            .as_u64()
+            .expect("a port");
+        let config_file = dir.join(format!("{stem}-{port}.yaml"));
+        std::fs::write(&config_file, config.to_string()).unwrap();
+        let log_file = dir.join(format!("{stem}.log"));
+        let log = std::fs::File::create(&log_file).unwrap();
+        let child = Command::new("node")
+            .arg(script)
+            .arg("--config")
+            .arg(&config_file)
+            .current_dir(dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("node starts");
+        let node = Node { child, config_file };
+        let url = format!("http://127.0.0.1:{port}{ready}");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !client()
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the TypeScript backend did not start; see {}",
+                log_file.display()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        node
     }
 }
 
-fn work_dir() -> PathBuf {
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config_file);
+    }
+}
+
+pub(crate) fn work_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("BACKSTAGE_INTEROP_DIR") {
         return PathBuf::from(dir);
     }
@@ -76,8 +122,12 @@ fn install(dir: &Path) {
     // Tests of this file may install at once: one npm at a time.
     static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
-    for script in ["backend.js", "cache.js"] {
-        std::fs::copy(source.join(script), dir.join(script)).unwrap();
+    for script in ["backend.js", "cache.js", "wire.js"] {
+        // Rewritten only when changed: another test's Node may be reading it right now.
+        let text = std::fs::read(source.join(script)).unwrap();
+        if std::fs::read(dir.join(script)).ok().as_ref() != Some(&text) {
+            std::fs::write(dir.join(script), text).unwrap();
+        }
     }
     let installed = dir.join("node_modules/.backstage-rs-package.json");
     if std::fs::read_to_string(&installed).ok().as_deref() == Some(package.as_str()) {
@@ -96,7 +146,7 @@ fn install(dir: &Path) {
 
 /// The TypeScript side's folder with its npm packages installed, or `None` (reported) when
 /// `BACKSTAGE_TEST_INTEROP` is not set.
-async fn installed() -> Option<PathBuf> {
+pub(crate) async fn installed() -> Option<PathBuf> {
     if std::env::var_os("BACKSTAGE_TEST_INTEROP").is_none() {
         eprintln!("skipped: BACKSTAGE_TEST_INTEROP is not set (needs node and npm)");
         return None;
@@ -111,8 +161,9 @@ async fn installed() -> Option<PathBuf> {
     Some(dir)
 }
 
-/// A P-256 key pair as PEM files, for the TypeScript backend's static key store.
-fn write_keys(dir: &Path) -> (PathBuf, PathBuf) {
+/// A P-256 key pair as PEM files `<name>-private.pem` and `<name>-public.pem`, for the
+/// TypeScript backend's static key store (one name per test: tests run at once).
+pub(crate) fn write_keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
     let pair =
@@ -134,13 +185,16 @@ fn write_keys(dir: &Path) -> (PathBuf, PathBuf) {
             lines.join("\n")
         )
     };
-    let (private, public) = (dir.join("private.pem"), dir.join("public.pem"));
+    let (private, public) = (
+        dir.join(format!("{name}-private.pem")),
+        dir.join(format!("{name}-public.pem")),
+    );
     std::fs::write(&private, pem("PRIVATE KEY", pkcs8.as_ref())).unwrap();
     std::fs::write(&public, pem("PUBLIC KEY", &spki)).unwrap();
     (private, public)
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -151,7 +205,7 @@ fn free_port() -> u16 {
 #[backstage::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_and_typescript_backends_accept_each_others_tokens() {
     let Some(dir) = installed().await else { return };
-    let (private, public) = write_keys(&dir);
+    let (private, public) = write_keys(&dir, "interop");
     let node_port = free_port();
 
     let mut config = loopback_config();
@@ -181,39 +235,14 @@ async fn rust_and_typescript_backends_accept_each_others_tokens() {
         "discovery": {"endpoints": [{
             "target": format!("http://127.0.0.1:{rust_port}/api/{{{{pluginId}}}}"), "plugins": ["rusty"]}]},
     });
-    // JSON is YAML: Backstage's loader reads it as is.
-    let config_file = dir.join(format!("config-{node_port}.yaml"));
-    std::fs::write(&config_file, node_config.to_string()).unwrap();
-    let log = std::fs::File::create(dir.join("backend.log")).unwrap();
-    let _node = Node(
-        Command::new("node")
-            .arg("backend.js")
-            .arg("--config")
-            .arg(&config_file)
-            .current_dir(&dir)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("node starts"),
-    );
+    let _node = Node::start(
+        &dir,
+        "backend.js",
+        &node_config,
+        "/api/tsplug/.backstage/auth/v1/jwks.json",
+    )
+    .await;
     let node = |path: &str| format!("http://127.0.0.1:{node_port}{path}");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let ready = client()
-            .get(node("/api/tsplug/.backstage/auth/v1/jwks.json"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        if ready {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the TypeScript backend did not start; see {}",
-            dir.join("backend.log").display()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 
     // The TypeScript plugin calls ours with its plugin token: accepted, as plugin:tsplug.
     let (status, body) = {
@@ -265,7 +294,6 @@ async fn rust_and_typescript_backends_accept_each_others_tokens() {
         assert_eq!(response.status(), 401, "{url}");
     }
     rust.stop().await.unwrap();
-    std::fs::remove_file(&config_file).ok();
 }
 
 /// Runs Backstage's cache client (`tests/interop/cache.js`) once; its stdout, trimmed.

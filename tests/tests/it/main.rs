@@ -9,6 +9,7 @@ mod support;
 
 mod auth;
 mod config;
+mod conformance;
 mod database;
 mod harness;
 mod hygiene;

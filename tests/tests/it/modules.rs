@@ -395,7 +395,7 @@ async fn a_plugin_allowed_to_fail_answers_503_and_the_rest_serve() {
             "ServiceUnavailableError",
             "Plugin 'broken' failed to start; its routes are unavailable",
             "GET",
-            "/api/broken/x",
+            "/x",
             503
         )
     );

@@ -31,6 +31,11 @@ impl Rel {
     async fn fail(&self) -> Result<&'static str> {
         Err(Error::input("no"))
     }
+
+    #[route(get, "/big", auth = "unauthenticated")]
+    async fn big(&self) -> Json<Vec<String>> {
+        Json((0..200).map(|i| format!("item {i}")).collect())
+    }
 }
 
 async fn rel(config: serde_json::Value) -> TestBackend {
@@ -273,8 +278,28 @@ async fn cors_follows_backend_cors() {
         res.header("access-control-allow-headers"),
         Some("content-type")
     );
+    // Answered by CORS, as the `cors` middleware does: 204, Backstage's security headers, and
+    // `Vary` naming what the answer depended on.
+    assert_eq!(res.status(), 204);
+    assert_eq!(res.header("x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(
+        res.header("vary"),
+        Some("Origin, Access-Control-Request-Headers")
+    );
+    assert_eq!(res.text(), "");
+    // From another origin, or without one, CORS does not answer: the plugin's auth barrier does.
     let res = preflight("https://evil.example.org").await;
     assert_eq!(res.header("access-control-allow-origin"), None);
+    assert_eq!(res.header("access-control-allow-credentials"), None);
+    assert_eq!(res.status(), 401);
+    let res = backend
+        .request(backstage::axum::http::Method::OPTIONS, "/api/rel/echo")
+        .send()
+        .await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.header("vary"), Some("Accept-Encoding"));
+    let res = backend.get("/api/rel/sleep/1").send().await;
+    assert_eq!(res.header("access-control-allow-credentials"), None);
     let res = backend
         .get("/api/rel/sleep/1")
         .header("origin", "http://localhost:3000")
@@ -285,6 +310,7 @@ async fn cors_follows_backend_cors() {
         Some("http://localhost:3000")
     );
     assert_eq!(res.header("access-control-expose-headers"), Some("x-total"));
+    assert_eq!(res.header("vary"), Some("Origin, Accept-Encoding"));
 
     let without = rel(json!({})).await;
     let res = without
@@ -297,6 +323,132 @@ async fn cors_follows_backend_cors() {
         None,
         "no backend.cors, no CORS headers"
     );
+}
+
+/// `body` as sent, before `encoding`.
+fn decode(encoding: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match encoding {
+        Some("gzip") => flate2::read::GzDecoder::new(body).read_to_end(&mut out),
+        Some("deflate") => flate2::read::ZlibDecoder::new(body).read_to_end(&mut out),
+        Some("br") => brotli_decompressor::Decompressor::new(body, 4096).read_to_end(&mut out),
+        _ => return body.to_vec(),
+    }
+    .unwrap();
+    out
+}
+
+#[backstage::test]
+async fn answers_are_compressed_as_the_client_prefers() {
+    let backend = rel(json!({})).await;
+    let get = |encoding: &str| {
+        let request = backend.get("/api/rel/big");
+        if encoding.is_empty() {
+            request
+        } else {
+            request.header("accept-encoding", encoding)
+        }
+    };
+    let plain = get("").send().await;
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.header("vary"), Some("Accept-Encoding"));
+    let expected = plain.text().into_bytes();
+    assert!(expected.len() > 1024);
+    for (asked, sent) in [
+        ("gzip", "gzip"),
+        ("deflate", "deflate"),
+        ("br", "br"),
+        ("gzip, deflate, br", "br"),
+        ("gzip;q=0.5, deflate", "deflate"),
+    ] {
+        let res = get(asked).send().await;
+        assert_eq!(res.header("content-encoding"), Some(sent), "{asked}");
+        assert_eq!(res.header("vary"), Some("Accept-Encoding"));
+        let raw = res.bytes();
+        assert!(
+            raw.len() < expected.len() / 2,
+            "{asked}: {} bytes",
+            raw.len()
+        );
+        assert_eq!(decode(Some(sent), raw), expected, "{asked}");
+    }
+    // Below a kilobyte, and on HEAD, nothing is compressed; the answer still varies.
+    let small = backend
+        .get("/api/rel/fail")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await;
+    assert_eq!(small.header("content-encoding"), None);
+    assert_eq!(small.header("vary"), Some("Accept-Encoding"));
+    let head = backend
+        .request(backstage::axum::http::Method::HEAD, "/api/rel/big")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await;
+    assert_eq!(head.header("content-encoding"), None);
+    // An unknown path answers without a body or a type: nothing to vary.
+    let missing = backend.get("/nothing").send().await;
+    assert_eq!(missing.header("vary"), None);
+}
+
+#[backstage::test]
+async fn json_answers_carry_etags_and_fresh_copies_get_304() {
+    let backend = rel(json!({})).await;
+    let first = backend.get("/api/rel/big").send().await;
+    assert_eq!(
+        first.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    let etag = first.header("etag").expect("an ETag").to_owned();
+    assert!(etag.starts_with("W/\""), "{etag}");
+    let again = backend
+        .get("/api/rel/big")
+        .header("if-none-match", &etag)
+        .send()
+        .await;
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.text(), "");
+    assert_eq!(again.header("content-type"), None);
+    let reload = backend
+        .get("/api/rel/big")
+        .header("if-none-match", &etag)
+        .header("cache-control", "no-cache")
+        .send()
+        .await;
+    assert_eq!(reload.status(), 200);
+    let other = backend
+        .get("/api/rel/big")
+        .header("if-none-match", "W/\"1-other\"")
+        .send()
+        .await;
+    assert_eq!(other.status(), 200);
+    // Error bodies have ETags too, and are never 304.
+    let failed = backend.get("/api/rel/fail").send().await;
+    let etag = failed.header("etag").expect("an ETag").to_owned();
+    let failed = backend
+        .get("/api/rel/fail")
+        .header("if-none-match", &etag)
+        .send()
+        .await;
+    assert_eq!(failed.status(), 400);
+}
+
+#[backstage::test]
+async fn paths_are_routed_as_express_routes_them() {
+    let backend = rel(json!({})).await;
+    for path in ["/api/rel/sleep/1", "/api/rel/sleep/1/", "/api/rel//sleep/1"] {
+        let res = backend.get(path).send().await;
+        assert_eq!(
+            (res.status().as_u16(), res.text().as_str()),
+            (200, "slept 1 ms"),
+            "{path}"
+        );
+    }
+    assert_eq!(backend.get("/api/rel/sleep/1//").send().await.status(), 401);
+    // Error bodies name the URL as the plugin's router sees it.
+    let res = backend.get("/api/rel/fail?why=1").send().await;
+    let body: serde_json::Value = res.json();
+    assert_eq!(body["request"]["url"], "/fail?why=1");
 }
 
 #[backstage::test]

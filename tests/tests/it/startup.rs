@@ -218,7 +218,7 @@ async fn readiness_is_503_until_every_plugin_has_started() {
             "ServiceUnavailableError",
             "Service has not started up yet",
             "GET",
-            "/api/gated/hello",
+            "/hello",
             503
         )
     );

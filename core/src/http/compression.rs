@@ -1,0 +1,121 @@
+//! Response compression as Backstage's `compression` middleware does it with its defaults:
+//! answers of a compressible type carry `Vary: Accept-Encoding`, and those of 1 KiB or more are
+//! sent in the encoding the client prefers (`br`, `gzip`, `deflate`), unless the answer says
+//! `Cache-Control: no-transform`. tower-http compresses; this module decides what.
+
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap};
+use axum::http::{Extensions, StatusCode, Version};
+use tower_http::compression::predicate::{Predicate, SizeAbove};
+
+/// The smallest answer that is compressed, as the `compression` middleware's `threshold`.
+const THRESHOLD: u16 = 1024;
+
+/// The compression layer, deciding as the `compression` middleware does.
+pub(crate) fn layer() -> tower_http::compression::CompressionLayer<impl Predicate> {
+    tower_http::compression::CompressionLayer::new()
+        .compress_when(SizeAbove::new(THRESHOLD).and(compressed as fn(_, _, &_, &_) -> _))
+}
+
+/// Whether an answer of this type may be compressed (so it varies with `Accept-Encoding`).
+pub(crate) fn varies(headers: &HeaderMap) -> bool {
+    compressible(headers) && !no_transform(headers)
+}
+
+/// What the layer compresses: a compressible type, not `no-transform`, and not an event stream
+/// (whose events must reach the client as they are written).
+fn compressed(_: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions) -> bool {
+    varies(headers)
+        && essence(headers).is_some_and(|e| !e.eq_ignore_ascii_case("text/event-stream"))
+}
+
+fn essence(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next().unwrap_or("").trim())
+}
+
+/// The `compressible` package's answer for the common types: text, JSON, XML, JavaScript and
+/// forms.
+fn compressible(headers: &HeaderMap) -> bool {
+    let Some(essence) = essence(headers) else {
+        return false;
+    };
+    let essence = essence.to_ascii_lowercase();
+    essence.starts_with("text/")
+        || essence.ends_with("+json")
+        || essence.ends_with("+xml")
+        || essence.ends_with("+text")
+        || matches!(
+            essence.as_str(),
+            "application/json"
+                | "application/javascript"
+                | "application/ecmascript"
+                | "application/x-javascript"
+                | "application/xml"
+                | "application/x-www-form-urlencoded"
+                | "application/graphql"
+                | "application/wasm"
+                | "image/svg+xml"
+                | "image/bmp"
+                | "image/x-icon"
+                | "font/ttf"
+                | "font/otf"
+                | "application/vnd.ms-fontobject"
+        )
+}
+
+fn no_transform(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("no-transform"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(content_type: &str, cache_control: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+        if let Some(cc) = cache_control {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_str(cc).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn text_and_json_vary_images_and_no_transform_do_not() {
+        assert!(varies(&headers("application/json; charset=utf-8", None)));
+        assert!(varies(&headers("text/html", None)));
+        assert!(varies(&headers("application/vnd.backstage+json", None)));
+        assert!(!varies(&headers("image/png", None)));
+        assert!(!varies(&headers("application/octet-stream", None)));
+        assert!(!varies(&headers(
+            "application/json",
+            Some("public, no-transform")
+        )));
+        assert!(!varies(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn event_streams_vary_but_are_not_compressed() {
+        let stream = headers("text/event-stream", None);
+        assert!(varies(&stream));
+        assert!(!compressed(
+            StatusCode::OK,
+            Version::HTTP_11,
+            &stream,
+            &Extensions::new()
+        ));
+        let json = headers("application/json", None);
+        assert!(compressed(
+            StatusCode::OK,
+            Version::HTTP_11,
+            &json,
+            &Extensions::new()
+        ));
+    }
+}
