@@ -145,6 +145,25 @@ fn corpus() -> Vec<Probe> {
         probe("bearer garbage", "GET", "/api/wire/items").header("authorization", "Bearer not-a-token"),
         probe("basic scheme", "GET", "/api/wire/items").header("authorization", "Basic dXNlcjpwYXNz"),
         probe("bearer without token", "GET", "/api/wire/items").header("authorization", "Bearer"),
+        probe("bearer, a space and no token", "GET", "/api/wire/items")
+            .header("authorization", "Bearer "),
+        probe("lower-case scheme", "GET", "/api/wire/items")
+            .header("authorization", format!("bearer {STATIC_TOKEN}")),
+        probe("two spaces before the token", "GET", "/api/wire/items")
+            .header("authorization", format!("Bearer  {STATIC_TOKEN}")),
+        probe("a token with a typo", "GET", "/api/wire/items")
+            .header("authorization", format!("Bearer {STATIC_TOKEN}x")),
+        probe("two Authorization headers", "GET", "/api/wire/items")
+            .header("authorization", "Bearer not-a-token")
+            .token(),
+        probe("an unsigned JWT", "GET", "/api/wire/items").header(
+            "authorization",
+            "Bearer eyJhbGciOiJub25lIiwidHlwIjoidm5kLmJhY2tzdGFnZS51c2VyIn0.eyJzdWIiOiJ1c2VyOmRlZmF1bHQvbWFsbG9yeSJ9.",
+        ),
+        probe("a service token header from another issuer", "GET", "/api/wire/items").header(
+            "authorization",
+            "Bearer eyJhbGciOiJFUzI1NiIsImtpZCI6Im5vLXN1Y2gta2V5In0.eyJzdWIiOiJwbHVnaW46b3RoZXIiLCJhdWQiOiJ3aXJlIiwiZXhwIjo0MTAyNDQ0ODAwfQ.c2ln",
+        ),
         probe("a forged JWT", "GET", "/api/wire/items").header(
             "authorization",
             "Bearer eyJhbGciOiJFUzI1NiIsInR5cCI6InZuZC5iYWNrc3RhZ2UudXNlciJ9.eyJzdWIiOiJ1c2VyOmRlZmF1bHQvbWFsbG9yeSJ9.c2ln",
