@@ -39,29 +39,44 @@ fn compressible(headers: &HeaderMap) -> bool {
     let Some(essence) = essence(headers) else {
         return false;
     };
-    let essence = essence.to_ascii_lowercase();
-    essence.starts_with("text/")
-        || essence.ends_with("+json")
-        || essence.ends_with("+xml")
-        || essence.ends_with("+text")
-        || matches!(
-            essence.as_str(),
-            "application/json"
-                | "application/javascript"
-                | "application/ecmascript"
-                | "application/x-javascript"
-                | "application/xml"
-                | "application/x-www-form-urlencoded"
-                | "application/graphql"
-                | "application/wasm"
-                | "image/svg+xml"
-                | "image/bmp"
-                | "image/x-icon"
-                | "font/ttf"
-                | "font/otf"
-                | "application/vnd.ms-fontobject"
-        )
+    // Case-insensitive without allocating: this runs for every answer.
+    let starts = |prefix: &str| {
+        essence
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    };
+    let ends = |suffix: &str| {
+        essence
+            .len()
+            .checked_sub(suffix.len())
+            .and_then(|at| essence.get(at..))
+            .is_some_and(|s| s.eq_ignore_ascii_case(suffix))
+    };
+    starts("text/")
+        || ends("+json")
+        || ends("+xml")
+        || ends("+text")
+        || COMPRESSIBLE
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(essence))
 }
+
+/// Types the `compressible` package marks compressible beyond text and `+json`/`+xml`.
+const COMPRESSIBLE: &[&str] = &[
+    "application/json",
+    "application/javascript",
+    "application/ecmascript",
+    "application/x-javascript",
+    "application/xml",
+    "application/x-www-form-urlencoded",
+    "application/graphql",
+    "application/wasm",
+    "image/bmp",
+    "image/x-icon",
+    "font/ttf",
+    "font/otf",
+    "application/vnd.ms-fontobject",
+];
 
 fn no_transform(headers: &HeaderMap) -> bool {
     headers
@@ -91,6 +106,8 @@ mod tests {
         assert!(varies(&headers("application/json; charset=utf-8", None)));
         assert!(varies(&headers("text/html", None)));
         assert!(varies(&headers("application/vnd.backstage+json", None)));
+        assert!(varies(&headers("Application/JSON", None)));
+        assert!(varies(&headers("image/svg+xml", None)));
         assert!(!varies(&headers("image/png", None)));
         assert!(!varies(&headers("application/octet-stream", None)));
         assert!(!varies(&headers(

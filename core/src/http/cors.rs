@@ -206,7 +206,12 @@ pub(crate) fn apply(
 
 /// Adds `token` to `Vary` unless it is there already (or `Vary` is `*`), in one header as the
 /// `vary` package writes it: `Origin, Accept-Encoding`.
-pub(crate) fn append_vary(headers: &mut HeaderMap, token: &str) {
+pub(crate) fn append_vary(headers: &mut HeaderMap, token: &'static str) {
+    if !headers.contains_key(header::VARY) {
+        // The common case, without allocating.
+        headers.insert(header::VARY, HeaderValue::from_static(token));
+        return;
+    }
     let existing: Vec<String> = headers
         .get_all(header::VARY)
         .iter()
