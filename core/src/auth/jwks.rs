@@ -5,8 +5,7 @@
 //! local: the keys of a plugin this backend serves, read in-process from where the plugin keeps
 //! them, so verifying a token from a neighbour never takes one of the server's own connections.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::jws::{Jwk, VerifyKey};
@@ -28,7 +27,7 @@ const BUDGET: usize = 60;
 const BUDGET_WINDOW: Duration = Duration::from_secs(60);
 
 /// Why no key could be found.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum KeyError {
     /// The set was fetched and holds no key for the token.
     NoMatchingKey,
@@ -45,8 +44,9 @@ impl std::fmt::Display for KeyError {
     }
 }
 
-#[derive(Default)]
+/// A key set as fetched, and when.
 struct Fetched {
+    at: Instant,
     keys: Vec<(Option<String>, Option<String>, Arc<VerifyKey>)>,
 }
 
@@ -72,20 +72,15 @@ pub(crate) enum Source {
     Local(Arc<super::keys::KeySource>),
 }
 
-struct KeySet {
-    /// The URL, or `local:<pluginId>`: the cache key and the name in messages.
-    name: String,
-    source: Source,
-    current: RwLock<Option<(Instant, Arc<Fetched>)>>,
-    fetching: tokio::sync::Mutex<()>,
-    failed: Mutex<Option<(Instant, String)>>,
-}
-
-/// Every remote key set this backend reads, by URL, and the HTTP client that fetches them.
+/// Every key set this backend reads, by name (the URL, or `local:<pluginId>`), and the HTTP
+/// client that fetches them. moka keeps them for [`MAX_AGE`] and makes the requests that miss
+/// at once share one fetch.
 pub(crate) struct JwksCache {
     http: reqwest::Client,
     timeout: Duration,
-    sets: Mutex<HashMap<String, Arc<KeySet>>>,
+    sets: moka::future::Cache<String, Arc<Fetched>>,
+    /// Sets whose last fetch failed, with why, for [`FAILURE_BACKOFF`].
+    failures: moka::sync::Cache<String, String>,
     forced: Mutex<Vec<Instant>>,
     fetches: Mutex<Vec<Instant>>,
 }
@@ -95,29 +90,17 @@ impl JwksCache {
         JwksCache {
             http,
             timeout,
-            sets: Mutex::new(HashMap::new()),
+            sets: moka::future::Cache::builder()
+                .max_capacity(100)
+                .time_to_live(MAX_AGE)
+                .build(),
+            failures: moka::sync::Cache::builder()
+                .max_capacity(100)
+                .time_to_live(FAILURE_BACKOFF)
+                .build(),
             forced: Mutex::new(Vec::new()),
             fetches: Mutex::new(Vec::new()),
         }
-    }
-
-    fn set(&self, name: &str, source: impl FnOnce() -> Source) -> Arc<KeySet> {
-        let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(set) = sets.get(name) {
-            return set.clone();
-        }
-        if sets.len() >= 100 {
-            sets.clear();
-        }
-        let set = Arc::new(KeySet {
-            name: name.to_owned(),
-            source: source(),
-            current: RwLock::new(None),
-            fetching: tokio::sync::Mutex::new(()),
-            failed: Mutex::new(None),
-        });
-        sets.insert(name.to_owned(), set.clone());
-        set
     }
 
     /// Takes one use of `limit` per `window` from `uses`; `false` when none is left.
@@ -132,10 +115,6 @@ impl JwksCache {
         true
     }
 
-    fn try_forced(&self) -> bool {
-        Self::take(&self.forced, FORCED_LIMIT, FORCED_WINDOW)
-    }
-
     /// The key of the set at `url` for a token with `kid` and `alg`.
     pub(crate) async fn key(
         &self,
@@ -143,8 +122,8 @@ impl JwksCache {
         kid: Option<&str>,
         alg: &str,
     ) -> Result<Arc<VerifyKey>, KeyError> {
-        let set = self.set(url, || Source::Remote(url.to_owned()));
-        self.key_of(&set, kid, alg).await
+        self.key_of(url, || Source::Remote(url.to_owned()), kid, alg)
+            .await
     }
 
     /// The key of local plugin `plugin_id`, whose keys are `keys`, for a token with `kid` and
@@ -152,84 +131,71 @@ impl JwksCache {
     pub(crate) async fn local_key(
         &self,
         plugin_id: &str,
-        keys: impl FnOnce() -> Arc<super::keys::KeySource>,
+        keys: impl Fn() -> Arc<super::keys::KeySource>,
         kid: Option<&str>,
         alg: &str,
     ) -> Result<Arc<VerifyKey>, KeyError> {
-        let set = self.set(&format!("local:{plugin_id}"), || Source::Local(keys()));
-        self.key_of(&set, kid, alg).await
+        let name = format!("local:{plugin_id}");
+        self.key_of(&name, || Source::Local(keys()), kid, alg).await
     }
 
     async fn key_of(
         &self,
-        set: &KeySet,
+        name: &str,
+        source: impl Fn() -> Source,
         kid: Option<&str>,
         alg: &str,
     ) -> Result<Arc<VerifyKey>, KeyError> {
-        let snapshot = set
-            .current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some((at, fetched)) = &snapshot
-            && at.elapsed() < MAX_AGE
-            && let Some(key) = fetched.find(kid, alg)
-        {
+        let fetched = self.fetched(name, &source).await?;
+        if let Some(key) = fetched.find(kid, alg) {
             return Ok(key);
         }
-        let _fetching = set.fetching.lock().await;
-        // Another request may have fetched while this one waited.
-        let latest = set
-            .current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let fetched_meanwhile = match (&snapshot, &latest) {
-            (None, Some(_)) => true,
-            (Some((a, _)), Some((b, _))) => b > a,
-            _ => false,
-        };
-        if let Some((at, fetched)) = &latest {
-            if let Some(key) = fetched.find(kid, alg)
-                && at.elapsed() < MAX_AGE
-            {
-                return Ok(key);
-            }
-            let may_fetch = at.elapsed() >= MAX_AGE
-                || (!fetched_meanwhile && (at.elapsed() >= COOLDOWN || self.try_forced()));
-            if !may_fetch {
-                return Err(KeyError::NoMatchingKey);
-            }
-        }
-        if let Some((at, why)) = &*set.failed.lock().unwrap_or_else(|p| p.into_inner())
-            && at.elapsed() < FAILURE_BACKOFF
+        // A key id the set does not hold: the issuer may have rotated its keys. Fetch again,
+        // but not more often than the cooldown allows, save a few forced fetches per minute.
+        if fetched.at.elapsed() < COOLDOWN && !Self::take(&self.forced, FORCED_LIMIT, FORCED_WINDOW)
         {
-            return Err(KeyError::Fetch(why.clone()));
+            return Err(KeyError::NoMatchingKey);
         }
-        if !Self::take(&self.fetches, BUDGET, BUDGET_WINDOW) {
-            return Err(KeyError::Fetch(format!(
-                "not fetching {}: {BUDGET} key set fetches in the last minute already",
-                set.name
-            )));
+        // Only the set this request saw is dropped: one fetched meanwhile stays.
+        if self
+            .sets
+            .get(name)
+            .await
+            .is_some_and(|current| Arc::ptr_eq(&current, &fetched))
+        {
+            self.sets.invalidate(name).await;
         }
-        let fetched = match &set.source {
-            Source::Remote(url) => self.fetch(url).await,
-            Source::Local(keys) => local(keys).await,
-        };
-        let fetched = match fetched {
-            Ok(fetched) => Arc::new(fetched),
-            Err(e) => {
-                let why = match &e {
-                    KeyError::Fetch(why) => why.clone(),
-                    KeyError::NoMatchingKey => String::new(),
-                };
-                *set.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), why));
-                return Err(e);
-            }
-        };
-        *set.current.write().unwrap_or_else(|p| p.into_inner()) =
-            Some((Instant::now(), fetched.clone()));
+        let fetched = self.fetched(name, &source).await?;
         fetched.find(kid, alg).ok_or(KeyError::NoMatchingKey)
+    }
+
+    /// The set called `name`: cached, or fetched once for every request that asks meanwhile.
+    async fn fetched(
+        &self,
+        name: &str,
+        source: &impl Fn() -> Source,
+    ) -> Result<Arc<Fetched>, KeyError> {
+        if let Some(why) = self.failures.get(name) {
+            return Err(KeyError::Fetch(why));
+        }
+        self.sets
+            .try_get_with(name.to_owned(), async {
+                if !Self::take(&self.fetches, BUDGET, BUDGET_WINDOW) {
+                    return Err(KeyError::Fetch(format!(
+                        "not fetching {name}: {BUDGET} key set fetches in the last minute already"
+                    )));
+                }
+                let fetched = match source() {
+                    Source::Remote(url) => self.fetch(&url).await,
+                    Source::Local(keys) => local(&keys).await,
+                };
+                if let Err(KeyError::Fetch(why)) = &fetched {
+                    self.failures.insert(name.to_owned(), why.clone());
+                }
+                fetched.map(Arc::new)
+            })
+            .await
+            .map_err(|e| (*e).clone())
     }
 
     async fn fetch(&self, url: &str) -> Result<Fetched, KeyError> {
@@ -288,7 +254,10 @@ impl Fetched {
                 Some((jwk.kid, jwk.alg, Arc::new(key)))
             })
             .collect();
-        Fetched { keys }
+        Fetched {
+            at: Instant::now(),
+            keys,
+        }
     }
 }
 
@@ -303,5 +272,85 @@ fn describe(e: &reqwest::Error) -> String {
     match e.url() {
         Some(url) => format!("{what} for {url}"),
         None => what.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A JWKS endpoint that takes 200 ms to answer, counting the requests it gets.
+    async fn slow_jwks(body: String) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let body = body.clone();
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (url, hits)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_that_miss_at_once_share_one_fetch() {
+        let pair = super::super::jws::generate_es256().unwrap();
+        let jwk = super::super::jws::es256_public_jwk(&pair, "k");
+        let (url, hits) = slow_jwks(serde_json::json!({ "keys": [jwk] }).to_string()).await;
+        let cache = JwksCache::new(reqwest::Client::new(), Duration::from_secs(5));
+        let lookups = (0..20).map(|_| cache.key(&url, Some("k"), "ES256"));
+        let found = futures_util::future::join_all(lookups).await;
+        assert!(found.iter().all(Result::is_ok));
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        // Cached now: no fetch at all.
+        assert!(cache.key(&url, Some("k"), "ES256").await.is_ok());
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_fetch_is_not_repeated_for_a_while() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        drop(listener);
+        let cache = JwksCache::new(reqwest::Client::new(), Duration::from_secs(5));
+        let first = cache.key(&url, Some("k"), "ES256").await;
+        assert!(matches!(first, Err(KeyError::Fetch(_))), "{first:?}");
+        let budget_left = |cache: &JwksCache| {
+            BUDGET
+                - cache
+                    .fetches
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .len()
+        };
+        let before = budget_left(&cache);
+        let again = cache.key(&url, Some("k"), "ES256").await;
+        assert!(matches!(again, Err(KeyError::Fetch(_))), "{again:?}");
+        assert_eq!(
+            budget_left(&cache),
+            before,
+            "the failure was remembered, not refetched"
+        );
     }
 }

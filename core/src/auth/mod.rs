@@ -20,7 +20,6 @@ mod external;
 pub(crate) mod jwks;
 pub(crate) mod jws;
 pub(crate) mod keys;
-pub(crate) use keys::new_uuid;
 pub(crate) mod tokens;
 
 mod credentials;

@@ -313,10 +313,10 @@ async fn remote<P: PrincipalType>(
     requests: &[(&Permission, Option<&str>)],
     credentials: &Credentials<P>,
 ) -> Result<Vec<Decision>> {
-    let ids = requests
+    let ids: Vec<String> = requests
         .iter()
-        .map(|_| crate::auth::new_uuid())
-        .collect::<Result<Vec<_>>>()?;
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
     let items: Vec<Value> = requests
         .iter()
         .zip(&ids)

@@ -125,7 +125,7 @@ impl GlobalStore {
     /// it before the run's timeout (that instance died; its run is taken over).
     pub(crate) async fn claim(&self, task: &Task, now: i64) -> Result<Claim> {
         let db = self.database().await?;
-        let ticket = crate::auth::new_uuid()?;
+        let ticket = uuid::Uuid::new_v4().to_string();
         let claimed = sqlx::query(&db.sql(&format!(
             "UPDATE {TABLE} SET current_run_ticket = ?, current_run_started_at = ?, current_run_expires_at = ? WHERE id = ? AND (current_run_ticket IS NULL OR current_run_expires_at < ?) AND next_run_start_at IS NOT NULL AND next_run_start_at <= ?"
         )))

@@ -211,7 +211,7 @@ async fn me_answers_users_and_refuses_services() {
     let backend = backend().await;
     let response = client()
         .post(backend.url("/api/carmen/me"))
-        .header("authorization", bearer(USER_TOKEN))
+        .header("authorization", bearer(&user_token()))
         .send()
         .await;
     let (status, _, body) = read(response.unwrap()).await;
@@ -241,7 +241,7 @@ async fn me_answers_users_and_refuses_services() {
 
     let response = client()
         .get(backend.url("/api/wire-test/service-only"))
-        .header("authorization", bearer(USER_TOKEN))
+        .header("authorization", bearer(&user_token()))
         .send();
     let (status, _, body) = read(response.await.unwrap()).await;
     assert_eq!(status, 403);
@@ -480,7 +480,7 @@ async fn unauthenticated_routes_still_verify_credentials_that_are_sent() {
         read(
             client()
                 .get(&url)
-                .header("authorization", bearer(USER_TOKEN))
+                .header("authorization", bearer(&user_token()))
                 .send()
                 .await
                 .unwrap()

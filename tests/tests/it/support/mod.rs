@@ -1,48 +1,30 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use backstage::plugin::BoxFuture;
-use backstage::{
-    Auth, AuthenticateOptions, Authenticator, Credentials, Principal, StaticTokens, UserPrincipal,
-};
+use backstage::testing::mock::{self, MockAuthenticator};
+use backstage::{Auth, Credentials, Principal, StaticTokens};
 use serde_json::{Value, json};
 
 /// The static token every test backend accepts (service principal `tests`).
 pub const SERVICE_TOKEN: &str = "service-token-for-tests";
-/// A token the test authenticator turns into user credentials for `user:default/alice`.
-pub const USER_TOKEN: &str = "user-token-alice";
-
-/// Static tokens from config, plus one user token: real backends get user tokens from
-/// Backstage's auth backend, which these tests do not run.
-pub struct TestAuthenticator {
-    pub statics: StaticTokens,
-}
-
-impl Authenticator for TestAuthenticator {
-    fn authenticate<'a>(
-        &'a self,
-        token: &'a str,
-        options: AuthenticateOptions,
-    ) -> BoxFuture<'a, backstage::Result<Credentials>> {
-        Box::pin(async move {
-            if token == USER_TOKEN {
-                return Ok(Credentials::new(Principal::User(UserPrincipal {
-                    user_entity_ref: "user:default/alice".to_owned(),
-                    ownership_entity_refs: Some(vec![
-                        "user:default/alice".to_owned(),
-                        "group:default/team-a".to_owned(),
-                    ]),
-                })));
-            }
-            self.statics.authenticate(token, options).await
-        })
-    }
-}
-
+/// The auth service of the test backends: `backstage::testing`'s mock tokens, and the static
+/// token above.
 pub fn test_auth() -> Auth {
-    Auth::new(TestAuthenticator {
-        statics: StaticTokens::from_pairs([(SERVICE_TOKEN, "tests")]).expect("valid token"),
-    })
+    Auth::new(MockAuthenticator::new(
+        StaticTokens::from_pairs([(SERVICE_TOKEN, "tests")]).expect("valid token"),
+    ))
+}
+
+/// A user token for `user:default/alice`, member of `group:default/team-a` (a mock token: real
+/// backends get user tokens from Backstage's auth backend, which these tests do not run).
+pub fn user_token() -> String {
+    mock::user_with_ownership(
+        "user:default/alice",
+        &["user:default/alice", "group:default/team-a"],
+    )
+    .token()
+    .expect("a mock user has a token")
+    .to_owned()
 }
 
 /// Who a request's credentials name, as the auth tests' `whoami` routes answer:
