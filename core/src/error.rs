@@ -86,6 +86,47 @@ impl ErrorKind {
         }
     }
 
+    /// The kind Backstage calls `name` (`"NotFoundError"`), as an error body names it.
+    ///
+    /// ```
+    /// use backstage::ErrorKind;
+    /// assert_eq!(ErrorKind::from_name("NotFoundError"), Some(ErrorKind::NotFound));
+    /// assert_eq!(ErrorKind::from_name("TypeError"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        const KINDS: &[ErrorKind] = &[
+            ErrorKind::NotModified,
+            ErrorKind::Input,
+            ErrorKind::Syntax,
+            ErrorKind::Authentication,
+            ErrorKind::NotAllowed,
+            ErrorKind::NotFound,
+            ErrorKind::Conflict,
+            ErrorKind::PayloadTooLarge,
+            ErrorKind::UnsupportedMediaType,
+            ErrorKind::NotImplemented,
+            ErrorKind::ServiceUnavailable,
+        ];
+        KINDS.iter().copied().find(|kind| kind.name() == name)
+    }
+
+    /// The kind Backstage answers with `status`, for an answer whose body names none.
+    fn from_status(status: u16) -> ErrorKind {
+        match status {
+            304 => ErrorKind::NotModified,
+            401 => ErrorKind::Authentication,
+            403 => ErrorKind::NotAllowed,
+            404 => ErrorKind::NotFound,
+            409 => ErrorKind::Conflict,
+            413 => ErrorKind::PayloadTooLarge,
+            415 => ErrorKind::UnsupportedMediaType,
+            501 => ErrorKind::NotImplemented,
+            503 => ErrorKind::ServiceUnavailable,
+            400..=499 => ErrorKind::Input,
+            _ => ErrorKind::Internal,
+        }
+    }
+
     /// The HTTP status Backstage answers this kind with.
     ///
     /// ```
@@ -203,6 +244,51 @@ impl Error {
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
         self
+    }
+
+    /// The error another Backstage service answered with: the kind its body names (by status
+    /// when the body names none Backstage knows), and its message. A call to another plugin
+    /// through [`crate::PluginClient`] turns a failed answer into this.
+    ///
+    /// ```no_run
+    /// # async fn example(response: reqwest::Response) {
+    /// if !response.status().is_success() {
+    ///     let error = backstage::Error::from_response(response).await;
+    ///     eprintln!("{}: {}", error.kind().name(), error.message());
+    /// }
+    /// # }
+    /// ```
+    pub async fn from_response(response: reqwest::Response) -> Error {
+        let status = response.status().as_u16();
+        let url = response.url().to_string();
+        let body = response.bytes().await.unwrap_or_default();
+        Self::from_body(status, &body, &url)
+    }
+
+    /// [`Error::from_response`] on a status and body already read, from `url`.
+    pub(crate) fn from_body(status: u16, body: &[u8], url: &str) -> Error {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            error: Part,
+        }
+        #[derive(serde::Deserialize)]
+        struct Part {
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            message: String,
+        }
+        match serde_json::from_slice::<Body>(body) {
+            Ok(Body { error }) => {
+                let kind = ErrorKind::from_name(&error.name)
+                    .unwrap_or_else(|| ErrorKind::from_status(status));
+                Error::new(kind, error.message)
+            }
+            Err(_) => Error::new(
+                ErrorKind::from_status(status),
+                format!("{url} answered {status}"),
+            ),
+        }
     }
 
     /// Adds members to the body's `error` object, after `name` and `message`.

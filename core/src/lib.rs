@@ -39,6 +39,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod actions;
 pub mod auth;
 pub mod backend;
 pub mod cache;
@@ -63,7 +64,7 @@ pub use auth::{
 };
 pub use backend::{Backend, BackendBuilder, InstanceMetadata, start};
 pub use backstage_macros::{
-    backend_module, backend_plugin, extension_point, init, migrate, route, routes, service,
+    action, backend_module, backend_plugin, extension_point, init, migrate, route, routes, service,
     service_factory, test,
 };
 pub use cache::Cache;
@@ -79,6 +80,11 @@ pub use plugin::Multi;
 pub use scheduler::Scheduler;
 /// sqlx, as this crate uses it: write queries against [`Database::pool`] with this one.
 pub use sqlx;
+
+/// schemars, as this crate uses it: the JSON Schemas of actions' inputs and outputs. Derive
+/// `JsonSchema` through it with `#[schemars(crate = "backstage::schemars")]`, or depend on
+/// `schemars` 1 yourself.
+pub use schemars;
 
 /// axum, as this crate uses it: build hand-written routers and extractors with this one.
 pub use axum;
@@ -102,7 +108,7 @@ pub mod prelude {
         Auth, Cache, Credentials, Discovery, Error, ErrorKind, Health, HttpAuth, HttpRouter,
         Lifecycle, Logger, Permissions, PluginClient, PluginConfig, PluginMetadata, Principal,
         Result, RootConfig, RootHealth, RootHttpRouter, RootLifecycle, RootLogger, Scheduler,
-        Secret, ServicePrincipal, UserInfo, UserPrincipal, backend_module, backend_plugin,
+        Secret, ServicePrincipal, UserInfo, UserPrincipal, action, backend_module, backend_plugin,
         extension_point, init, route, routes, service, service_factory,
     };
     pub use axum::extract::{Path, Query};
@@ -163,6 +169,8 @@ pub mod __private {
     /// service, spanned on the field's type.
     pub const fn assert_root_injectable<T: RootInjectable<C>, C>() {}
 
+    pub use crate::actions::{Action, ActionsRegistry, NoInput, action_input, action_output};
+    pub use crate::{Credentials, Principal, ServicePrincipal, UserPrincipal};
     pub use crate::{Error, Result};
     pub use axum;
     pub use inventory;

@@ -91,6 +91,15 @@ pub fn route(_attr: TokenStream, item: TokenStream) -> TokenStream {
     common::outside_routes("route", item.into()).into()
 }
 
+/// Marks an action, a typed operation offered to AI agents and other plugins:
+/// `#[action(name = "create-todo", title = "Create a todo")]` on an `async fn(&self, input: T,
+/// creds: Credentials) -> Result<O>`, whose doc comment is its description. Only meaningful
+/// inside a `#[routes]` block, which reads it.
+#[proc_macro_attribute]
+pub fn action(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    common::outside_routes("action", item.into()).into()
+}
+
 /// Marks a plugin's initialiser. Only meaningful inside a `#[routes]` block, which reads it.
 #[proc_macro_attribute]
 pub fn init(_attr: TokenStream, item: TokenStream) -> TokenStream {

@@ -394,6 +394,15 @@ async fn boot_plugin(
     let scheduler = ctx.get::<crate::scheduler::Scheduler>().await?;
     let scheduler = guard(crate::scheduler::endpoints::router(scheduler), &gate);
     router = catch_router_panic("the scheduler endpoints", || router.merge(scheduler))?;
+    // Backstage's actions endpoints, in a plugin that offers actions.
+    if let Some(actions) = instances
+        .instances
+        .existing::<crate::actions::ActionsRegistry>()
+        && !actions.is_empty()
+    {
+        let endpoints = guard(crate::actions::endpoints::router(actions), &gate);
+        router = catch_router_panic("the actions endpoints", || router.merge(endpoints))?;
+    }
     let auth = ctx.get::<crate::auth::Auth>().await?;
     if let Some(database) = instances.instances.existing::<crate::database::Database>() {
         auth.share_database(database);
@@ -452,6 +461,18 @@ async fn run_blocks(
                 Error::internal(format!(
                     "#[init] {} ({}:{}) failed: {e}",
                     init.name, init.file, init.line
+                ))
+            })?;
+        }
+    }
+    for block in &blocks {
+        if let Some(register) = block.actions {
+            register(instance.clone(), ctx).await.map_err(|e| {
+                Error::internal(format!(
+                    "the #[action]s of {} ({}:{}) could not be registered: {e}",
+                    (block.plugin_type)(),
+                    block.file,
+                    block.line
                 ))
             })?;
         }

@@ -46,8 +46,10 @@ pub(crate) fn mounted_routes(
                 .filter(|m| m.plugin_id == plugin.id)
                 .map(|m| (m.type_id)()),
         );
+        let mut actions = false;
         for owner in owners {
             for block in routes_of(owner) {
+                actions |= block.actions.is_some();
                 for route in block.routes {
                     table.push(MountedRoute {
                         method: route.method,
@@ -58,9 +60,15 @@ pub(crate) fn mounted_routes(
                 }
             }
         }
+        let actions = if actions {
+            crate::actions::endpoints::ENDPOINTS
+        } else {
+            &[]
+        };
         let endpoints = crate::auth::endpoints::ENDPOINTS
             .iter()
-            .chain(crate::scheduler::endpoints::ENDPOINTS);
+            .chain(crate::scheduler::endpoints::ENDPOINTS)
+            .chain(actions);
         for (method, path, auth) in endpoints {
             table.push(MountedRoute {
                 method,

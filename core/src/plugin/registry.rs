@@ -119,6 +119,8 @@ pub struct RoutesRegistration {
     pub routes: &'static [RouteInfo],
     /// The block's `#[init]`, if any.
     pub init: Option<InitRegistration>,
+    /// Registers the block's `#[action]`s with the plugin's actions registry, if it has any.
+    pub actions: Option<InitFn>,
     /// Builds the block's router.
     pub build: BuildRouterFn,
     /// Where the block is.

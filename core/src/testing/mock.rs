@@ -349,6 +349,32 @@ pub fn auth() -> Auth {
     Auth::new(MockAuthenticator::new(StaticTokens::default()))
 }
 
+/// An `actions` service that offers `actions` as plugin `plugin_id`'s, run in memory: what a
+/// test of a plugin that calls other plugins' actions gives it instead of those plugins.
+///
+/// ```
+/// use backstage::actions::{Action, Actions};
+/// use backstage::testing::mock;
+/// use backstage::Credentials;
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let actions: Actions = mock::actions("catalog", vec![Action::new(
+///     "count-entities",
+///     "Count entities",
+///     "How many entities the catalog holds.",
+///     |_input: serde_json::Value, _creds: Credentials| async move { Ok(42) },
+/// )]);
+/// let creds = Credentials::service("tests");
+/// assert_eq!(actions.list(&creds).await.unwrap()[0].id, "catalog:count-entities");
+/// let output = actions.invoke("catalog:count-entities", serde_json::json!({}), &creds).await;
+/// assert_eq!(output.unwrap(), 42);
+/// # });
+/// ```
+///
+/// In a backend: `TestBackend::builder().service(mock::actions(..))`.
+pub fn actions(plugin_id: &str, actions: Vec<crate::actions::Action>) -> crate::actions::Actions {
+    crate::actions::Actions::in_memory(plugin_id, actions)
+}
+
 /// A scheduler whose tasks never run on their own: `trigger_task` runs one at once and returns
 /// its result ([`crate::Scheduler::manual`]). Hand a clone to the backend and keep one:
 ///

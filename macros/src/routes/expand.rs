@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::parse::{Kind, Method, Model};
-use super::validate::{Auth, auth};
+use super::validate::{Auth, action_options, auth, result_ok_type};
 
 pub(crate) fn expand(model: &Model) -> TokenStream {
     let p = quote!(::backstage::__private);
@@ -17,6 +17,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let mut route_builders = Vec::new();
     let mut init = quote!(::core::option::Option::None);
     let mut init_fn = quote!();
+    let mut action_registrations = Vec::new();
 
     for method in &model.methods {
         match &method.kind {
@@ -42,6 +43,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                 });
                 route_builders.push(route_builder(method, self_ty, &method_upper, path, &policy));
             }
+            Kind::Action(..) => action_registrations.push(action(method, self_ty)),
             Kind::Init(attr) => {
                 let name = method.ident.to_string();
                 let line = quote_spanned!(attr.span()=> ::core::line!());
@@ -72,6 +74,27 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         }
     }
 
+    let (actions, actions_fn) = if action_registrations.is_empty() {
+        (quote!(::core::option::Option::None), quote!())
+    } else {
+        (
+            quote!(::core::option::Option::Some(__backstage_actions)),
+            quote! {
+                fn __backstage_actions<'a>(
+                    plugin: #p::AnyPlugin,
+                    ctx: &'a #p::ServiceContext<'_>,
+                ) -> #p::BoxFuture<'a, #p::Result<()>> {
+                    ::std::boxed::Box::pin(async move {
+                        let this = #p::downcast::<#self_ty>(plugin)?;
+                        let registry = <#p::ActionsRegistry as #p::Inject>::inject(ctx).await?;
+                        #(#action_registrations)*
+                        ::core::result::Result::Ok(())
+                    })
+                }
+            },
+        )
+    };
+
     quote! {
         #item
 
@@ -92,12 +115,15 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
 
             #init_fn
 
+            #actions_fn
+
             #p::inventory::submit! {
                 #p::RoutesRegistration {
                     plugin: ::core::any::TypeId::of::<#self_ty>,
                     plugin_type: ::core::any::type_name::<#self_ty>,
                     routes: &[#(#route_infos),*],
                     init: #init,
+                    actions: #actions,
                     build: __backstage_build,
                     file: ::core::file!(),
                     line: ::core::line!(),
@@ -206,6 +232,92 @@ fn route_builder(
                     },
                 ),
             )
+        }
+    }
+}
+
+/// Registers one `#[action]` method with the plugin's actions registry: its input (the one
+/// parameter that is neither a service nor `Credentials`, else no input), its output (the `T`
+/// of `Result<T>`), and a handler that calls the method with the injected services and the
+/// caller's credentials, narrowed to the principal the method asks for.
+fn action(method: &Method, self_ty: &syn::Type) -> TokenStream {
+    let p = quote!(::backstage::__private);
+    let Kind::Action(args, _, description) = &method.kind else {
+        return quote!();
+    };
+    let options = action_options(args);
+    let (Some(name), Some(title)) = (options.name, options.title) else {
+        return quote!();
+    };
+    let ident = &method.ident;
+    let injected = injections(method);
+    let injected_names: Vec<_> = method
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, param)| param.inject)
+        .map(|(i, _)| format_ident!("__inject{}", i))
+        .collect();
+    let input_ty = method
+        .params
+        .iter()
+        .find(|param| !param.inject && param.credentials.is_none())
+        .map(|param| param.ty.clone());
+    let input = match &input_ty {
+        Some(ty) => quote!(#ty),
+        None => quote!(#p::NoInput),
+    };
+    // The types are checked where the user wrote them, once.
+    let input_parts = match &input_ty {
+        Some(ty) => quote_spanned!(ty.span()=> #p::action_input::<#ty>()),
+        None => quote!(#p::action_input::<#p::NoInput>()),
+    };
+    let Some(output_ty) = result_ok_type(&method.output) else {
+        return quote!();
+    };
+    let output_parts = quote_spanned!(output_ty.span()=> #p::action_output::<#output_ty>());
+    let args = method.params.iter().enumerate().map(|(i, param)| {
+        if param.inject {
+            let name = format_ident!("__inject{}", i);
+            quote!(#name)
+        } else if let Some(principal) = param.credentials {
+            let ty = match principal {
+                super::parse::Principal::User => quote!(#p::UserPrincipal),
+                super::parse::Principal::Service => quote!(#p::ServicePrincipal),
+                super::parse::Principal::Any => quote!(#p::Principal),
+            };
+            quote!(__credentials.narrow::<#ty>()?)
+        } else {
+            quote!(__input)
+        }
+    });
+    let flags = options.flags.iter().map(|(flag, value)| {
+        let flag = format_ident!("{}", flag);
+        quote!(.#flag(#value))
+    });
+    let call = quote_spanned!(ident.span()=> <#self_ty>::#ident(&this, #(#args),*).await);
+    quote! {
+        {
+            #injected
+            let this = ::core::clone::Clone::clone(&this);
+            registry.register(
+                #p::Action::from_parts(
+                    #name,
+                    #title,
+                    #description,
+                    #input_parts,
+                    #output_parts,
+                    move |__input: #input, __credentials: #p::Credentials| {
+                        let this = ::core::clone::Clone::clone(&this);
+                        #(let #injected_names = ::core::clone::Clone::clone(&#injected_names);)*
+                        async move {
+                            let _ = &__input;
+                            #call
+                        }
+                    },
+                )
+                #(#flags)*
+            )?;
         }
     }
 }

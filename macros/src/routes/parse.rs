@@ -56,6 +56,36 @@ impl Parse for RouteArgs {
     }
 }
 
+/// `#[action(name = "...", title = "...", read_only = true, ...)]` as written: every
+/// `name = value`, checked in `validate`.
+pub(crate) struct ActionArgs {
+    pub(crate) options: Vec<(syn::Ident, syn::Expr)>,
+}
+
+impl Parse for ActionArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut options = Vec::new();
+        while !input.is_empty() {
+            let name: syn::Ident = input.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "an action is declared `#[action(name = \"create-item\", title = \"Create an item\")]`",
+                )
+            })?;
+            input
+                .parse::<syn::Token![=]>()
+                .map_err(|e| syn::Error::new(e.span(), format!("expected `{name} = ...`")))?;
+            let value: syn::Expr = input.parse()?;
+            options.push((name, value));
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<syn::Token![,]>()?;
+        }
+        Ok(ActionArgs { options })
+    }
+}
+
 /// The principal a `Credentials` parameter asks for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Principal {
@@ -83,6 +113,8 @@ pub(crate) enum Receiver {
 pub(crate) enum Kind {
     Route(RouteArgs, syn::Attribute),
     Init(syn::Attribute),
+    /// An action, with the method's doc comment (its description).
+    Action(ActionArgs, syn::Attribute, String),
 }
 
 pub(crate) struct Method {
@@ -93,6 +125,7 @@ pub(crate) struct Method {
     pub(crate) receiver: Receiver,
     pub(crate) params: Vec<Param>,
     pub(crate) generics: syn::Generics,
+    pub(crate) output: syn::ReturnType,
 }
 
 pub(crate) struct Model {
@@ -144,8 +177,19 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<Model> 
                     }
                     kind = Some(Kind::Init(attr));
                 }
+            } else if attr.path().is_ident("action") {
+                match attr.parse_args::<ActionArgs>() {
+                    Ok(args) if kind.is_none() => {
+                        kind = Some(Kind::Action(args, attr, String::new()));
+                    }
+                    Ok(_) => errors.push(syn::Error::new_spanned(
+                        &attr,
+                        "a method is one #[route], #[action] or #[init]; declare another method for the second",
+                    )),
+                    Err(e) => errors.push(e),
+                }
             } else if let Some(error) =
-                crate::common::misspelled(&attr, &["route", "init", "inject"])
+                crate::common::misspelled(&attr, &["route", "init", "inject", "action"])
             {
                 // reported here, and left out so rustc does not add "cannot find attribute"
                 errors.push(error);
@@ -154,7 +198,10 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<Model> 
             }
         }
         function.attrs = keep;
-        let Some(kind) = kind else { continue };
+        let Some(mut kind) = kind else { continue };
+        if let Kind::Action(_, _, description) = &mut kind {
+            *description = doc_comment(&function.attrs);
+        }
         let sig = &mut function.sig;
         let mut receiver = Receiver::Missing;
         let mut params = Vec::new();
@@ -201,6 +248,7 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<Model> 
             receiver,
             params,
             generics: sig.generics.clone(),
+            output: sig.output.clone(),
         });
     }
     Ok(Model {
@@ -209,6 +257,32 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<Model> 
         methods,
         errors,
     })
+}
+
+/// The text of the `///` comments in `attrs`, as rustdoc joins them.
+fn doc_comment(attrs: &[syn::Attribute]) -> String {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("doc"))
+        .filter_map(|attr| match &attr.meta {
+            syn::Meta::NameValue(syn::MetaNameValue {
+                value:
+                    syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(text),
+                        ..
+                    }),
+                ..
+            }) => Some(text.value()),
+            _ => None,
+        })
+        .map(|line| {
+            line.strip_prefix(' ')
+                .unwrap_or(&line)
+                .trim_end()
+                .to_owned()
+        })
+        .collect();
+    lines.join("\n").trim().to_owned()
 }
 
 /// `Path<T>`, `axum::extract::Path<T>`.

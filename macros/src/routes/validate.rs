@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::parse::{Kind, Method, Model, Principal, Receiver, RouteArgs};
+use super::parse::{ActionArgs, Kind, Method, Model, Principal, Receiver, RouteArgs};
 use crate::common::{Errors, closest};
 
 pub(crate) const METHODS: &[&str] = &["get", "post", "put", "delete", "patch", "head", "options"];
@@ -15,6 +15,186 @@ pub(crate) enum Auth {
     Default,
     Unauthenticated,
     UserCookie,
+}
+
+const ACTION_OPTIONS: &[&str] = &["name", "title", "read_only", "destructive", "idempotent"];
+
+/// An action's options, read from its attribute (after validation, every one is well-formed).
+pub(crate) struct ActionOptions {
+    pub(crate) name: Option<syn::LitStr>,
+    pub(crate) title: Option<syn::LitStr>,
+    /// `read_only`, `destructive`, `idempotent` as given.
+    pub(crate) flags: Vec<(String, bool)>,
+}
+
+pub(crate) fn action_options(args: &ActionArgs) -> ActionOptions {
+    let mut options = ActionOptions {
+        name: None,
+        title: None,
+        flags: Vec::new(),
+    };
+    for (name, value) in &args.options {
+        let syn::Expr::Lit(syn::ExprLit { lit, .. }) = value else {
+            continue;
+        };
+        match (name.to_string().as_str(), lit) {
+            ("name", syn::Lit::Str(s)) => options.name = Some(s.clone()),
+            ("title", syn::Lit::Str(s)) => options.title = Some(s.clone()),
+            (flag @ ("read_only" | "destructive" | "idempotent"), syn::Lit::Bool(b)) => {
+                options.flags.push((flag.to_owned(), b.value));
+            }
+            _ => {}
+        }
+    }
+    options
+}
+
+/// The `T` of a return type written `Result<T>` (or `Result<T, E>`).
+pub(crate) fn result_ok_type(output: &syn::ReturnType) -> Option<&syn::Type> {
+    let syn::ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let syn::Type::Path(path) = &**ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    }
+}
+
+/// `create_todo`, `CreateTodo`, `Create Todo` -> `create-todo`.
+fn kebab(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            if !out.is_empty() && !out.ends_with('-') {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_owned()
+}
+
+fn valid_action_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('-').all(|word| {
+            !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+}
+
+/// The rules of one `#[action]`: its options, its description, one input, `Result<T>`.
+fn check_action(
+    args: &ActionArgs,
+    attr: &syn::Attribute,
+    description: &str,
+    method: &Method,
+    errors: &mut Errors,
+) {
+    let mut seen: Vec<String> = Vec::new();
+    for (name, value) in &args.options {
+        let text = name.to_string();
+        if !ACTION_OPTIONS.contains(&text.as_str()) {
+            let hint = match closest(&text, ACTION_OPTIONS) {
+                Some(c) => format!("; did you mean `{c}`?"),
+                None => String::new(),
+            };
+            errors.at(
+                name,
+                format!(
+                    "unknown action option `{text}`: an action takes `name`, `title`, `read_only`, `destructive` and `idempotent`{hint}"
+                ),
+            );
+            continue;
+        }
+        if seen.contains(&text) {
+            errors.at(name, format!("`{text}` is given twice"));
+        }
+        seen.push(text.clone());
+        let lit = match value {
+            syn::Expr::Lit(syn::ExprLit { lit, .. }) => Some(lit),
+            _ => None,
+        };
+        match text.as_str() {
+            "name" | "title" if !matches!(lit, Some(syn::Lit::Str(_))) => {
+                errors.at(value, format!("`{text}` is a string: `{text} = \"...\"`"));
+            }
+            "read_only" | "destructive" | "idempotent"
+                if !matches!(lit, Some(syn::Lit::Bool(_))) =>
+            {
+                errors.at(value, format!("`{text}` is `true` or `false`"));
+            }
+            _ => {}
+        }
+    }
+    let options = action_options(args);
+    match &options.name {
+        Some(name) if !valid_action_name(&name.value()) => errors.at(
+            name,
+            format!(
+                "an action's name is lowercase words joined by dashes; write `name = \"{}\"`",
+                kebab(&name.value())
+            ),
+        ),
+        None if !seen.iter().any(|s| s == "name") => errors.at(
+            attr,
+            format!(
+                "an action needs a name: `#[action(name = \"{}\", title = \"...\")]`",
+                kebab(&method.ident.to_string())
+            ),
+        ),
+        _ => {}
+    }
+    if options.title.is_none() && !seen.iter().any(|s| s == "title") {
+        errors.at(
+            attr,
+            "an action needs a title, a short phrase agents show: `title = \"Create a todo\"`",
+        );
+    }
+    if description.is_empty() {
+        errors.at(
+            &method.ident,
+            "an action's doc comment is its description, which agents read to choose it; write `/// What it does.` above it",
+        );
+    }
+    let inputs: Vec<_> = method
+        .params
+        .iter()
+        .filter(|p| !p.inject && p.credentials.is_none())
+        .collect();
+    for extra in inputs.iter().skip(1) {
+        errors.at(
+            &extra.ty,
+            "an action takes one input (a type that is `Deserialize + JsonSchema`), and may take `Credentials` and `#[inject]` services; put the fields of its input in one struct",
+        );
+    }
+    if result_ok_type(&method.output).is_none() {
+        match &method.output {
+            syn::ReturnType::Type(_, ty) => errors.at(
+                ty,
+                "an action returns `Result<T>`, where `T` is its output (`Serialize + JsonSchema`)",
+            ),
+            syn::ReturnType::Default => errors.at(
+                &method.ident,
+                "an action returns `Result<T>`, where `T` is its output (`Serialize + JsonSchema`); add `-> Result<T>`",
+            ),
+        }
+    }
 }
 
 /// The `auth` option of a route, if valid.
@@ -59,6 +239,7 @@ pub(crate) fn validate(model: &mut Model) -> syn::Result<()> {
     }
 
     let mut seen: HashMap<(String, String), &syn::LitStr> = HashMap::new();
+    let mut actions: HashMap<String, syn::LitStr> = HashMap::new();
     let mut init: Option<&syn::Ident> = None;
     for method in &model.methods {
         check_signature(method, &mut errors);
@@ -78,6 +259,26 @@ pub(crate) fn validate(model: &mut Model) -> syn::Result<()> {
                             &param.ty,
                             "parameters of #[init] are services: mark the parameter `#[inject]`",
                         );
+                    }
+                }
+            }
+            Kind::Action(args, attr, description) => {
+                check_action(args, attr, description, method, &mut errors);
+                if let Some(name) = action_options(args).name {
+                    if let Some(first) = actions.get(&name.value()) {
+                        errors.at(
+                            &name,
+                            format!(
+                                "the action \"{}\" is declared twice in this block; give one another name",
+                                name.value()
+                            ),
+                        );
+                        errors.at(
+                            first,
+                            format!("the action \"{}\" is first declared here", name.value()),
+                        );
+                    } else {
+                        actions.insert(name.value(), name);
                     }
                 }
             }
@@ -139,6 +340,7 @@ fn check_signature(method: &Method, errors: &mut Errors) {
     let what = match method.kind {
         Kind::Route(..) => "route handler",
         Kind::Init(_) => "#[init] function",
+        Kind::Action(..) => "action",
     };
     if method.asyncness.is_none() {
         errors.at(

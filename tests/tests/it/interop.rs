@@ -122,7 +122,7 @@ fn install(dir: &Path) {
     // Tests of this file may install at once: one npm at a time.
     static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
-    for script in ["backend.js", "cache.js", "wire.js"] {
+    for script in ["backend.js", "cache.js", "mcp.js", "wire.js"] {
         // Rewritten only when changed: another test's Node may be reading it right now.
         let text = std::fs::read(source.join(script)).unwrap();
         if std::fs::read(dir.join(script)).ok().as_ref() != Some(&text) {
