@@ -40,6 +40,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod actions;
+pub mod auditor;
 pub mod auth;
 pub mod backend;
 pub mod cache;
@@ -49,6 +50,7 @@ pub mod dev;
 pub mod discovery;
 mod error;
 pub mod http;
+mod json_schema;
 pub mod lifecycle;
 pub mod logging;
 pub mod permissions;
@@ -56,6 +58,7 @@ pub mod plugin;
 pub mod scheduler;
 pub mod testing;
 
+pub use auditor::Auditor;
 pub use auth::AuthenticateOptions;
 pub use auth::{
     AccessRestrictions, Auth, Authenticator, BackstageUserInfo, Credentials, HttpAuth,
@@ -105,11 +108,11 @@ pub mod prelude {
     pub use crate::permissions::Permission;
     pub use crate::scheduler::TaskSchedule;
     pub use crate::{
-        Auth, Cache, Credentials, Discovery, Error, ErrorKind, Health, HttpAuth, HttpRouter,
-        Lifecycle, Logger, Permissions, PluginClient, PluginConfig, PluginMetadata, Principal,
-        Result, RootConfig, RootHealth, RootHttpRouter, RootLifecycle, RootLogger, Scheduler,
-        Secret, ServicePrincipal, UserInfo, UserPrincipal, action, backend_module, backend_plugin,
-        extension_point, init, route, routes, service, service_factory,
+        Auditor, Auth, Cache, Credentials, Discovery, Error, ErrorKind, Health, HttpAuth,
+        HttpRouter, Lifecycle, Logger, Permissions, PluginClient, PluginConfig, PluginMetadata,
+        Principal, Result, RootConfig, RootHealth, RootHttpRouter, RootLifecycle, RootLogger,
+        Scheduler, Secret, ServicePrincipal, UserInfo, UserPrincipal, action, backend_module,
+        backend_plugin, extension_point, init, route, routes, service, service_factory,
     };
     pub use axum::extract::{Path, Query};
     pub use axum::http::{HeaderMap, StatusCode};
@@ -170,6 +173,7 @@ pub mod __private {
     pub const fn assert_root_injectable<T: RootInjectable<C>, C>() {}
 
     pub use crate::actions::{Action, ActionsRegistry, NoInput, action_input, action_output};
+    pub use crate::auditor::{AuditRequest, Auditor, Severity};
     pub use crate::{Credentials, Principal, ServicePrincipal, UserPrincipal};
     pub use crate::{Error, Result};
     pub use axum;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::registry::{Action, ActionAttributes, ActionsRegistry, Failure};
-use crate::auth::{Credentials, Principal};
+use crate::auth::{Credentials, Principal, ServicePrincipal};
 use crate::error::{Error, ErrorKind};
 use crate::http::Json;
 use crate::plugin::AuthPolicyKind;
@@ -18,6 +18,11 @@ pub(crate) const ENDPOINTS: &[(&str, &str, AuthPolicyKind)] = &[
     (
         "GET",
         "/.backstage/actions/v1/actions",
+        AuthPolicyKind::Default,
+    ),
+    (
+        "GET",
+        "/.backstage/actions/v1/status",
         AuthPolicyKind::Default,
     ),
     (
@@ -35,12 +40,21 @@ pub(crate) const ENDPOINTS: &[(&str, &str, AuthPolicyKind)] = &[
 /// The plugin's actions endpoints (behind its auth policies: the caller mounts them guarded).
 pub(crate) fn router(registry: ActionsRegistry) -> Router {
     let list = registry.clone();
+    let status = registry.clone();
     let v1 = registry.clone();
     let v2 = registry;
     Router::new()
         .route(
             "/.backstage/actions/v1/actions",
             axum::routing::get(move || std::future::ready(listing(&list))),
+        )
+        // Whether the plugin has actions; for services only, as Backstage's.
+        .route(
+            "/.backstage/actions/v1/status",
+            axum::routing::get(move |_: Credentials<ServicePrincipal>| {
+                let has_actions = !status.is_empty();
+                std::future::ready(Json(json!({ "hasActions": has_actions })))
+            }),
         )
         .route(
             "/.backstage/actions/v1/actions/{id}/invoke",

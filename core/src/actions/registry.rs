@@ -297,14 +297,7 @@ pub fn action_output<T: Serialize + JsonSchema>() -> Output<T> {
 
 /// `T`'s JSON Schema as Backstage's actions describe their input and output (draft 7).
 fn schema_of<T: JsonSchema>() -> Value {
-    let generator = schemars::generate::SchemaSettings::draft07().into_generator();
-    let mut schema =
-        serde_json::to_value(generator.into_root_schema_for::<T>()).unwrap_or(Value::Null);
-    // The Rust type's name is no help to an agent; zod's schemas carry none either.
-    if let Some(root) = schema.as_object_mut() {
-        root.remove("title");
-    }
-    schema
+    crate::json_schema::draft07::<T>()
 }
 
 /// Whether `name` is lowercase words (letters and digits) joined by single dashes.

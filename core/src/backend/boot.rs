@@ -394,14 +394,23 @@ async fn boot_plugin(
     let scheduler = ctx.get::<crate::scheduler::Scheduler>().await?;
     let scheduler = guard(crate::scheduler::endpoints::router(scheduler), &gate);
     router = catch_router_panic("the scheduler endpoints", || router.merge(scheduler))?;
-    // Backstage's actions endpoints, in a plugin that offers actions.
+    // Backstage's actions endpoints, in a plugin that uses the actions registry (its
+    // `#[action]`s use it), as Backstage's registry mounts them when a plugin depends on it.
     if let Some(actions) = instances
         .instances
         .existing::<crate::actions::ActionsRegistry>()
-        && !actions.is_empty()
     {
         let endpoints = guard(crate::actions::endpoints::router(actions), &gate);
         router = catch_router_panic("the actions endpoints", || router.merge(endpoints))?;
+    }
+    // The permission integration endpoints, in a plugin that uses the permissions registry,
+    // as Backstage's registry mounts them when a plugin depends on it.
+    if let Some(registry) = instances
+        .instances
+        .existing::<crate::permissions::PermissionsRegistry>()
+    {
+        let endpoints = guard(crate::permissions::endpoints::router(registry), &gate);
+        router = catch_router_panic("the permission endpoints", || router.merge(endpoints))?;
     }
     let auth = ctx.get::<crate::auth::Auth>().await?;
     if let Some(database) = instances.instances.existing::<crate::database::Database>() {

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use crate::http::AuthPolicyKind;
 use crate::plugin::registry::routes_of;
-use crate::plugin::{ModuleRegistration, PluginRegistration};
+use crate::plugin::{ModuleRegistration, PluginRegistration, Service};
 
 /// One route a backend serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,15 +60,22 @@ pub(crate) fn mounted_routes(
                 }
             }
         }
-        let actions = if actions {
+        let injects = |id: &str| plugin.dependencies.iter().any(|d| d.service == id);
+        let actions = if actions || injects(<crate::actions::ActionsRegistry as Service>::ID) {
             crate::actions::endpoints::ENDPOINTS
+        } else {
+            &[]
+        };
+        let permissions = if injects(<crate::permissions::PermissionsRegistry as Service>::ID) {
+            crate::permissions::endpoints::ENDPOINTS
         } else {
             &[]
         };
         let endpoints = crate::auth::endpoints::ENDPOINTS
             .iter()
             .chain(crate::scheduler::endpoints::ENDPOINTS)
-            .chain(actions);
+            .chain(actions)
+            .chain(permissions);
         for (method, path, auth) in endpoints {
             table.push(MountedRoute {
                 method,

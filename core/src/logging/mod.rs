@@ -110,7 +110,8 @@ impl Service for RootLogger {
 ///   `backend.logger.level`, else `info`.
 /// - Format: JSON lines when `NODE_ENV` or `BACKSTAGE_ENV` is `production` (Backstage's switch),
 ///   readable lines otherwise.
-/// - `backend.logger.meta`: fields added to every line (`service: backstage`).
+/// - `backend.logger.meta`: fields added to every line; JSON lines carry `service: backstage`
+///   unless it names another, as Backstage's do.
 pub(crate) fn init(config: &crate::config::RootConfig) {
     let level = std::env::var("LOG_LEVEL")
         .ok()
@@ -125,7 +126,7 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
         eprintln!("LOG_LEVEL / backend.logger.level '{level}' is not a log level; using info");
         tracing_subscriber::EnvFilter::new("info")
     });
-    let meta: std::collections::BTreeMap<String, serde_json::Value> = config
+    let mut meta: std::collections::BTreeMap<String, serde_json::Value> = config
         .get_optional("backend.logger.meta")
         .ok()
         .flatten()
@@ -133,6 +134,11 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
     let production = ["NODE_ENV", "BACKSTAGE_ENV"]
         .iter()
         .any(|v| std::env::var(v).is_ok_and(|e| e == "production"));
+    // Backstage's root logger names its service on every JSON line unless the config does.
+    if production {
+        meta.entry("service".to_owned())
+            .or_insert_with(|| "backstage".into());
+    }
     let ansi = !production && std::io::IsTerminal::is_terminal(&std::io::stderr());
     // A log line that cannot be written (the pipe to a log collector closed) is dropped: by
     // default tracing reports it with `eprintln!`, which panics on that same closed stderr.
@@ -155,6 +161,29 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
             ))
             .try_init()
     };
+}
+
+/// The target of audit events ([`crate::auditor`]); their JSON lines take Backstage's shape.
+pub(crate) const AUDIT_TARGET: &str = "backstage::audit";
+
+/// An audit event's JSON line as Backstage's auditor writes it: `actor`, `request` and `meta`
+/// as objects (they arrive as JSON text in fields), the level in lower case, no target.
+fn audit_line(line: &str) -> Option<String> {
+    let serde_json::Value::Object(mut members) = serde_json::from_str(line).ok()? else {
+        return None;
+    };
+    members.remove("target");
+    if let Some(serde_json::Value::String(level)) = members.get_mut("level") {
+        level.make_ascii_lowercase();
+    }
+    for key in ["actor", "request", "meta"] {
+        if let Some(serde_json::Value::String(text)) = members.get(key)
+            && let Ok(object) = serde_json::from_str(text)
+        {
+            members.insert(key.to_owned(), object);
+        }
+    }
+    serde_json::to_string(&members).ok()
 }
 
 /// A formatter that appends `backend.logger.meta` to every line.
@@ -208,7 +237,8 @@ where
         mut writer: tracing_subscriber::fmt::format::Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        if self.suffix.is_empty() {
+        let audit = self.json && event.metadata().target() == AUDIT_TARGET;
+        if self.suffix.is_empty() && !audit {
             return self.inner.format_event(ctx, writer, event);
         }
         let mut line = String::new();
@@ -217,7 +247,8 @@ where
             tracing_subscriber::fmt::format::Writer::new(&mut line),
             event,
         )?;
-        let line = line.trim_end_matches('\n');
+        let reshaped = audit.then(|| audit_line(&line)).flatten();
+        let line = reshaped.as_deref().unwrap_or(&line).trim_end_matches('\n');
         match line.strip_suffix('}') {
             Some(open) if self.json => writeln!(writer, "{open}{}}}", self.suffix),
             _ => writeln!(writer, "{line}{}", self.suffix),

@@ -7,6 +7,13 @@
 //! discovery) with a plugin token on behalf of the caller. Answers are checked: a response
 //! that does not answer every item is an error, never a silent allow.
 //!
+//! A plugin publishes its permissions, resource types and rules through
+//! [`PermissionsRegistry`]: it then serves `/.well-known/backstage/permissions/metadata` (for
+//! RBAC tools) and `/.well-known/backstage/permissions/apply-conditions` (where the permission
+//! backend has a conditional decision applied to the plugin's resources), as Backstage's
+//! `createPermissionIntegrationRouter` does. [`ResourceType::is_allowed`] applies a conditional
+//! decision locally, and [`ResourceType::to_query`] turns it into a query.
+//!
 //! ```no_run
 //! use backstage::prelude::*;
 //! use backstage::permissions::{Permission, Permissions};
@@ -30,6 +37,13 @@
 //! }
 //! # fn main() {}
 //! ```
+
+mod conditions;
+pub(crate) mod endpoints;
+mod registry;
+
+pub use conditions::{PermissionCondition, PermissionCriteria};
+pub use registry::{PermissionRule, PermissionsRegistry, ResourceType};
 
 use std::fmt;
 use std::sync::Arc;
@@ -409,7 +423,7 @@ impl Service for Permissions {
     }
 }
 
-crate::plugin::register!(Permissions);
+crate::plugin::register!(Permissions, PermissionsRegistry);
 
 #[cfg(test)]
 mod tests {

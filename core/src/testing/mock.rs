@@ -375,6 +375,29 @@ pub fn actions(plugin_id: &str, actions: Vec<crate::actions::Action>) -> crate::
     crate::actions::Actions::in_memory(plugin_id, actions)
 }
 
+/// An auditor of plugin `plugin_id` that keeps its events in memory, and the log to read them
+/// back from. (A [`super::TestBackend`] records every plugin's events already:
+/// [`super::TestBackend::audit_log`].)
+///
+/// ```
+/// use backstage::auditor::{AuditOrigin, Severity};
+/// use backstage::testing::mock;
+/// use backstage::{Credentials, Error};
+///
+/// let (auditor, log) = mock::auditor("vault");
+/// let ada = Credentials::user("user:default/ada");
+/// let event = auditor.create_event("secret-read", Severity::Medium, &ada, ());
+/// event.fail(&Error::not_found("no secret 7"), serde_json::json!({ "id": 7 }));
+/// let failed = &log.events()[1];
+/// assert_eq!(failed.actor_id.as_deref(), Some("user:default/ada"));
+/// assert_eq!(failed.error, Some(("NotFoundError".into(), "no secret 7".into())));
+/// ```
+pub fn auditor(plugin_id: &str) -> (crate::auditor::Auditor, crate::auditor::AuditLog) {
+    let log = crate::auditor::AuditLog::default();
+    let auditor = crate::auditor::Auditor::for_plugin(plugin_id).recording(log.clone());
+    (auditor, log)
+}
+
 /// A scheduler whose tasks never run on their own: `trigger_task` runs one at once and returns
 /// its result ([`crate::Scheduler::manual`]). Hand a clone to the backend and keep one:
 ///

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::auditor::{AuditLog, Auditor};
 use crate::backend::{Backend, BackendBuilder};
 use crate::config::RootConfig;
 use crate::error::{Error, Result};
@@ -33,6 +34,8 @@ pub struct TestBackendBuilder {
     builder: BackendBuilder,
     config: Value,
     mock_auth: bool,
+    /// Whether the auditor is the recording one (not replaced by the test).
+    record_audit: bool,
 }
 
 impl fmt::Debug for TestBackendBuilder {
@@ -73,6 +76,9 @@ impl TestBackendBuilder {
         if std::any::TypeId::of::<S>() == std::any::TypeId::of::<crate::auth::Auth>() {
             self.mock_auth = false;
         }
+        if std::any::TypeId::of::<S>() == std::any::TypeId::of::<crate::auditor::Auditor>() {
+            self.record_audit = false;
+        }
         self.builder = self.builder.service(instance);
         self
     }
@@ -87,6 +93,9 @@ impl TestBackendBuilder {
         if std::any::TypeId::of::<S>() == std::any::TypeId::of::<crate::auth::Auth>() {
             self.mock_auth = false;
         }
+        if std::any::TypeId::of::<S>() == std::any::TypeId::of::<crate::auditor::Auditor>() {
+            self.record_audit = false;
+        }
         self.builder = self.builder.factory(factory);
         self
     }
@@ -98,11 +107,24 @@ impl TestBackendBuilder {
         if self.mock_auth {
             builder = builder.factory(mock::mock_auth_factory);
         }
+        let audit_log = AuditLog::default();
+        if self.record_audit {
+            let log = audit_log.clone();
+            builder = builder.factory(move |ctx: &ServiceContext<'_>| {
+                let auditor = Auditor::from_config(ctx.plugin_id().unwrap_or("root"), ctx.config())
+                    .map(|auditor| auditor.recording(log.clone()));
+                Box::pin(std::future::ready(auditor)) as BoxFuture<'_, Result<Auditor>>
+            });
+        }
         let backend = builder.config(config).start().await?;
         let client = reqwest::Client::builder()
             .build()
             .map_err(|e| Error::internal(format!("cannot build the test HTTP client: {e}")))?;
-        Ok(TestBackend { backend, client })
+        Ok(TestBackend {
+            backend,
+            client,
+            audit_log,
+        })
     }
 }
 
@@ -138,6 +160,7 @@ fn merge(base: &mut Value, over: Value) {
 pub struct TestBackend {
     backend: Backend,
     client: reqwest::Client,
+    audit_log: AuditLog,
 }
 
 impl fmt::Debug for TestBackend {
@@ -157,7 +180,40 @@ impl TestBackend {
             builder: Backend::builder(),
             config,
             mock_auth: true,
+            record_audit: true,
         }
+    }
+
+    /// The audit events the plugins recorded, oldest first (they are logged as well), unless
+    /// the test replaced the auditor.
+    ///
+    /// ```
+    /// use backstage::prelude::*;
+    /// use backstage::testing::{mock, TestBackend};
+    ///
+    /// #[backend_plugin(id = "vault")]
+    /// pub struct Vault;
+    ///
+    /// #[routes]
+    /// impl Vault {
+    ///     #[route(post, "/rotate", audit = "key-rotate", severity = "critical")]
+    ///     async fn rotate(&self) -> StatusCode {
+    ///         StatusCode::NO_CONTENT
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let backend = TestBackend::builder().plugin::<Vault>().start().await.unwrap();
+    /// backend.post("/api/vault/rotate").credentials(mock::service("ci")).send().await;
+    /// let events = backend.audit_log().events();
+    /// assert_eq!(events[1].status, "succeeded");
+    /// assert_eq!(events[1].actor_id.as_deref(), Some("ci"));
+    /// # backend.stop().await.unwrap();
+    /// # }
+    /// ```
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit_log
     }
 
     /// The backend under test.

@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::parse::{Kind, Method, Model};
-use super::validate::{Auth, action_options, auth, result_ok_type};
+use super::validate::{Auth, action_options, audit, auth, result_ok_type};
 
 pub(crate) fn expand(model: &Model) -> TokenStream {
     let p = quote!(::backstage::__private);
@@ -41,7 +41,15 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                         line: #line,
                     }
                 });
-                route_builders.push(route_builder(method, self_ty, &method_upper, path, &policy));
+                let audited = audit(args);
+                route_builders.push(route_builder(
+                    method,
+                    self_ty,
+                    &method_upper,
+                    path,
+                    &policy,
+                    audited.as_ref(),
+                ));
             }
             Kind::Action(..) => action_registrations.push(action(method, self_ty)),
             Kind::Init(attr) => {
@@ -157,6 +165,7 @@ fn route_builder(
     method_upper: &str,
     path: &syn::LitStr,
     policy: &TokenStream,
+    audited: Option<&(syn::LitStr, String)>,
 ) -> TokenStream {
     let p = quote!(::backstage::__private);
     let ident = &method.ident;
@@ -207,10 +216,39 @@ fn route_builder(
         }
     });
     let call = quote_spanned!(method.ident.span()=> #p::respond(<#self_ty>::#ident(&this, #(#args),*).await));
+    // An audited route records its event once the caller is known, and its outcome from the
+    // answer, including answers to requests its parameters refused.
+    let (auditor, answer) = match audited {
+        Some((event, severity)) => (
+            quote! {
+                let __auditor = <#p::Auditor as #p::Inject>::inject(ctx).await?;
+                let __auditor = ::core::clone::Clone::clone(&__auditor);
+            },
+            quote! {
+                let __event = __auditor.create_event(
+                    #event,
+                    const { #p::Severity::named(#severity) },
+                    #p::AuditRequest::of(&parts),
+                    (),
+                );
+                let response: #p::axum::response::Response = async move {
+                    #(#extraction)*
+                    #call
+                }
+                .await;
+                __event.finish(&response);
+                response
+            },
+        ),
+        None => (quote!(), quote! { #(#extraction)* #call }),
+    };
+    let audited_clone =
+        audited.map(|_| quote!(let __auditor = ::core::clone::Clone::clone(&__auditor);));
 
     quote! {
         {
             #injected
+            #auditor
             let this = ::core::clone::Clone::clone(&this);
             let gate = ::core::clone::Clone::clone(&gate);
             router.route(
@@ -221,13 +259,13 @@ fn route_builder(
                         let this = ::core::clone::Clone::clone(&this);
                         let gate = ::core::clone::Clone::clone(&gate);
                         #(let #injected_names = ::core::clone::Clone::clone(&#injected_names);)*
+                        #audited_clone
                         async move {
                             let (mut parts, body) = request.into_parts();
                             if let ::core::result::Result::Err(response) = gate.check(#policy, &mut parts).await {
                                 return response;
                             }
-                            #(#extraction)*
-                            #call
+                            #answer
                         }
                     },
                 ),

@@ -7,7 +7,8 @@ use crate::common::{Errors, closest};
 
 pub(crate) const METHODS: &[&str] = &["get", "post", "put", "delete", "patch", "head", "options"];
 const AUTH_VALUES: &[&str] = &["unauthenticated", "user-cookie"];
-const OPTIONS: &[&str] = &["auth"];
+const OPTIONS: &[&str] = &["auth", "audit", "severity"];
+const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
 
 /// The route's auth policy as the runtime names it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -195,6 +196,22 @@ fn check_action(
             ),
         }
     }
+}
+
+/// The `audit` event id and `severity` of a route, if it is audited.
+pub(crate) fn audit(args: &RouteArgs) -> Option<(syn::LitStr, String)> {
+    let text = |wanted: &str| {
+        args.options.iter().find_map(|(name, value)| match value {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) if name == wanted => Some(s.clone()),
+            _ => None,
+        })
+    };
+    let event = text("audit")?;
+    let severity = text("severity").map_or_else(|| "low".to_owned(), |s| s.value());
+    Some((event, severity))
 }
 
 /// The `auth` option of a route, if valid.
@@ -456,10 +473,10 @@ fn check_path_params(args: &RouteArgs, method: &Method, errors: &mut Errors) {
 }
 
 fn check_options(args: &RouteArgs, errors: &mut Errors) {
-    let mut seen_auth = false;
+    let mut seen: Vec<String> = Vec::new();
     for (name, value) in &args.options {
         let name_text = name.to_string();
-        if name_text != "auth" {
+        if !OPTIONS.contains(&name_text.as_str()) {
             let hint = match closest(&name_text, OPTIONS) {
                 Some(c) => format!("; did you mean `{c}`?"),
                 None => String::new(),
@@ -467,38 +484,65 @@ fn check_options(args: &RouteArgs, errors: &mut Errors) {
             errors.at(
                 name,
                 format!(
-                    "unknown route option `{name_text}`: the only option is `auth = \"...\"`{hint}"
+                    "unknown route option `{name_text}`: a route takes `auth = \"...\"`, `audit = \"<eventId>\"` and `severity = \"...\"`{hint}"
                 ),
             );
             continue;
         }
-        if seen_auth {
-            errors.at(name, "`auth` is given twice; a route has one auth policy");
+        if seen.contains(&name_text) {
+            errors.at(name, format!("`{name_text}` is given twice; give it once"));
         }
-        seen_auth = true;
-        match value {
-            syn::Expr::Lit(syn::ExprLit {
-                lit: syn::Lit::Str(s),
-                ..
-            }) => {
-                let text = s.value();
-                if !AUTH_VALUES.contains(&text.as_str()) {
-                    let hint = match closest(&text, AUTH_VALUES) {
-                        Some(c) => format!("; did you mean \"{c}\"?"),
-                        None => String::new(),
-                    };
+        seen.push(name_text.clone());
+        let syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) = value
+        else {
+            errors.at(
+                value,
+                format!("`{name_text}` is a string: `{name_text} = \"...\"`"),
+            );
+            continue;
+        };
+        let text = s.value();
+        let (allowed, rule) = match name_text.as_str() {
+            "auth" => (
+                AUTH_VALUES,
+                "write `auth = \"unauthenticated\"` or `auth = \"user-cookie\"`, or leave `auth` out for the secure default (user or service credentials)",
+            ),
+            "severity" => (
+                SEVERITIES,
+                "an audit event's severity is \"low\" (the default), \"medium\", \"high\" or \"critical\"",
+            ),
+            _ => {
+                if text.trim().is_empty() || text.chars().any(char::is_whitespace) {
                     errors.at(
                         s,
-                        format!(
-                            "unknown auth policy \"{text}\": write `auth = \"unauthenticated\"` or `auth = \"user-cookie\"`, or leave `auth` out for the secure default (user or service credentials){hint}"
-                        ),
+                        "the audit event id names what happened, without spaces: `audit = \"item-delete\"`",
                     );
                 }
+                continue;
             }
-            other => errors.at(
-                other,
-                "the auth policy is a string: `auth = \"unauthenticated\"`",
-            ),
+        };
+        if !allowed.contains(&text.as_str()) {
+            let hint = match closest(&text, allowed) {
+                Some(c) => format!("; did you mean \"{c}\"?"),
+                None => String::new(),
+            };
+            let what = if name_text == "auth" {
+                "auth policy"
+            } else {
+                "severity"
+            };
+            errors.at(s, format!("unknown {what} \"{text}\": {rule}{hint}"));
         }
+    }
+    if let Some((name, _)) = args.options.iter().find(|(n, _)| n == "severity")
+        && !args.options.iter().any(|(n, _)| n == "audit")
+    {
+        errors.at(
+            name,
+            "`severity` is the severity of the route's audit event; add `audit = \"<eventId>\"` or remove `severity`",
+        );
     }
 }

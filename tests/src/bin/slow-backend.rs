@@ -1,7 +1,9 @@
-//! A backend with slow and failing routes, for the reliability tests.
+//! A backend with slow and failing routes, for the reliability tests, and a plugin that
+//! records audit events, for the auditor's.
 
 use std::time::Duration;
 
+use backstage::auditor::{AuditOrigin, AuditRequest, Severity};
 use backstage::prelude::*;
 
 /// Routes that take their time, or panic.
@@ -24,6 +26,49 @@ impl Slow {
     #[route(get, "/panic", auth = "unauthenticated")]
     async fn panic(&self) -> &'static str {
         panic!("this route always panics")
+    }
+}
+
+/// Records audit events as `tests/interop/audit.js` does, for the auditor's interop test.
+#[backend_plugin(id = "audited")]
+pub struct Audited {
+    #[inject]
+    auditor: Auditor,
+}
+
+#[routes]
+impl Audited {
+    #[route(get, "/things/{id}")]
+    async fn read(&self, Path(id): Path<String>, request: AuditRequest) -> Json<serde_json::Value> {
+        let meta = serde_json::json!({ "id": id });
+        let event = self
+            .auditor
+            .create_event("thing-read", Severity::Medium, &request, meta);
+        event.success(serde_json::json!({ "found": true }));
+        Json(serde_json::json!({ "id": id }))
+    }
+
+    #[route(delete, "/things/{id}")]
+    async fn delete(&self, Path(id): Path<String>, request: AuditRequest) -> Result<StatusCode> {
+        let event = self
+            .auditor
+            .create_event("thing-delete", Severity::High, &request, ());
+        let error = Error::not_found(format!("no thing {id}"));
+        event.fail(&error, ());
+        Err(error)
+    }
+
+    #[route(post, "/sweep", auth = "unauthenticated")]
+    async fn sweep(&self) -> Json<serde_json::Value> {
+        self.auditor
+            .create_event("sweep", Severity::Low, AuditOrigin::Plugin, ())
+            .success(());
+        Json(serde_json::json!({ "swept": true }))
+    }
+
+    #[route(get, "/listing", audit = "thing-list", severity = "medium")]
+    async fn listing(&self) -> Json<Vec<u32>> {
+        Json(vec![1, 2])
     }
 }
 

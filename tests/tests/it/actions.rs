@@ -150,6 +150,24 @@ async fn the_list_needs_credentials() {
 }
 
 #[backstage::test]
+async fn the_status_tells_services_whether_the_plugin_has_actions() {
+    let backend = start(json!({})).await;
+    let status = "/api/todo/.backstage/actions/v1/status";
+    let res = backend
+        .get(status)
+        .credentials(mock::service("tests"))
+        .send()
+        .await;
+    assert_eq!(res.json::<Value>(), json!({"hasActions": true}));
+    let res = backend
+        .get(status)
+        .credentials(mock::user("user:default/ada"))
+        .send()
+        .await;
+    assert_eq!(res.status(), 403, "{}", res.text());
+}
+
+#[backstage::test]
 async fn invoking_runs_the_action_with_the_callers_credentials() {
     let backend = start(json!({})).await;
     let res = backend
@@ -345,9 +363,8 @@ async fn mcp(node_port: u16, token: &str, method: &str, params: Value) -> Value 
 /// and runs them; a Rust plugin lists and invokes a TypeScript plugin's action.
 #[backstage::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backstages_mcp_server_offers_rust_actions_and_rust_calls_typescript_actions() {
-    use crate::interop::{Node, free_port, installed, write_keys};
+    use crate::interop::{Node, free_port, installed, node_backend};
     let Some(dir) = installed().await else { return };
-    let (private, public) = write_keys(&dir, "mcp");
     let token = "mcp-static-token-0123456789";
     let node_port = free_port();
     let static_token =
@@ -374,17 +391,8 @@ async fn backstages_mcp_server_offers_rust_actions_and_rust_calls_typescript_act
         &dir,
         "mcp.js",
         &json!({
-            "backend": {
-                "baseUrl": format!("http://127.0.0.1:{node_port}"),
-                "listen": {"host": "127.0.0.1", "port": node_port},
-                "database": {"client": "better-sqlite3", "connection": ":memory:"},
-                "auth": {
-                    "externalAccess": static_token,
-                    "pluginKeyStore": {"type": "static", "static": {"keys": [
-                        {"publicKeyFile": public, "privateKeyFile": private, "keyId": "mcp-key"}]}},
-                },
-                "actions": {"pluginSources": ["todo", "tsactions"]},
-            },
+            "backend": node_backend(&dir, "mcp", node_port, &static_token,
+                json!({"actions": {"pluginSources": ["todo", "tsactions"]}})),
             "discovery": {"endpoints": [{
                 "target": format!("http://127.0.0.1:{rust_port}/api/{{{{pluginId}}}}"),
                 "plugins": ["todo", "agent"],

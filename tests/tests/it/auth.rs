@@ -67,7 +67,7 @@ fn now() -> u64 {
 }
 
 /// A user token as Backstage's auth backend issues it, `uip` included.
-fn user_token(sub: &str, ent: Option<&[&str]>) -> String {
+pub(crate) fn user_token(sub: &str, ent: Option<&[&str]>) -> String {
     let (iat, exp) = (now(), now() + 3600);
     // The auth backend signs the limited form exactly as written here (key order matters).
     let limited = sign_raw(
@@ -106,7 +106,8 @@ impl FakeAuthBackend {
         Json(json!({ "keys": [jwk(user_key(), USER_KID)] }))
     }
 
-    #[route(get, "/v1/userinfo")]
+    // Backstage's auth backend reads user info with a limited token too (allowLimitedAccess).
+    #[route(get, "/v1/userinfo", auth = "user-cookie")]
     async fn userinfo(&self, _user: Credentials<UserPrincipal>) -> Json<Value> {
         let ent = userinfo_ent().lock().unwrap().clone();
         Json(json!({ "claims": { "ent": ent } }))

@@ -122,7 +122,14 @@ fn install(dir: &Path) {
     // Tests of this file may install at once: one npm at a time.
     static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
-    for script in ["backend.js", "cache.js", "mcp.js", "wire.js"] {
+    for script in [
+        "audit.js",
+        "backend.js",
+        "cache.js",
+        "mcp.js",
+        "permission.js",
+        "wire.js",
+    ] {
         // Rewritten only when changed: another test's Node may be reading it right now.
         let text = std::fs::read(source.join(script)).unwrap();
         if std::fs::read(dir.join(script)).ok().as_ref() != Some(&text) {
@@ -163,6 +170,33 @@ pub(crate) async fn installed() -> Option<PathBuf> {
 
 /// A P-256 key pair as PEM files `<name>-private.pem` and `<name>-public.pem`, for the
 /// TypeScript backend's static key store (one name per test: tests run at once).
+/// The `backend` section of a TypeScript backend's config on `port`: its base URL, SQLite in
+/// memory, the static tokens `external`, and a fresh plugin key named `<name>-key` (so that no
+/// database holds keys), with `extra` members merged in.
+pub(crate) fn node_backend(
+    dir: &Path,
+    name: &str,
+    port: u16,
+    external: &Value,
+    extra: Value,
+) -> Value {
+    let (private, public) = write_keys(dir, name);
+    let mut backend = json!({
+        "baseUrl": format!("http://127.0.0.1:{port}"),
+        "listen": {"host": "127.0.0.1", "port": port},
+        "database": {"client": "better-sqlite3", "connection": ":memory:"},
+        "auth": {
+            "externalAccess": external,
+            "pluginKeyStore": {"type": "static", "static": {"keys": [
+                {"publicKeyFile": public, "privateKeyFile": private, "keyId": format!("{name}-key")}]}},
+        },
+    });
+    if let (Some(members), Value::Object(extra)) = (backend.as_object_mut(), extra) {
+        members.extend(extra);
+    }
+    backend
+}
+
 pub(crate) fn write_keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
@@ -205,7 +239,6 @@ pub(crate) fn free_port() -> u16 {
 #[backstage::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_and_typescript_backends_accept_each_others_tokens() {
     let Some(dir) = installed().await else { return };
-    let (private, public) = write_keys(&dir, "interop");
     let node_port = free_port();
 
     let mut config = loopback_config();
@@ -221,17 +254,10 @@ async fn rust_and_typescript_backends_accept_each_others_tokens() {
         .unwrap();
     let rust_port = rust.local_addr().port();
 
+    let external =
+        json!([{"type": "static", "options": {"token": STATIC_TOKEN, "subject": "interop"}}]);
     let node_config = json!({
-        "backend": {
-            "baseUrl": format!("http://127.0.0.1:{node_port}"),
-            "listen": {"host": "127.0.0.1", "port": node_port},
-            "database": {"client": "better-sqlite3", "connection": ":memory:"},
-            "auth": {
-                "externalAccess": [{"type": "static", "options": {"token": STATIC_TOKEN, "subject": "interop"}}],
-                "pluginKeyStore": {"type": "static", "static": {"keys": [
-                    {"publicKeyFile": public, "privateKeyFile": private, "keyId": "ts-key"}]}},
-            },
-        },
+        "backend": node_backend(&dir, "ts", node_port, &external, json!({})),
         "discovery": {"endpoints": [{
             "target": format!("http://127.0.0.1:{rust_port}/api/{{{{pluginId}}}}"), "plugins": ["rusty"]}]},
     });

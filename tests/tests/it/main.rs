@@ -8,6 +8,7 @@
 mod support;
 
 mod actions;
+mod audit;
 mod auth;
 mod config;
 mod conformance;
@@ -16,6 +17,7 @@ mod harness;
 mod hygiene;
 mod interop;
 mod modules;
+mod permissions;
 mod platform;
 mod process;
 mod reliability;

@@ -563,7 +563,7 @@ async fn https_with_a_pem_certificate() {
 
 // ---- real processes
 
-fn spawn_slow(
+pub(crate) fn spawn_slow(
     dir: &std::path::Path,
     config: &str,
     env: &[(&str, &str)],
@@ -593,7 +593,7 @@ fn spawn_slow(
     (child, rx)
 }
 
-fn wait_for(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+pub(crate) fn wait_for(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<String> {
     let mut lines = Vec::new();
     loop {
         match rx.recv_timeout(Duration::from_secs(20)) {
