@@ -266,6 +266,99 @@ async fn responses_over_the_size_limit_are_refused() {
     );
 }
 
+/// A server that answers every connection with `head`, then each of `chunks` after its pause:
+/// bodies wiremock cannot send (chunked without a length, stalling halfway).
+async fn raw_server(head: &'static str, chunks: Vec<(Duration, Vec<u8>)>) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let chunks = chunks.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(head.as_bytes()).await;
+                for (pause, chunk) in chunks {
+                    tokio::time::sleep(pause).await;
+                    if socket.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    address.to_string()
+}
+
+fn chunk(size: usize) -> Vec<u8> {
+    format!("{size:x}\r\n{}\r\n", "x".repeat(size)).into_bytes()
+}
+
+#[tokio::test]
+async fn streamed_bodies_without_a_length_are_cut_at_the_size_limit() {
+    use futures_util::StreamExt as _;
+    let chunks = vec![(Duration::ZERO, chunk(1024)); 4];
+    let host = raw_server(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+        chunks,
+    )
+    .await;
+    let reader = reader(json!({ "backend": { "reading": {
+        "allow": [{ "host": host }], "maxSize": 2048,
+    } } }));
+    let url = format!("http://{host}/big");
+    let read = reader.read_url(&url, ReadUrlOptions::new()).await.unwrap();
+    let error = read.bytes().await.unwrap_err();
+    assert!(
+        error.message().contains("backend.reading.maxSize"),
+        "{error}"
+    );
+
+    let mut stream = reader
+        .read_url(&url, ReadUrlOptions::new())
+        .await
+        .unwrap()
+        .stream();
+    let mut results = Vec::new();
+    while let Some(item) = stream.next().await {
+        results.push(item.map(|c| c.len()));
+    }
+    let received: usize = results.iter().filter_map(|r| r.as_ref().ok()).sum();
+    assert!(received <= 2048, "{received}");
+    assert!(
+        results.last().unwrap().is_err(),
+        "the stream ends with the error"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_times_out() {
+    let chunks = vec![
+        (Duration::ZERO, chunk(10)),
+        (Duration::from_secs(5), chunk(10)),
+    ];
+    let host = raw_server(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+        chunks,
+    )
+    .await;
+    let reader = reader(json!({ "backend": { "reading": {
+        "allow": [{ "host": host }], "timeout": "300ms",
+    } } }));
+    let read = reader
+        .read_url(&format!("http://{host}/slow"), ReadUrlOptions::new())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let error = read.bytes().await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        error.message().contains("backend.reading.timeout"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn slow_servers_time_out() {
     let server = MockServer::start().await;
