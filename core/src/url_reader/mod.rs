@@ -43,7 +43,7 @@ use url::Url;
 
 use crate::config::{HumanDuration, RootConfig, Size};
 use crate::error::{Error, Result};
-use crate::plugin::{BoxFuture, Inject as _, Multi, PluginScoped, Service, ServiceContext};
+use crate::plugin::{BoxFuture, Inject as _, Multi, PluginScoped, Root, Service, ServiceContext};
 
 mod allow;
 mod archive;
@@ -274,6 +274,22 @@ fn builtin_readers(config: &RootConfig) -> Result<Vec<Arc<dyn Reader>>> {
     Ok(readers)
 }
 
+/// The built-in readers of a backend, read from config once and shared by every plugin's
+/// [`UrlReader`] (one HTTP client, one connection pool).
+#[derive(Clone)]
+pub(crate) struct BuiltinReaders(Arc<[Arc<dyn Reader>]>);
+
+impl Service for BuiltinReaders {
+    type Scope = Root;
+    const ID: &'static str = "core.urlReader.builtin";
+    const DEPENDENCIES: &'static [&'static str] =
+        crate::plugin::dependencies!(crate::config::RootConfig);
+
+    fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
+        Box::pin(async move { Ok(BuiltinReaders(builtin_readers(ctx.config())?.into())) })
+    }
+}
+
 impl Service for UrlReader {
     type Scope = PluginScoped;
     const ID: &'static str = "core.urlReader";
@@ -283,8 +299,9 @@ impl Service for UrlReader {
     fn create<'a>(ctx: &'a ServiceContext<'_>) -> BoxFuture<'a, Result<Self>> {
         Box::pin(async move {
             let provided = Multi::<dyn Reader>::inject(ctx).await?;
+            let builtin = ctx.get::<BuiltinReaders>().await?;
             let mut readers: Vec<Arc<dyn Reader>> = provided.iter().cloned().collect();
-            readers.extend(builtin_readers(ctx.config())?);
+            readers.extend(builtin.0.iter().cloned());
             Ok(UrlReader::new(readers))
         })
     }
