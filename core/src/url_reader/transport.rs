@@ -20,6 +20,10 @@ use super::response::{ReadUrlOptions, ReadUrlResponse};
 /// Redirects followed at most, as Backstage's fetch reader.
 const MAX_REDIRECTS: usize = 5;
 
+/// The redirects followed, as Backstage's fetch reader follows them (a 303 and the rest are
+/// answers, not redirects).
+const REDIRECTS: [u16; 4] = [301, 302, 307, 308];
+
 /// A bearer token and the one origin it may be sent to.
 #[derive(Clone)]
 pub(crate) struct Token {
@@ -93,7 +97,7 @@ impl Transport {
                 .get(header::LOCATION)
                 .and_then(|l| l.to_str().ok());
             match location {
-                Some(location) if status.is_redirection() && status != StatusCode::NOT_MODIFIED => {
+                Some(location) if REDIRECTS.contains(&status.as_u16()) => {
                     current = current.join(location).map_err(|_| {
                         Error::internal(format!(
                             "{current} redirected to '{location}', which is not a URL"

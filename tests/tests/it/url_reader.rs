@@ -230,6 +230,22 @@ async fn redirects_are_checked_against_the_allow_list() {
 }
 
 #[tokio::test]
+async fn only_backstages_redirects_are_followed() {
+    let server = MockServer::start().await;
+    Mock::given(path("/see-other"))
+        .respond_with(ResponseTemplate::new(303).insert_header("location", "/a"))
+        .mount(&server)
+        .await;
+    let error = reader(server.reading_allow())
+        .read_url(&server.url("/see-other"), ReadUrlOptions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Internal);
+    assert!(error.message().contains("303 See Other"), "{error}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn endless_redirects_stop() {
     let server = MockServer::start().await;
     Mock::given(path("/loop"))
