@@ -57,6 +57,7 @@ pub mod permissions;
 pub mod plugin;
 pub mod scheduler;
 pub mod testing;
+pub mod url_reader;
 
 pub use auditor::Auditor;
 pub use auth::AuthenticateOptions;
@@ -83,6 +84,7 @@ pub use plugin::Multi;
 pub use scheduler::Scheduler;
 /// sqlx, as this crate uses it: write queries against [`Database::pool`] with this one.
 pub use sqlx;
+pub use url_reader::UrlReader;
 
 /// schemars, as this crate uses it: the JSON Schemas of actions' inputs and outputs. Derive
 /// `JsonSchema` through it with `#[schemars(crate = "backstage::schemars")]`, or depend on
@@ -111,7 +113,8 @@ pub mod prelude {
         Auditor, Auth, Cache, Credentials, Discovery, Error, ErrorKind, Health, HttpAuth,
         HttpRouter, Lifecycle, Logger, Permissions, PluginClient, PluginConfig, PluginMetadata,
         Principal, Result, RootConfig, RootHealth, RootHttpRouter, RootLifecycle, RootLogger,
-        Scheduler, Secret, ServicePrincipal, UserInfo, UserPrincipal, action, backend_module,
+        Scheduler, Secret, ServicePrincipal, UrlReader, UserInfo, UserPrincipal, action,
+        backend_module,
         backend_plugin, extension_point, init, route, routes, service, service_factory,
     };
     pub use axum::extract::{Path, Query};

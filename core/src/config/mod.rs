@@ -394,6 +394,45 @@ pub fn duration(config: &RootConfig, key: &str) -> Result<Option<std::time::Dura
         .map(std::time::Duration::from))
 }
 
+/// A size in bytes: a number, or text like `"10mb"`, `"512kb"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Size(pub(crate) usize);
+
+impl<'de> serde::Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let size = match Value::deserialize(deserializer)? {
+            Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+            Value::String(text) => parse_size(&text),
+            _ => None,
+        };
+        size.map(Size).ok_or_else(|| {
+            serde::de::Error::custom(
+                "not a size: write bytes (1048576) or text like \"1mb\", \"512kb\"",
+            )
+        })
+    }
+}
+
+/// `"10mb"`, `"512kb"`, `"100b"`, `"2048"`.
+fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim().to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1024.0,
+        "mb" | "m" => 1024.0 * 1024.0,
+        "gb" | "g" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((number * factor) as usize)
+}
+
 /// A duration from any of Backstage's forms, or `None`.
 fn parse_duration(value: &Value) -> Option<std::time::Duration> {
     use std::time::Duration;
@@ -457,6 +496,14 @@ fn iso_duration(text: &str) -> Option<std::time::Duration> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10mb"), Some(10 * 1024 * 1024));
+        assert_eq!(parse_size("512KB"), Some(512 * 1024));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("lots"), None);
+    }
 
     #[test]
     fn config_args_in_both_forms() {

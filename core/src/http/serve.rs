@@ -156,7 +156,7 @@ pub(crate) struct ServerSection {
     max_connections: Option<usize>,
     keep_alive: Option<bool>,
     max_header_size: Option<usize>,
-    pub(crate) max_request_body_size: Option<super::policies::Size>,
+    pub(crate) max_request_body_size: Option<crate::config::Size>,
 }
 
 /// `backend.lifecycle`, as Backstage's keys spell it, read once.

@@ -16,6 +16,8 @@ use crate::auth::{
 use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, ServiceContext};
 
+pub use super::mock_url_reader::{MockUrlReader, url_reader};
+
 /// The default user of [`user`] without arguments.
 pub const DEFAULT_USER: &str = "user:default/mock";
 /// The default subject of [`service`] without arguments.

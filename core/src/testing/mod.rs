@@ -17,12 +17,18 @@ mod caches;
 mod databases;
 mod factory;
 pub mod mock;
+mod mock_url_reader;
+mod server;
 
 pub use caches::{REDIS_ENV, TestCache, TestCaches};
 pub use databases::{MYSQL_ENV, POSTGRES_ENV, TestDatabase, TestDatabases};
 pub use factory::ServiceFactoryTester;
 /// `serde_json`'s `json!`, for test configs and bodies without another dependency.
 pub use serde_json::json;
+pub use server::{MockServer, tar_gz};
+/// `wiremock`, as [`MockServer`] uses it: `Mock`, `ResponseTemplate` and `matchers` program the
+/// server's answers.
+pub use wiremock;
 
 /// Builds a [`TestBackend`]: the plugins and modules you name (never everything that happens to
 /// be linked), on a random loopback port, with test defaults for every core service.

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::*;
 use backstage::prelude::*;
+use backstage::testing::MockServer;
+use backstage::testing::wiremock::matchers::{method, path};
+use backstage::testing::wiremock::{Mock, ResponseTemplate};
 use backstage::{Backend, PluginClient, UserInfo};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -111,11 +114,6 @@ impl FakeAuthBackend {
     async fn userinfo(&self, _user: Credentials<UserPrincipal>) -> Json<Value> {
         let ent = userinfo_ent().lock().unwrap().clone();
         Json(json!({ "claims": { "ent": ent } }))
-    }
-
-    #[route(get, "/issuer/jwks.json", auth = "unauthenticated")]
-    async fn issuer_jwks(&self) -> Json<Value> {
-        Json(json!({ "keys": [jwk(issuer_key(), ISSUER_KID)] }))
     }
 }
 
@@ -399,33 +397,30 @@ async fn user_tokens_limited_tokens_and_cookies() {
 
 #[backstage::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_access_static_legacy_jwks_and_restrictions() {
-    let backend = {
-        let mut cfg = config(json!({}));
-        let entries = cfg["backend"]["auth"]["externalAccess"]
-            .as_array_mut()
-            .unwrap();
-        entries.push(json!({"type": "jwks", "options": {
-            "url": "http://127.0.0.1:1/unused", "issuer": "https://issuer.example", "audience": "backstage-rs",
-            "subjectPrefix": "issuer"}}));
-        // Start once to learn the port, then point the jwks entry at the fake auth plugin.
-        let probe = Backend::builder()
-            .plugin::<FakeAuthBackend>()
-            .config_value(loopback_config())
-            .start()
-            .await
-            .unwrap();
-        let url = probe.url("/api/auth/issuer/jwks.json");
-        cfg["backend"]["auth"]["externalAccess"][3]["options"]["url"] = json!(url);
-        let backend = Backend::builder()
-            .plugin::<Alpha>()
-            .plugin::<Beta>()
-            .config_value(cfg)
-            .start()
-            .await
-            .unwrap();
-        (probe, backend)
-    };
-    let (probe, backend) = backend;
+    // The issuer's JWKS, served by a mock server the config points at.
+    let issuer = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/issuer/jwks.json"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "keys": [jwk(issuer_key(), ISSUER_KID)] })),
+        )
+        .mount(&issuer)
+        .await;
+    let mut cfg = config(json!({}));
+    let entries = cfg["backend"]["auth"]["externalAccess"]
+        .as_array_mut()
+        .unwrap();
+    entries.push(json!({"type": "jwks", "options": {
+        "url": issuer.url("/issuer/jwks.json"), "issuer": "https://issuer.example",
+        "audience": "backstage-rs", "subjectPrefix": "issuer"}}));
+    let backend = Backend::builder()
+        .plugin::<Alpha>()
+        .plugin::<Beta>()
+        .config_value(cfg)
+        .start()
+        .await
+        .unwrap();
 
     let (status, body) = get(&backend, "/api/beta/whoami", Some("static-token-for-tests")).await;
     assert_eq!((status, body.contains("ci-bot")), (200, true), "{body}");
@@ -507,7 +502,6 @@ async fn external_access_static_legacy_jwks_and_restrictions() {
         assert_eq!((status, message(&body)), (401, "Illegal token".to_owned()));
     }
     backend.stop().await.unwrap();
-    probe.stop().await.unwrap();
 }
 
 #[backstage::test(flavor = "multi_thread", worker_threads = 2)]

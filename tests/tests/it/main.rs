@@ -23,4 +23,5 @@ mod process;
 mod reliability;
 mod services;
 mod startup;
+mod url_reader;
 mod wire;
