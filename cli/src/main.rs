@@ -47,6 +47,9 @@ enum Command {
     /// Serve the plugin of the current folder alone on :7007, restarting it when its sources
     /// change (Backstage's `yarn start`).
     Start(StartArgs),
+    /// Print the OpenAPI document of the plugin of the current folder (generated from its
+    /// routes), or write it to a file, for Backstage's client generators.
+    Openapi(OpenapiArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -117,6 +120,13 @@ struct StartArgs {
     args: Vec<String>,
 }
 
+#[derive(Args, Debug)]
+struct OpenapiArgs {
+    /// Write the document to this file instead of printing it.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     // Run as `cargo backstage ...`, cargo passes `backstage` as the first argument.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -132,6 +142,7 @@ fn main() -> ExitCode {
         Command::New(New::BackendPlugin(args)) => new::backend_plugin(args),
         Command::New(New::BackendPluginModule(args)) => new::backend_plugin_module(args),
         Command::Start(args) => start::run(args),
+        Command::Openapi(args) => start::openapi(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

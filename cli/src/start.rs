@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use notify::{EventKind, RecursiveMode, Watcher};
 use toml_edit::DocumentMut;
 
-use crate::StartArgs;
+use crate::{OpenapiArgs, StartArgs};
 
 /// How long after a change further changes are waited for before restarting.
 const SETTLE: Duration = Duration::from_millis(300);
@@ -32,6 +32,49 @@ pub(crate) fn run(args: StartArgs) -> Result<(), String> {
         return exec(&exe, &args.args, &package.dir);
     }
     watch(&package, &bin, &args.args)
+}
+
+/// `cargo backstage openapi`: builds the plugin's development server and has it print the
+/// plugin's OpenAPI document; to stdout, or to `--output` (written whole, or not at all).
+pub(crate) fn openapi(args: OpenapiArgs) -> Result<(), String> {
+    let cwd =
+        std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
+    let package = Package::find(&cwd)?;
+    let bin = package.development_binary()?;
+    let exe = build(&package, &bin)?.ok_or("the build failed")?;
+    let output = Command::new(&exe)
+        .arg("--openapi")
+        .current_dir(&package.dir)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} --openapi failed ({}); is it a development server made by `cargo backstage new backend-plugin`?",
+            exe.display(),
+            output.status
+        ));
+    }
+    if serde_json::from_slice::<serde_json::Value>(&output.stdout).is_err() {
+        return Err(format!(
+            "{} --openapi did not print a JSON document",
+            exe.display()
+        ));
+    }
+    match args.output {
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&output.stdout)
+                .map_err(|e| format!("cannot print the document: {e}"))
+        }
+        Some(file) => {
+            let partial = file.with_extension("json.partial");
+            std::fs::write(&partial, &output.stdout)
+                .and_then(|()| std::fs::rename(&partial, &file))
+                .map_err(|e| format!("cannot write {}: {e}", file.display()))
+        }
+    }
 }
 
 /// The crate whose folder the command runs in.

@@ -272,6 +272,45 @@ fn the_backend_serves_the_plugin_and_its_module_with_real_auth() {
 }
 
 #[test]
+fn the_plugin_describes_its_api_in_openapi() {
+    let app = app();
+    let plugin = app.root.join("plugins/todo-backend");
+    let file = plugin.join("openapi.json");
+    let output = {
+        let _build = cargo_lock();
+        Command::new(CLI)
+            .args(["openapi", "--output", "openapi.json"])
+            .current_dir(&plugin)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
+            .stdin(Stdio::null())
+            .output()
+            .expect("cargo-backstage runs")
+    };
+    success(&output, "cargo backstage openapi");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("has no JSON Schema"),
+        "the template's types are all described: {stderr}"
+    );
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    assert_eq!(spec["info"]["title"], "todo");
+    let create = &spec["paths"]["/todos"]["post"];
+    assert_eq!(
+        create["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/NewTodo"
+    );
+    assert_eq!(create["security"], serde_json::json!([{"JWT": []}]));
+    assert_eq!(
+        spec["paths"]["/health"]["get"]["security"],
+        serde_json::json!([])
+    );
+    assert!(spec["components"]["schemas"]["TodoItem"]["properties"]["createdBy"].is_object());
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
 fn the_plugin_runs_alone_with_a_development_user_and_keeps_its_data() {
     let app = app();
     let _one_server = app.dev.lock().unwrap_or_else(|p| p.into_inner());

@@ -14,7 +14,9 @@
 //! - unless the config names a database server, the plugin's SQLite data is kept in a file
 //!   under the target folder (`target/debug/backstage-dev/<pluginId>.sqlite`), so it
 //!   survives restarts; `cargo clean` removes it;
-//! - it refuses to start when `NODE_ENV` or `BACKSTAGE_ENV` is `production`.
+//! - it refuses to start when `NODE_ENV` or `BACKSTAGE_ENV` is `production`;
+//! - `--openapi` prints the plugin's OpenAPI document (with its own paths, see
+//!   [`crate::openapi`]) and exits: what `cargo backstage openapi` runs.
 //!
 //! ```no_run
 //! # use backstage::prelude::*;
@@ -35,14 +37,36 @@ use crate::config::RootConfig;
 use crate::error::{Error, Result};
 use crate::plugin::{BackendPlugin, BoxFuture, ServiceContext};
 
+/// Prints plugin `P`'s OpenAPI document to stdout, and to stderr the types it could not
+/// describe.
+fn print_openapi<P: BackendPlugin>() {
+    for open in crate::openapi::open_types::<P>() {
+        eprintln!(
+            "note: {open} has no JSON Schema (derive schemars::JsonSchema); the document shows an open schema"
+        );
+    }
+    let document = crate::openapi::document::<P>();
+    let text = serde_json::to_string_pretty(&document).unwrap_or_default();
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = std::io::Write::write_all(&mut stdout, format!("{text}\n").as_bytes()) {
+        eprintln!("cannot print the OpenAPI document: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Who a request without a token is on the development server.
 pub const DEVELOPMENT_USER: &str = "user:development/guest";
 
 /// Serves plugin `P` alone for development, with the modules linked into the binary that
 /// extend it, until SIGINT or SIGTERM. Exits non-zero with a message when start-up fails, and
 /// at once when `NODE_ENV` or `BACKSTAGE_ENV` is `production`. `--list-routes` prints what it
-/// would serve and exits. See the [module docs](self) for what differs from a real backend.
+/// would serve and exits; `--openapi` prints its OpenAPI document and exits. See the
+/// [module docs](self) for what differs from a real backend.
 pub fn start<P: BackendPlugin>() {
+    if std::env::args().skip(1).any(|arg| arg == "--openapi") {
+        print_openapi::<P>();
+        return;
+    }
     if let Some(var) = production() {
         eprintln!(
             "This is the development server of plugin '{}' and {var} is 'production': it accepts \

@@ -53,6 +53,7 @@ pub mod http;
 mod json_schema;
 pub mod lifecycle;
 pub mod logging;
+pub mod openapi;
 pub mod permissions;
 pub mod plugin;
 pub mod scheduler;
@@ -114,8 +115,8 @@ pub mod prelude {
         HttpRouter, Lifecycle, Logger, Permissions, PluginClient, PluginConfig, PluginMetadata,
         Principal, Result, RootConfig, RootHealth, RootHttpRouter, RootLifecycle, RootLogger,
         Scheduler, Secret, ServicePrincipal, UrlReader, UserInfo, UserPrincipal, action,
-        backend_module,
-        backend_plugin, extension_point, init, route, routes, service, service_factory,
+        backend_module, backend_plugin, extension_point, init, route, routes, service,
+        service_factory,
     };
     pub use axum::extract::{Path, Query};
     pub use axum::http::{HeaderMap, StatusCode};
@@ -177,6 +178,16 @@ pub mod __private {
 
     pub use crate::actions::{Action, ActionsRegistry, NoInput, action_input, action_output};
     pub use crate::auditor::{AuditRequest, Auditor, Severity};
+    pub use crate::plugin::Operation;
+    pub use serde_json;
+
+    /// The probes the `describe` functions `#[routes]` generates call.
+    pub mod openapi {
+        pub use crate::openapi::{
+            DescribeOpen, DescribeOther, DescribeTyped, Probe, RespondOpen, RespondOther,
+            RespondTyped, document,
+        };
+    }
     pub use crate::{Credentials, Principal, ServicePrincipal, UserPrincipal};
     pub use crate::{Error, Result};
     pub use axum;

@@ -419,6 +419,12 @@ async fn boot_plugin(
     let http_auth = ctx.get::<crate::auth::HttpAuth>().await?;
     let auth_routes = crate::auth::endpoints::router(auth, http_auth);
     router = catch_router_panic("the auth endpoints", || router.merge(auth_routes))?;
+    // The plugin's OpenAPI document, unauthenticated as Backstage serves its plugins' specs,
+    // unless a route of the plugin serves that path itself.
+    if !crate::openapi::served_by_routes(plugin.id, (plugin.type_id)()) {
+        let openapi = crate::openapi::router(plugin.id, (plugin.type_id)());
+        router = catch_router_panic("the OpenAPI document", || router.merge(openapi))?;
+    }
     // An unknown path, or a known path with another method: the path policies first, then 404
     // NotFoundError (Backstage's Express routers answer a wrong method with 404 too).
     let fallback_gate = gate.clone();

@@ -71,11 +71,17 @@ pub(crate) fn mounted_routes(
         } else {
             &[]
         };
+        let openapi = if crate::openapi::served_by_routes(plugin.id, (plugin.type_id)()) {
+            &[]
+        } else {
+            crate::openapi::ENDPOINTS
+        };
         let endpoints = crate::auth::endpoints::ENDPOINTS
             .iter()
             .chain(crate::scheduler::endpoints::ENDPOINTS)
             .chain(actions)
-            .chain(permissions);
+            .chain(permissions)
+            .chain(openapi);
         for (method, path, auth) in endpoints {
             table.push(MountedRoute {
                 method,

@@ -21,10 +21,12 @@ use crate::error::{Error, Result};
 
 mod config;
 mod metadata;
+mod operation;
 mod policy;
 pub(crate) mod registry;
 
 pub use metadata::{InstalledPlugin, InstanceMetadata};
+pub use operation::Operation;
 pub use policy::AuthPolicyKind;
 
 pub use registry::{

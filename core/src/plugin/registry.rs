@@ -86,6 +86,17 @@ pub struct RouteInfo {
     pub file: &'static str,
     /// Where the route is declared.
     pub line: u32,
+    /// The first line of the handler's doc comment.
+    pub summary: &'static str,
+    /// The rest of the handler's doc comment.
+    pub description: &'static str,
+    /// Whether the handler returns `Result` (so it may answer with an error).
+    pub fallible: bool,
+    /// Whether the handler takes only users' or only services' credentials (so it may answer
+    /// 403).
+    pub narrowed: bool,
+    /// Describes the route's parameters and answers from the handler's types.
+    pub describe: fn(&mut super::Operation<'_>),
 }
 
 /// Builds a plugin's router from its instance.

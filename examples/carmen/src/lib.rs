@@ -13,12 +13,16 @@
 //!   carmen's own database, on whichever engine `backend.database` selects (in-memory SQLite by
 //!   default); `migrations/` creates the table.
 //!
+//! Its OpenAPI document, generated from these routes, is served at
+//! `GET /api/carmen/openapi.json` and returned by `Carmen::openapi()`.
+//!
 //! Link it into a backend with `use carmen_backend as _;`.
 
 use std::sync::{Arc, RwLock};
 
 use backstage::prelude::*;
 use backstage::sqlx::{self, Row};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 type Style = Arc<dyn Fn(String) -> String + Send + Sync>;
@@ -76,7 +80,7 @@ impl Greeter {
 }
 
 /// The body of `/me`.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Me {
     /// The catalog entity ref of the user.
@@ -86,21 +90,21 @@ pub struct Me {
 }
 
 /// What `POST /greetings` takes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct GreetingRequest {
     /// Who to greet.
     pub name: String,
 }
 
 /// What `POST /greetings` answers.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct Greeting {
     /// The greeting.
     pub message: String,
 }
 
 /// An item, as stored and served.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, Clone)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, Clone, JsonSchema)]
 pub struct Item {
     /// Its id, given by the database.
     pub id: i64,
@@ -109,7 +113,7 @@ pub struct Item {
 }
 
 /// What `POST /items` takes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct NewItem {
     /// The item's name: 1 to 255 characters, not only spaces.
     pub name: String,

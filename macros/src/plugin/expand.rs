@@ -42,6 +42,15 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
 
         };
 
+        impl #ident {
+            /// The plugin's OpenAPI 3.1 document, generated from its `#[routes]`, with the
+            /// plugin's own paths (`backstage::openapi`).
+            #[allow(dead_code)]
+            pub fn openapi() -> #p::serde_json::Value {
+                #p::openapi::document::<#ident>()
+            }
+        }
+
         #owner_checks
     }
 }

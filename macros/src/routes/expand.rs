@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::parse::{Kind, Method, Model};
+use super::parse::{Kind, Method, Model, Principal};
 use super::validate::{Auth, action_options, audit, auth, result_ok_type};
 
 pub(crate) fn expand(model: &Model) -> TokenStream {
@@ -31,6 +31,15 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                     Auth::UserCookie => quote!(#p::AuthPolicyKind::UserCookie),
                 };
                 let line = quote_spanned!(attr.span()=> ::core::line!());
+                let (summary, description) = summary_and_description(&method.docs);
+                let fallible = result_ok_type(&method.output).is_some();
+                let narrowed = method.params.iter().any(|param| {
+                    matches!(
+                        param.credentials,
+                        Some(Principal::User | Principal::Service)
+                    )
+                });
+                let describe = describe(method);
                 route_infos.push(quote! {
                     #p::RouteInfo {
                         method: #method_upper,
@@ -39,6 +48,11 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                         handler: #handler,
                         file: ::core::file!(),
                         line: #line,
+                        summary: #summary,
+                        description: #description,
+                        fallible: #fallible,
+                        narrowed: #narrowed,
+                        describe: #describe,
                     }
                 });
                 let audited = audit(args);
@@ -139,6 +153,58 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
             }
         };
     }
+}
+
+/// A doc comment's first paragraph (the summary) and the rest (the description).
+fn summary_and_description(docs: &str) -> (String, String) {
+    match docs.split_once("\n\n") {
+        Some((summary, rest)) => (summary.replace('\n', " "), rest.trim().to_owned()),
+        None => (docs.replace('\n', " "), String::new()),
+    }
+}
+
+/// A function that describes the route's operation from its parameter and return types: each
+/// type is probed for the most specific description that applies (see
+/// `backstage::openapi::Probe`).
+fn describe(method: &Method) -> TokenStream {
+    let p = quote!(::backstage::__private);
+    let params = method
+        .params
+        .iter()
+        .filter(|param| !param.inject)
+        .map(|param| &param.ty)
+        .filter(|ty| !mentions_impl(ty))
+        .map(|ty| quote!((&&&&#p::openapi::Probe::<#ty>::new()).describe(op);));
+    let answer = match &method.output {
+        syn::ReturnType::Default => Some(quote!(())),
+        syn::ReturnType::Type(_, ty) => {
+            let ty = result_ok_type(&method.output).unwrap_or(ty);
+            (!mentions_impl(ty)).then(|| quote!(#ty))
+        }
+    };
+    let respond = match answer {
+        Some(ty) => quote!((&&&&#p::openapi::Probe::<#ty>::new()).respond(op);),
+        None => quote!((&&&#p::openapi::Probe::<()>::new()).respond_other(op);),
+    };
+    quote! {{
+        fn __describe(op: &mut #p::Operation<'_>) {
+            #[allow(unused_imports)]
+            use #p::openapi::{
+                DescribeOpen as _, DescribeOther as _, DescribeTyped as _, RespondOpen as _,
+                RespondOther as _, RespondTyped as _,
+            };
+            #(#params)*
+            #respond
+        }
+        __describe
+    }}
+}
+
+/// Whether `ty` is or holds an `impl Trait`, which cannot be named in a turbofish.
+fn mentions_impl(ty: &syn::Type) -> bool {
+    quote!(#ty)
+        .into_iter()
+        .any(|token| matches!(&token, proc_macro2::TokenTree::Ident(i) if i == "impl"))
 }
 
 /// `let __injectN = <T as Inject>::inject(ctx).await?;` for each `#[inject]` parameter, spanned

@@ -126,6 +126,8 @@ pub(crate) struct Method {
     pub(crate) params: Vec<Param>,
     pub(crate) generics: syn::Generics,
     pub(crate) output: syn::ReturnType,
+    /// The method's doc comment.
+    pub(crate) docs: String,
 }
 
 pub(crate) struct Model {
@@ -199,8 +201,9 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<Model> 
         }
         function.attrs = keep;
         let Some(mut kind) = kind else { continue };
+        let docs = doc_comment(&function.attrs);
         if let Kind::Action(_, _, description) = &mut kind {
-            *description = doc_comment(&function.attrs);
+            description.clone_from(&docs);
         }
         let sig = &mut function.sig;
         let mut receiver = Receiver::Missing;
@@ -249,6 +252,7 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> syn::Result<Model> 
             params,
             generics: sig.generics.clone(),
             output: sig.output.clone(),
+            docs,
         });
     }
     Ok(Model {

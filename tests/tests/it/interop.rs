@@ -127,6 +127,7 @@ fn install(dir: &Path) {
         "backend.js",
         "cache.js",
         "mcp.js",
+        "openapi.js",
         "permission.js",
         "wire.js",
     ] {

@@ -17,6 +17,7 @@ mod harness;
 mod hygiene;
 mod interop;
 mod modules;
+mod openapi;
 mod permissions;
 mod platform;
 mod process;
