@@ -178,7 +178,16 @@ pub mod __private {
 
     pub use crate::actions::{Action, ActionsRegistry, NoInput, action_input, action_output};
     pub use crate::auditor::{AuditRequest, Auditor, Severity};
-    pub use crate::plugin::Operation;
+    pub use crate::plugin::{Operation, RoutesOwner};
+
+    /// What the typed clients `#[routes]` generates are made of.
+    pub mod client {
+        pub use crate::auth::routes_client::{
+            ClientProbe, ReadOther, ReadTyped, WriteOther, WriteTyped, bytes, send, text,
+        };
+        pub use crate::auth::{PluginClient, PrincipalType};
+        pub use axum::http::{Method, StatusCode};
+    }
     pub use serde_json;
 
     /// The probes the `describe` functions `#[routes]` generates call.

@@ -44,6 +44,7 @@ pub(crate) fn service(ident: &syn::Ident) -> TokenStream {
 /// A stand-in `BackendPlugin` impl for a `#[backend_plugin]` whose arguments are wrong.
 pub(crate) fn plugin(ident: &syn::Ident) -> TokenStream {
     let p = quote!(::backstage::__private);
+    let companions = crate::companions::plugin(ident, "");
     quote! {
         const _: () = {
             #[automatically_derived]
@@ -60,12 +61,14 @@ pub(crate) fn plugin(ident: &syn::Ident) -> TokenStream {
                 }
             }
         };
+        #companions
     }
 }
 
 /// A stand-in `BackendModule` impl for a `#[backend_module]` whose arguments are wrong.
 pub(crate) fn module(ident: &syn::Ident) -> TokenStream {
     let p = quote!(::backstage::__private);
+    let companions = crate::companions::routes_owner(ident, "");
     quote! {
         const _: () = {
             #[automatically_derived]
@@ -82,6 +85,7 @@ pub(crate) fn module(ident: &syn::Ident) -> TokenStream {
                 }
             }
         };
+        #companions
     }
 }
 

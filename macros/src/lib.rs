@@ -10,6 +10,7 @@
 use proc_macro::TokenStream;
 
 mod common;
+mod companions;
 mod extension_point;
 mod fallback;
 mod ids;

@@ -25,6 +25,8 @@ pub(crate) mod tokens;
 mod credentials;
 pub(crate) mod endpoints;
 mod http_auth;
+#[doc(hidden)]
+pub mod routes_client;
 mod user_info;
 
 pub use auth_service::{Auth, AuthenticateOptions, Authenticator, PluginRequestToken};

@@ -186,6 +186,15 @@ pub trait BackendModule: Send + Sync + Sized + 'static {
     fn registration() -> &'static ModuleRegistration;
 }
 
+/// The plugin whose routes a type's `#[routes]` serve: the plugin itself, or the plugin a
+/// module extends. Implemented by `#[backend_plugin]` and `#[backend_module]`; the typed client
+/// `#[routes]` generates calls that plugin.
+#[doc(hidden)]
+pub trait RoutesOwner {
+    /// The plugin's id.
+    const PLUGIN_ID: &'static str;
+}
+
 /// What `#[backend_plugin]` implements: the plugin's id and how to build it.
 pub trait BackendPlugin: Send + Sync + Sized + 'static {
     /// The plugin id; the plugin is served under `/api/<ID>`.

@@ -90,7 +90,7 @@ pub struct Me {
 }
 
 /// What `POST /greetings` takes.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct GreetingRequest {
     /// Who to greet.
     pub name: String,

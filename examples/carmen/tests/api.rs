@@ -103,3 +103,49 @@ async fn item_names_are_text_of_1_to_255_characters() {
         );
     }
 }
+
+/// Another plugin calls carmen through the typed client its routes give it: the greeting,
+/// and carmen's 400 as a typed error.
+#[backstage::test]
+async fn other_plugins_call_carmen_through_its_typed_client() {
+    use backstage::prelude::*;
+    use carmen_backend::{CarmenClient, GreetingRequest};
+
+    #[backend_plugin(id = "caller")]
+    struct Caller {
+        #[inject]
+        client: PluginClient,
+    }
+
+    #[routes]
+    impl Caller {
+        #[route(get, "/greet/{name}")]
+        async fn greet(&self, Path(name): Path<String>, creds: Credentials) -> Result<String> {
+            let carmen = CarmenClient::new(&self.client);
+            match carmen.greet(&GreetingRequest { name }, &creds).await {
+                Ok(greeting) => Ok(greeting.message),
+                Err(e) => Ok(format!("{}: {}", e.kind().name(), e.message())),
+            }
+        }
+    }
+
+    let backend = TestBackend::builder()
+        .plugin::<Carmen>()
+        .plugin::<Caller>()
+        .start()
+        .await
+        .unwrap();
+    let ada = || mock::user("user:default/ada");
+    let res = backend
+        .get("/api/caller/greet/Ada")
+        .credentials(ada())
+        .send()
+        .await;
+    assert_eq!(res.text(), "Hello, Ada!");
+    let res = backend
+        .get("/api/caller/greet/%20")
+        .credentials(ada())
+        .send()
+        .await;
+    assert_eq!(res.text(), "InputError: name must not be empty");
+}

@@ -71,6 +71,7 @@ fn expand(model: &Model, plugin: &str, id: &str) -> TokenStream {
     let p = quote!(::backstage::__private);
     let item = &model.item;
     let ident = &item.ident;
+    let companions = crate::companions::routes_owner(ident, plugin);
     let dependencies = dependency_table(model);
     let build = constructor(model);
     let owner_checks = owner_checks(model, plugin);
@@ -100,7 +101,10 @@ fn expand(model: &Model, plugin: &str, id: &str) -> TokenStream {
                 #p::ModuleRegistration::of::<#ident>(#dependencies, ::core::file!(), ::core::line!())
             }
 
+
         };
+
+        #companions
 
         #owner_checks
     }

@@ -9,6 +9,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let item = &model.item;
     let ident = &item.ident;
     let id = super::validate::id(model).unwrap_or_default();
+    let companions = crate::companions::plugin(ident, &id);
     let p = quote!(::backstage::__private);
     let dependencies = dependency_table(model);
     let build = constructor(model);
@@ -39,17 +40,9 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
             #p::inventory::submit! {
                 #p::PluginRegistration::of::<#ident>(::core::file!(), ::core::line!())
             }
-
         };
 
-        impl #ident {
-            /// The plugin's OpenAPI 3.1 document, generated from its `#[routes]`, with the
-            /// plugin's own paths (`backstage::openapi`).
-            #[allow(dead_code)]
-            pub fn openapi() -> #p::serde_json::Value {
-                #p::openapi::document::<#ident>()
-            }
-        }
+        #companions
 
         #owner_checks
     }

@@ -18,6 +18,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let mut init = quote!(::core::option::Option::None);
     let mut init_fn = quote!();
     let mut action_registrations = Vec::new();
+    let mut client_methods = Vec::new();
 
     for method in &model.methods {
         match &method.kind {
@@ -40,6 +41,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                     )
                 });
                 let describe = describe(method);
+                client_methods.push(client_method(method, self_ty, &method_upper, path));
                 route_infos.push(quote! {
                     #p::RouteInfo {
                         method: #method_upper,
@@ -117,8 +119,19 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         )
     };
 
+    let client = client_of(self_ty).map(|client| {
+        quote! {
+            #[allow(dead_code, private_interfaces, private_bounds, clippy::needless_lifetimes)]
+            impl #client {
+                #(#client_methods)*
+            }
+        }
+    });
+
     quote! {
         #item
+
+        #client
 
         const _: () = {
             fn __backstage_build<'a>(
@@ -152,6 +165,237 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                 }
             }
         };
+    }
+}
+
+/// The typed client `#[backend_plugin]` or `#[backend_module]` made for `self_ty`:
+/// `<Name>Client`.
+fn client_of(self_ty: &syn::Type) -> Option<syn::Ident> {
+    let syn::Type::Path(path) = self_ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    Some(format_ident!("{}Client", last.ident))
+}
+
+/// The `T` of `Name<T>` when `ty`'s last segment is one of `names`.
+fn extractor_arg<'t>(ty: &'t syn::Type, names: &[&str]) -> Option<&'t syn::Type> {
+    let syn::Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if !names.iter().any(|name| last.ident == name) {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first() {
+        Some(syn::GenericArgument::Type(ty)) if args.args.len() == 1 => Some(ty),
+        _ => None,
+    }
+}
+
+/// One method of the typed client: the route's path values, query and body as typed
+/// arguments, the caller's credentials last, and the answer read as its type says.
+fn client_method(
+    method: &Method,
+    self_ty: &syn::Type,
+    method_upper: &str,
+    path: &syn::LitStr,
+) -> TokenStream {
+    let p = quote!(::backstage::__private);
+    let ident = &method.ident;
+    let http_method = format_ident!("{}", method_upper);
+    let names: Vec<String> = path
+        .value()
+        .split('/')
+        .filter_map(|segment| {
+            Some(
+                segment
+                    .strip_prefix('{')?
+                    .strip_suffix('}')?
+                    .trim_start_matches('*')
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let mut args = Vec::new();
+    let mut path_expr = quote!(::std::string::String::from(#path));
+    let mut query = quote!();
+    let mut body = quote!();
+    for param in method.params.iter().filter(|param| !param.inject) {
+        if let Some(ty) = extractor_arg(&param.ty, &["Path"]) {
+            let idents: Option<Vec<syn::Ident>> = names
+                .iter()
+                .map(|name| syn::parse_str::<syn::Ident>(name).ok())
+                .collect();
+            match (ty, idents) {
+                // A tuple: one argument per path parameter, named as the path names them.
+                (syn::Type::Tuple(tuple), Some(idents))
+                    if tuple.elems.len() == idents.len() && idents.len() > 1 =>
+                {
+                    let elems = tuple.elems.iter();
+                    args.extend(
+                        idents
+                            .iter()
+                            .zip(elems)
+                            .map(|(name, ty)| quote!(#name: #ty)),
+                    );
+                    path_expr = quote!((&&&#p::client::ClientProbe::<#ty>::new()).path(#path, &(#(#idents),*))?);
+                }
+                (_, Some(idents)) if idents.len() == 1 => {
+                    let name = &idents[0];
+                    args.push(quote!(#name: #ty));
+                    path_expr =
+                        quote!((&&&#p::client::ClientProbe::<#ty>::new()).path(#path, &#name)?);
+                }
+                _ => {
+                    args.push(quote!(path: #ty));
+                    path_expr =
+                        quote!((&&&#p::client::ClientProbe::<#ty>::new()).path(#path, &path)?);
+                }
+            }
+        } else if let Some(ty) = extractor_arg(&param.ty, &["Query"]) {
+            args.push(quote!(query: &#ty));
+            query = quote!(let request = (&&&#p::client::ClientProbe::<#ty>::new()).query(request, query)?;);
+        } else if let Some(ty) = extractor_arg(&param.ty, &["Json"]) {
+            args.push(quote!(body: &#ty));
+            body = quote!(let request = (&&&#p::client::ClientProbe::<#ty>::new()).body(request, body)?;);
+        }
+    }
+    let answer = match &method.output {
+        syn::ReturnType::Default => None,
+        syn::ReturnType::Type(_, ty) => Some(result_ok_type(&method.output).unwrap_or(ty)),
+    };
+    let (output, read) = client_answer(answer);
+    let doc = format!(
+        "`{method_upper} {}` of the plugin ([`{}`]'s route `{ident}`).",
+        path.value(),
+        quote!(#self_ty).to_string().replace(' ', "")
+    );
+    quote! {
+        #[doc = #doc]
+        pub async fn #ident(
+            &self,
+            #(#args,)*
+            credentials: &#p::Credentials<impl #p::client::PrincipalType>,
+        ) -> #p::Result<#output> {
+            #[allow(unused_imports)]
+            use #p::client::{ReadOther as _, ReadTyped as _, WriteOther as _, WriteTyped as _};
+            let path: ::std::string::String = #path_expr;
+            let request = self
+                .client
+                .request(
+                    #p::client::Method::#http_method,
+                    <#self_ty as #p::RoutesOwner>::PLUGIN_ID,
+                    &path,
+                    credentials,
+                )
+                .await?;
+            #query
+            #body
+            let response = #p::client::send(request).await?;
+            #read
+        }
+    }
+}
+
+/// What a client method answers for a handler that returns `answer` (`Result` taken off), and
+/// how it reads it: `Json<T>` and `(StatusCode, Json<T>)` as `T`, `StatusCode` as the status,
+/// text as `String`, `()` as `()`, anything else as the body's bytes.
+fn client_answer(answer: Option<&syn::Type>) -> (TokenStream, TokenStream) {
+    let p = quote!(::backstage::__private);
+    let json = |ty: &syn::Type| {
+        (
+            quote!(#ty),
+            quote!((&&&#p::client::ClientProbe::<#ty>::new()).read(response).await),
+        )
+    };
+    let Some(answer) = answer else {
+        return (
+            quote!(()),
+            quote!({
+                let _ = response;
+                ::core::result::Result::Ok(())
+            }),
+        );
+    };
+    // A borrowed type cannot be read into (serde's `DeserializeOwned`): its bytes instead.
+    let borrowed = |ty: &syn::Type| {
+        quote!(#ty).into_iter().any(|token| {
+            matches!(&token, proc_macro2::TokenTree::Punct(p) if p.as_char() == '&' || p.as_char() == '\'')
+        })
+    };
+    let json = |ty: &syn::Type| {
+        if borrowed(ty) {
+            (
+                quote!(#p::axum::body::Bytes),
+                quote!(#p::client::bytes(response).await),
+            )
+        } else {
+            json(ty)
+        }
+    };
+    if let Some(ty) = extractor_arg(answer, &["Json"]) {
+        return json(ty);
+    }
+    match answer {
+        syn::Type::Tuple(tuple) if tuple.elems.is_empty() => (
+            quote!(()),
+            quote!({
+                let _ = response;
+                ::core::result::Result::Ok(())
+            }),
+        ),
+        syn::Type::Tuple(tuple) if tuple.elems.len() == 2 => {
+            match tuple
+                .elems
+                .iter()
+                .nth(1)
+                .and_then(|ty| extractor_arg(ty, &["Json"]))
+            {
+                Some(ty) => json(ty),
+                None => (
+                    quote!(#p::axum::body::Bytes),
+                    quote!(#p::client::bytes(response).await),
+                ),
+            }
+        }
+        syn::Type::Path(path)
+            if path
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "StatusCode") =>
+        {
+            (
+                quote!(#p::client::StatusCode),
+                quote!(::core::result::Result::Ok(response.status())),
+            )
+        }
+        syn::Type::Path(path)
+            if path
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "String") =>
+        {
+            (
+                quote!(::std::string::String),
+                quote!(#p::client::text(response).await),
+            )
+        }
+        syn::Type::Reference(reference) if matches!(&*reference.elem, syn::Type::Path(p) if p.path.is_ident("str")) => {
+            (
+                quote!(::std::string::String),
+                quote!(#p::client::text(response).await),
+            )
+        }
+        _ => (
+            quote!(#p::axum::body::Bytes),
+            quote!(#p::client::bytes(response).await),
+        ),
     }
 }
 

@@ -36,6 +36,13 @@ impl Rusty {
         Json(principal_json(&creds))
     }
 
+    /// Calls the TypeScript plugin through the typed client of its Rust description.
+    #[route(get, "/call-ts-typed", auth = "unauthenticated")]
+    async fn call_ts_typed(&self) -> Result<Json<Value>> {
+        let own = self.auth.own_service_credentials();
+        Ok(Json(TsPlugClient::new(&self.client).whoami(&own).await?))
+    }
+
     #[route(get, "/call-ts", auth = "unauthenticated")]
     async fn call_ts(&self) -> Result<Json<Value>> {
         let own = self.auth.own_service_credentials();
@@ -46,6 +53,19 @@ impl Rusty {
             .await
             .map_err(|e| Error::internal(e.to_string()))?;
         Ok(Json(json!({ "status": status, "body": body })))
+    }
+}
+
+/// The TypeScript plugin `tsplug` of `tests/interop/backend.js`, described in Rust: never
+/// served, it gives the Rust side a typed client of it (`TsPlugClient`).
+#[backend_plugin(id = "tsplug")]
+pub struct TsPlug;
+
+#[routes]
+impl TsPlug {
+    #[route(get, "/whoami")]
+    async fn whoami(&self, credentials: Credentials) -> Json<Value> {
+        Json(principal_json(&credentials))
     }
 }
 
@@ -298,6 +318,19 @@ async fn rust_and_typescript_backends_accept_each_others_tokens() {
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap(),
         json!({"status": 200, "body": {"type": "service", "subject": "plugin:rusty"}})
+    );
+
+    // The same call through the typed client that describing tsplug's routes in Rust gives.
+    let response = client()
+        .get(rust.url("/api/rusty/call-ts-typed"))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = read(response).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"type": "service", "subject": "plugin:rusty"})
     );
 
     // One static token works on both.

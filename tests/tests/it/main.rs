@@ -10,6 +10,7 @@ mod support;
 mod actions;
 mod audit;
 mod auth;
+mod clients;
 mod config;
 mod conformance;
 mod database;
