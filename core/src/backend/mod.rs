@@ -549,9 +549,12 @@ pub(crate) fn run_process(
     if let Err(e) = result {
         fail(&e.to_string());
     }
+    drop(runtime);
+    crate::logging::flush();
 }
 
 fn fail(message: &str) -> ! {
+    crate::logging::flush();
     eprintln!("Backend failed to start: {message}");
     std::process::exit(1)
 }

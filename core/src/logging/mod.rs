@@ -104,6 +104,18 @@ impl Service for RootLogger {
     }
 }
 
+/// How many formatted lines may wait for the log writer before new ones are dropped (and
+/// counted): a burst of this size never blocks a request.
+const QUEUED_LINES: usize = 65_536;
+
+/// The log writer's thread, kept until [`flush`]; and how many lines it dropped.
+static WRITER: std::sync::Mutex<
+    Option<(
+        tracing_appender::non_blocking::WorkerGuard,
+        tracing_appender::non_blocking::ErrorCounter,
+    )>,
+> = std::sync::Mutex::new(None);
+
 /// Installs the default subscriber, unless one is installed already.
 ///
 /// - Level: `LOG_LEVEL` (any `tracing` filter, e.g. `debug` or `info,backstage::http=warn`), else
@@ -112,6 +124,10 @@ impl Service for RootLogger {
 ///   readable lines otherwise.
 /// - `backend.logger.meta`: fields added to every line; JSON lines carry `service: backstage`
 ///   unless it names another, as Backstage's do.
+/// - Lines are formatted where they happen and written to stderr by a thread of their own, in
+///   batches, off the request path: at most [`QUEUED_LINES`] wait; beyond that a line is
+///   dropped and counted, and [`flush`] (at shutdown, on a failed start, on a panic) writes
+///   what waits and reports how many were dropped.
 pub(crate) fn init(config: &crate::config::RootConfig) {
     let level = std::env::var("LOG_LEVEL")
         .ok()
@@ -140,14 +156,20 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
             .or_insert_with(|| "backstage".into());
     }
     let ansi = !production && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(QUEUED_LINES)
+        .lossy(true)
+        .thread_name("backstage-log-writer")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
     // A log line that cannot be written (the pipe to a log collector closed) is dropped: by
     // default tracing reports it with `eprintln!`, which panics on that same closed stderr.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .log_internal_errors(false);
-    let _ = if production {
+    let installed = if production {
         let inner = tracing_subscriber::fmt::format().json().flatten_event(true);
         builder
             .event_format(WithMeta::new(inner, &meta, true))
@@ -161,6 +183,33 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
             ))
             .try_init()
     };
+    if installed.is_ok() {
+        *WRITER.lock().unwrap_or_else(|p| p.into_inner()) = Some((guard, dropped));
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            // A panic that ends the process: what waits is written first. (Handlers' panics
+            // are caught and answered 500; they end nothing.)
+            if std::thread::current().name() == Some("main") {
+                flush();
+            }
+        }));
+    }
+}
+
+/// Writes the lines that wait, stops the writer, and reports on stderr how many lines were
+/// dropped because it could not keep up. Lines logged afterwards are dropped.
+pub(crate) fn flush() {
+    let writer = WRITER.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some((guard, dropped)) = writer {
+        drop(guard);
+        let dropped = dropped.dropped_lines();
+        if dropped > 0 {
+            eprintln!(
+                "{dropped} log lines were dropped: the log writer could not keep up with {QUEUED_LINES} waiting lines"
+            );
+        }
+    }
 }
 
 /// The target of audit events ([`crate::auditor`]); their JSON lines take Backstage's shape.
@@ -241,18 +290,131 @@ where
         if self.suffix.is_empty() && !audit {
             return self.inner.format_event(ctx, writer, event);
         }
-        let mut line = String::new();
+        if audit {
+            // Rare: formatted whole, reshaped, then written.
+            let mut line = String::new();
+            self.inner.format_event(
+                ctx,
+                tracing_subscriber::fmt::format::Writer::new(&mut line),
+                event,
+            )?;
+            let reshaped = audit_line(&line);
+            let line = reshaped.as_deref().unwrap_or(&line).trim_end_matches('\n');
+            return match line.strip_suffix('}') {
+                Some(open) => writeln!(writer, "{open}{}}}", self.suffix),
+                None => writeln!(writer, "{line}{}", self.suffix),
+            };
+        }
+        // Every other line streams through, its end held back so that the meta goes in
+        // before it: no copy of the line.
+        let mut held = HoldBack::new(&mut writer);
         self.inner.format_event(
             ctx,
-            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            tracing_subscriber::fmt::format::Writer::new(&mut held),
             event,
         )?;
-        let reshaped = audit.then(|| audit_line(&line)).flatten();
-        let line = reshaped.as_deref().unwrap_or(&line).trim_end_matches('\n');
-        match line.strip_suffix('}') {
-            Some(open) if self.json => writeln!(writer, "{open}{}}}", self.suffix),
-            _ => writeln!(writer, "{line}{}", self.suffix),
+        held.finish(&self.suffix, self.json)
+    }
+}
+
+/// A writer that passes everything on but the line's last two characters (`}` and the
+/// newline of a JSON line, or the newline of a readable one), so that the meta can be written
+/// before them.
+struct HoldBack<'w, W: std::fmt::Write> {
+    out: &'w mut W,
+    tail: [Option<char>; 2],
+}
+
+impl<'w, W: std::fmt::Write> HoldBack<'w, W> {
+    fn new(out: &'w mut W) -> Self {
+        HoldBack {
+            out,
+            tail: [None, None],
         }
+    }
+
+    /// Writes the meta `suffix` before the held-back end: inside the JSON object, or before
+    /// the newline.
+    fn finish(self, suffix: &str, json: bool) -> std::fmt::Result {
+        match self.tail {
+            [Some('}'), Some('\n')] if json => writeln!(self.out, "{suffix}}}"),
+            [first, Some('\n')] => {
+                if let Some(c) = first {
+                    self.out.write_char(c)?;
+                }
+                writeln!(self.out, "{suffix}")
+            }
+            [first, second] => {
+                for c in [first, second].into_iter().flatten() {
+                    self.out.write_char(c)?;
+                }
+                write!(self.out, "{suffix}")
+            }
+        }
+    }
+}
+
+impl<W: std::fmt::Write> std::fmt::Write for HoldBack<'_, W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let mut from_end = s.char_indices().rev();
+        match (from_end.next(), from_end.next()) {
+            (None, _) => Ok(()),
+            // One character: it is held, and the oldest held one (if two were) goes out.
+            (Some((_, c)), None) => {
+                if let [Some(old), newer] = self.tail {
+                    self.out.write_char(old)?;
+                    self.tail = [newer, Some(c)];
+                } else {
+                    self.tail = [self.tail[1], Some(c)];
+                }
+                Ok(())
+            }
+            // Two or more: everything held goes out, then all of `s` but its last two.
+            (Some((_, last)), Some((at, before))) => {
+                for c in self.tail.iter_mut().filter_map(Option::take) {
+                    self.out.write_char(c)?;
+                }
+                self.out.write_str(&s[..at])?;
+                self.tail = [Some(before), Some(last)];
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod hold_back_tests {
+    use std::fmt::Write;
+
+    use super::HoldBack;
+
+    fn through(chunks: &[&str], suffix: &str, json: bool) -> String {
+        let mut out = String::new();
+        let mut held = HoldBack::new(&mut out);
+        for chunk in chunks {
+            held.write_str(chunk).unwrap();
+        }
+        held.finish(suffix, json).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_meta_goes_before_the_end_of_the_line_however_it_was_written() {
+        let line = r#"{"level":"INFO","message":"é"}"#.to_owned() + "\n";
+        let meta = r#","service":"backstage""#;
+        let expected = r#"{"level":"INFO","message":"é","service":"backstage"}"#.to_owned() + "\n";
+        assert_eq!(through(&[&line], meta, true), expected);
+        // In pieces of every size, one character at a time included.
+        let chars: Vec<String> = line.chars().map(String::from).collect();
+        let pieces: Vec<&str> = chars.iter().map(String::as_str).collect();
+        assert_eq!(through(&pieces, meta, true), expected);
+        let (a, b) = line.split_at(line.len() - 1);
+        assert_eq!(through(&[a, b, ""], meta, true), expected);
+        assert_eq!(
+            through(&["INFO PONG! plugin=carmen\n"], " region=eu", false),
+            "INFO PONG! plugin=carmen region=eu\n"
+        );
+        assert_eq!(through(&["x"], " m", false), "x m");
     }
 }
 

@@ -722,6 +722,13 @@ async fn sigterm_under_load_drops_no_accepted_request() {
         refused > 0,
         "some requests came after the server stopped accepting"
     );
+    // Every request served has its log line, written off the request path and flushed
+    // before the process ended.
+    let logged = rx
+        .iter()
+        .filter(|line| line.contains(r#""GET /api/slow/sleep/200 HTTP/1.1" 200"#))
+        .count();
+    assert_eq!(logged, served, "request log lines");
 }
 
 #[backstage::test]
