@@ -168,14 +168,17 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     }
 }
 
-/// The typed client `#[backend_plugin]` or `#[backend_module]` made for `self_ty`:
-/// `<Name>Client`.
-fn client_of(self_ty: &syn::Type) -> Option<syn::Ident> {
+/// The typed client `#[backend_plugin]` or `#[backend_module]` made beside `self_ty`:
+/// `<Name>Client`, by the same path (`super::Carmen` gives `super::CarmenClient`).
+fn client_of(self_ty: &syn::Type) -> Option<syn::Path> {
     let syn::Type::Path(path) = self_ty else {
         return None;
     };
-    let last = path.path.segments.last()?;
-    Some(format_ident!("{}Client", last.ident))
+    let mut client = path.path.clone();
+    let last = client.segments.last_mut()?;
+    last.ident = format_ident!("{}Client", last.ident);
+    last.arguments = syn::PathArguments::None;
+    Some(client)
 }
 
 /// The `T` of `Name<T>` when `ty`'s last segment is one of `names`.
