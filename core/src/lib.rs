@@ -40,6 +40,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod actions;
+mod answer;
 pub mod auditor;
 pub mod auth;
 pub mod backend;

@@ -6,7 +6,6 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 
 use super::{Auth, AuthenticateOptions, Credentials, HttpAuth};
-use crate::http::Json;
 use crate::plugin::AuthPolicyKind;
 
 /// What the router serves, for the route table: method, path below the plugin, policy.
@@ -45,10 +44,12 @@ pub(crate) fn router(auth: Auth, http_auth: HttpAuth) -> Router {
 
 async fn jwks(auth: Auth) -> Response {
     match auth.list_public_service_keys().await {
-        Ok(keys) => Json(KeySet {
-            keys: keys.iter().map(OrderedJwk).collect(),
-        })
-        .into_response(),
+        Ok(keys) => crate::answer::json(
+            http::StatusCode::OK,
+            &KeySet {
+                keys: keys.iter().map(OrderedJwk).collect(),
+            },
+        ),
         Err(e) => e.into_response(),
     }
 }
@@ -113,7 +114,10 @@ async fn user_cookie(http_auth: HttpAuth, request: Request) -> Response {
         http::StatusCode::NO_CONTENT.into_response()
     } else {
         let expires = humantime::format_rfc3339_millis(cookie.expires_at).to_string();
-        Json(serde_json::json!({ "expiresAt": expires })).into_response()
+        crate::answer::json(
+            http::StatusCode::OK,
+            &serde_json::json!({ "expiresAt": expires }),
+        )
     };
     if let Some(set_cookie) = cookie.set_cookie {
         response

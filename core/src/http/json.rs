@@ -95,38 +95,11 @@ where
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
-        match serde_json::to_vec(&self.0) {
-            Ok(bytes) => json_response(StatusCode::OK, bytes),
-            Err(e) => Error::internal(format!("could not write the response as JSON: {e}"))
-                .into_response(),
-        }
+        crate::answer::json(StatusCode::OK, &self.0)
     }
 }
 
-/// `bytes` as a JSON response with `status`, as `res.json` sends it.
-pub(crate) fn json_response(status: StatusCode, bytes: impl Into<Bytes>) -> Response {
-    let bytes = bytes.into();
-    let etag = weak_etag(&bytes);
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, JSON_UTF8);
-    headers.insert(ETAG, etag);
-    response
-}
-
-/// Express's `Content-Type` for JSON.
-pub(crate) const JSON_UTF8: HeaderValue =
-    HeaderValue::from_static("application/json; charset=utf-8");
-
-/// Express's weak entity tag: `W/"<length in hex>-<first 27 characters of the SHA-1, base64>"`.
-pub(crate) fn weak_etag(body: &[u8]) -> HeaderValue {
-    use base64::Engine;
-    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, body);
-    let hash = base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_ref());
-    let tag = format!("W/\"{:x}-{}\"", body.len(), &hash[..27]);
-    HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("W/\"0-\""))
-}
+pub(crate) use crate::answer::{JSON_UTF8, json_response, weak_etag};
 
 /// What a conditional request asked, kept from the request until its response is ready.
 pub(crate) struct Conditional {

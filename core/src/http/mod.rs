@@ -31,7 +31,7 @@ pub(crate) mod connection;
 pub(crate) mod cors;
 pub(crate) mod dispatch;
 pub(crate) mod gate;
-pub(crate) mod json;
+mod json;
 mod path_policy;
 pub(crate) mod policies;
 pub(crate) mod rate_limit;

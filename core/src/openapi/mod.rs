@@ -149,7 +149,7 @@ pub(crate) fn router(plugin_id: &'static str, plugin: TypeId) -> Router {
                 })
                 .clone();
             // As `res.json` sends it: charset, weak ETag (a 304 for a matching If-None-Match).
-            std::future::ready(crate::http::json::json_response(StatusCode::OK, body))
+            std::future::ready(crate::answer::json_response(StatusCode::OK, body))
         }),
     )
 }

@@ -454,6 +454,17 @@ fn mentions_impl(ty: &syn::Type) -> bool {
         .any(|token| matches!(&token, proc_macro2::TokenTree::Ident(i) if i == "impl"))
 }
 
+/// The names [`injections`] binds: `__injectN` for each `#[inject]` parameter.
+fn injected_names(method: &Method) -> Vec<syn::Ident> {
+    method
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, param)| param.inject)
+        .map(|(i, _)| format_ident!("__inject{}", i))
+        .collect()
+}
+
 /// `let __injectN = <T as Inject>::inject(ctx).await?;` for each `#[inject]` parameter, spanned
 /// on the user's type so a type that is not a service is reported there.
 fn injections(method: &Method) -> TokenStream {
@@ -483,13 +494,7 @@ fn route_builder(
     let p = quote!(::backstage::__private);
     let ident = &method.ident;
     let injected = injections(method);
-    let injected_names: Vec<_> = method
-        .params
-        .iter()
-        .enumerate()
-        .filter(|(_, param)| param.inject)
-        .map(|(i, _)| format_ident!("__inject{}", i))
-        .collect();
+    let injected_names = injected_names(method);
     let extracted: Vec<usize> = method
         .params
         .iter()
@@ -602,13 +607,7 @@ fn action(method: &Method, self_ty: &syn::Type) -> TokenStream {
     };
     let ident = &method.ident;
     let injected = injections(method);
-    let injected_names: Vec<_> = method
-        .params
-        .iter()
-        .enumerate()
-        .filter(|(_, param)| param.inject)
-        .map(|(i, _)| format_ident!("__inject{}", i))
-        .collect();
+    let injected_names = injected_names(method);
     let input_ty = method
         .params
         .iter()

@@ -1,0 +1,45 @@
+//! Answers as Express writes them, for every layer that serves endpoints: JSON with
+//! `charset=utf-8` and a weak `ETag`, as `res.json` sends it.
+
+use axum::body::{Body, Bytes};
+use axum::http::StatusCode;
+use axum::http::header::{CONTENT_TYPE, ETAG, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// `value` as a JSON response with `status`, or a 500 when it cannot be written as JSON.
+pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => json_response(status, bytes),
+        Err(e) => {
+            Error::internal(format!("could not write the response as JSON: {e}")).into_response()
+        }
+    }
+}
+
+/// `bytes` as a JSON response with `status`, as `res.json` sends it.
+pub(crate) fn json_response(status: StatusCode, bytes: impl Into<Bytes>) -> Response {
+    let bytes = bytes.into();
+    let etag = weak_etag(&bytes);
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, JSON_UTF8);
+    headers.insert(ETAG, etag);
+    response
+}
+
+/// Express's `Content-Type` for JSON.
+pub(crate) const JSON_UTF8: HeaderValue =
+    HeaderValue::from_static("application/json; charset=utf-8");
+
+/// Express's weak entity tag: `W/"<length in hex>-<first 27 characters of the SHA-1, base64>"`.
+pub(crate) fn weak_etag(body: &[u8]) -> HeaderValue {
+    use base64::Engine;
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, body);
+    let hash = base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_ref());
+    let tag = format!("W/\"{:x}-{}\"", body.len(), &hash[..27]);
+    HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("W/\"0-\""))
+}
