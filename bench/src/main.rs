@@ -1,60 +1,84 @@
 //! The benchmark of record: `cargo run --release -p backstage-bench -- [options]`.
 //!
-//! Builds, in release, (a) the example backend with `carmen` and (b) `handwritten`, the same
-//! routes hand-written in axum; starts both on loopback; drives each scenario against A and B in
-//! alternation (A B, then B A, ...) so machine drift cancels; and reports requests/s, p50/p99
-//! latency, errors and the A/B ratio per scenario, plus readiness time, RSS idle and after load,
-//! release binary size and the incremental `cargo build` time after a one-line change. Prints a
-//! table with PASS/FAIL against the targets and writes JSON (`--out`, default
-//! `target/bench/results.json`).
+//! Builds, in release, the example backend (`carmen` and its module), `handwritten` (carmen's
+//! benchmarked routes by hand in axum) and the scale backends; starts on loopback, side by side,
+//! the contestants of [`contestants`]:
+//!
+//! - `limit`: minimal axum, the same routes, token checks and SQL and nothing else;
+//! - `equal-work`: hand-written axum doing the framework's per-request work, without logs;
+//! - `shipped`: the example backend as a user runs it (info: the request log and carmen's
+//!   "PONG!"; plain lines), `shipped-json` (`NODE_ENV=production`: JSON lines) and `warn`
+//!   (`LOG_LEVEL=warn`);
+//! - `node`: Backstage's backend from npm with carmen as a TypeScript plugin (`bench/node/`,
+//!   installed with npm when missing).
+//!
+//! Each scenario drives every contestant once per round, in an order that rotates from round
+//! to round so machine drift cancels, and reports requests/s, p50/p99 latency, errors, and the
+//! median per-round ratio to `limit` and to `equal-work`. Then: the request log lines of the
+//! contestants logging at info, counted against the requests they answered (nothing lost);
+//! instructions per request under callgrind of each feature variant, itemized into a cost per
+//! feature; start-up time, RSS and per-request instructions of backends of 1, 10 and 100
+//! plugins; readiness, RSS, binary size and the incremental build time after a one-line change.
+//! Prints a table with PASS/FAIL against the targets and writes JSON (`--out`, default
+//! `target/bench/results.json`). A part that fails is reported as missing, with the reason, and
+//! the rest is still printed and written; the exit status is then 3.
 //!
 //! Options: `--duration <s>` (per run, default 2), `--warmup <s>` (default 0.5), `--rounds <n>`
-//! (default 10), `--concurrency <n>` (default 32), `--out <file>`, `--no-build-time` (skip the
-//! incremental build measurement), `--no-build` (use the binaries already built), `--pin <cpus>`
-//! (the CPUs both servers run on, through `taskset`; default `0` on machines with two or more
-//! cores, so the load generator does not compete with the server for the same core; `none` to
-//! not pin), `--only <text>` (only the scenarios whose name contains it), `--no-instructions`
-//! (skip counting the instructions each request costs under `valgrind --tool=callgrind`, done by
-//! default where valgrind is installed: a deterministic comparison where requests/s are noisy;
-//! it adds about a minute).
-//!
-//! A scenario's ratio is the median of the per-round ratios: A and B of one round run back to
-//! back, so each ratio compares two measurements taken under the same machine conditions.
+//! (default 6), `--concurrency <n>` (default 32), `--out <file>`, `--only <text>` (only the
+//! scenarios whose name contains it), `--pin <cpus>` (the CPUs the servers run on, through
+//! `taskset`; default `0` on machines with two or more cores, so the load generator does not
+//! compete with the server; `none` to not pin), `--no-build` (use the binaries already built),
+//! `--no-build-time`, `--no-instructions` (skip callgrind, done by default where valgrind is
+//! installed), `--no-scale`, `--no-node`, `--node <program>` (default `node`), `--node-dir
+//! <dir>` (where Backstage's npm packages are installed; default
+//! `~/.cache/backstage-rs/bench-node`).
+
+mod client;
+mod contestants;
+mod instructions;
+mod report;
+mod scale;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 
-const STATIC_TOKEN: &str = "bench-static-token-0123456789";
+use client::{Load, Run, Scenario};
+use contestants::{Contestant, STATIC_TOKEN, Server, Setup};
+use report::{Missing, Targets};
 
 struct Options {
-    duration: Duration,
-    warmup: Duration,
+    load: Load,
     rounds: usize,
-    concurrency: usize,
     out: PathBuf,
     build_time: bool,
     build: bool,
     pin: Option<String>,
     only: Option<String>,
     instructions: bool,
+    scale: bool,
+    node: Option<String>,
+    node_dir: PathBuf,
 }
 
 fn options() -> Result<Options, String> {
+    let home = std::env::var("HOME").unwrap_or_else(|_| std::env::temp_dir().display().to_string());
     let mut o = Options {
-        duration: Duration::from_secs(2),
-        warmup: Duration::from_millis(500),
-        rounds: 10,
-        concurrency: 32,
+        load: Load {
+            duration: Duration::from_secs(2),
+            warmup: Duration::from_millis(500),
+            concurrency: 32,
+        },
+        rounds: 6,
         out: PathBuf::from("target/bench/results.json"),
         build_time: true,
         build: true,
@@ -62,23 +86,30 @@ fn options() -> Result<Options, String> {
             && Command::new("taskset").arg("-V").output().is_ok())
         .then(|| "0".to_owned()),
         only: None,
-        instructions: Command::new("valgrind").arg("--version").output().is_ok(),
+        instructions: instructions::available(),
+        scale: true,
+        node: Some("node".to_owned()),
+        node_dir: PathBuf::from(home).join(".cache/backstage-rs/bench-node"),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         let number = |v: String| v.parse::<f64>().map_err(|_| format!("{v} is not a number"));
         match arg.as_str() {
-            "--duration" => o.duration = Duration::from_secs_f64(number(value()?)?),
-            "--warmup" => o.warmup = Duration::from_secs_f64(number(value()?)?),
+            "--duration" => o.load.duration = Duration::from_secs_f64(number(value()?)?),
+            "--warmup" => o.load.warmup = Duration::from_secs_f64(number(value()?)?),
             "--rounds" => o.rounds = number(value()?)?.max(1.0) as usize,
-            "--concurrency" => o.concurrency = number(value()?)?.max(1.0) as usize,
+            "--concurrency" => o.load.concurrency = number(value()?)?.max(1.0) as usize,
             "--out" => o.out = PathBuf::from(value()?),
             "--no-build-time" => o.build_time = false,
             "--no-build" => o.build = false,
             "--only" => o.only = Some(value()?),
             "--instructions" => o.instructions = true,
             "--no-instructions" => o.instructions = false,
+            "--no-scale" => o.scale = false,
+            "--no-node" => o.node = None,
+            "--node" => o.node = Some(value()?),
+            "--node-dir" => o.node_dir = PathBuf::from(value()?),
             "--pin" => {
                 let cpus = value()?;
                 o.pin = (cpus != "none").then_some(cpus);
@@ -128,324 +159,8 @@ fn cargo(root: &Path, args: &[&str]) -> Result<Duration, String> {
     Ok(started.elapsed())
 }
 
-/// A server under test; killed when dropped.
-struct Server {
-    name: &'static str,
-    child: Child,
-    addr: SocketAddr,
-    ready_after: Duration,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|status| {
-                status
-                    .lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0)
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-/// Spawns `command` and measures the time until readiness answers 200.
-async fn start(name: &'static str, mut command: Command, port: u16) -> Result<Server, String> {
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let started = Instant::now();
-    let child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{name} did not start: {e}"))?;
-    let mut server = Server {
-        name,
-        child,
-        addr,
-        ready_after: Duration::ZERO,
-    };
-    loop {
-        if let Ok((200, _)) =
-            request(addr, "GET", "/.backstage/health/v1/readiness", None, None).await
-        {
-            server.ready_after = started.elapsed();
-            return Ok(server);
-        }
-        if started.elapsed() > Duration::from_secs(90) {
-            return Err(format!("{name} was not ready after 90 s"));
-        }
-        if let Ok(Some(status)) = server.child.try_wait() {
-            return Err(format!("{name} exited: {status}"));
-        }
-        tokio::time::sleep(Duration::from_micros(500)).await;
-    }
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-/// A keep-alive HTTP/1 connection to `addr` (no Nagle delay), its driver spawned.
-async fn connect(addr: SocketAddr) -> Result<Sender, String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let (sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    Ok(sender)
-}
-
-/// One request on a fresh connection (set-up and checks only).
-async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> Result<(u16, Bytes), String> {
-    let mut sender = connect(addr).await?;
-    let req = build(method, path, token, body.map(|b| Bytes::from(b.to_owned())))?;
-    let response = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, bytes))
-}
-
-fn build(
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Bytes>,
-) -> Result<hyper::Request<Full<Bytes>>, String> {
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "127.0.0.1");
-    if let Some(token) = token {
-        builder = builder.header("authorization", format!("Bearer {token}"));
-    }
-    if body.is_some() {
-        builder = builder.header("content-type", "application/json");
-    }
-    builder
-        .body(Full::new(body.unwrap_or_default()))
-        .map_err(|e| e.to_string())
-}
-
-/// Twenty items, so `GET /items` has rows to send.
-async fn seed(server: &Server) -> Result<(), String> {
-    for i in 0..20 {
-        let body = format!(r#"{{"name":"item {i}"}}"#);
-        let (status, _) = request(
-            server.addr,
-            "POST",
-            "/api/carmen/items",
-            Some(STATIC_TOKEN),
-            Some(&body),
-        )
-        .await?;
-        if status != 201 {
-            return Err(format!("{}: seeding answered {status}", server.name));
-        }
-    }
-    Ok(())
-}
-
-/// The instructions a process executed, as callgrind counted them: `n` requests of `scenario`
-/// on one keep-alive connection, after start-up and seeding.
-async fn callgrind_total(
-    mut command: Command,
-    port: u16,
-    scenario: &Scenario,
-    n: usize,
-    out: &Path,
-) -> Result<u64, String> {
-    let _ = std::fs::remove_file(out);
-    command.env("BACKSTAGE_BENCH_CALLGRIND", "1");
-    let mut server = start("callgrind", command, port).await?;
-    seed(&server)
-        .await
-        .map_err(|e| format!("seeding under callgrind: {e}"))?;
-    let mut sender = connect(server.addr).await?;
-    let body = scenario.body.map(|b| Bytes::from_static(b.as_bytes()));
-    for i in 0..n {
-        let req = build(
-            scenario.method,
-            scenario.path,
-            scenario.token.as_deref(),
-            body.clone(),
-        )?;
-        sender
-            .ready()
-            .await
-            .map_err(|e| format!("{} under callgrind: {e}", scenario.name))?;
-        let response = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("{} under callgrind, request {i}: {e:?}", scenario.name))?;
-        if response.status().as_u16() != scenario.expect {
-            return Err(format!("{} answered {}", scenario.name, response.status()));
-        }
-        response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    drop(sender);
-    // SIGINT: the program (and callgrind with it) ends normally and writes its counts.
-    let _ = Command::new("kill")
-        .arg("-INT")
-        .arg(server.child.id().to_string())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while server
-        .child
-        .try_wait()
-        .map_err(|e| e.to_string())?
-        .is_none()
-    {
-        if Instant::now() > deadline {
-            return Err("callgrind did not finish".into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let text = std::fs::read_to_string(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("summary:")
-                .or_else(|| l.strip_prefix("totals:"))
-        })
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| format!("{}: no totals", out.display()))
-}
-
-/// What one scenario sends and expects.
-#[derive(Clone)]
-struct Scenario {
-    name: &'static str,
-    method: &'static str,
-    path: &'static str,
-    token: Option<String>,
-    body: Option<&'static str>,
-    expect: u16,
-}
-
-#[derive(Clone, Default)]
-struct Run {
-    requests: u64,
-    errors: u64,
-    seconds: f64,
-    latencies_us: Vec<u32>,
-}
-
-impl Run {
-    fn rps(&self) -> f64 {
-        self.requests as f64 / self.seconds.max(1e-9)
-    }
-    fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        let mut sorted = self.latencies_us.clone();
-        sorted.sort_unstable();
-        let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-        f64::from(sorted[i]) / 1000.0
-    }
-}
-
-/// Drives `scenario` against `addr` with `concurrency` keep-alive connections: a warm-up, then
-/// `duration` of measured requests. Bounded: every connection stops at the deadline.
-async fn load(addr: SocketAddr, scenario: &Scenario, o: &Options) -> Run {
-    let scenario = Arc::new(scenario.clone());
-    let warm_until = Instant::now() + o.warmup;
-    let until = warm_until + o.duration;
-    let mut tasks = Vec::new();
-    for _ in 0..o.concurrency {
-        let scenario = scenario.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut run = Run::default();
-            let Ok(mut sender) = connect(addr).await else {
-                run.errors += 1;
-                return run;
-            };
-            let body = scenario.body.map(|b| Bytes::from_static(b.as_bytes()));
-            loop {
-                let now = Instant::now();
-                if now >= until {
-                    break;
-                }
-                let Ok(req) = build(
-                    scenario.method,
-                    scenario.path,
-                    scenario.token.as_deref(),
-                    body.clone(),
-                ) else {
-                    run.errors += 1;
-                    break;
-                };
-                if sender.ready().await.is_err() {
-                    run.errors += 1;
-                    break;
-                }
-                let outcome = match sender.send_request(req).await {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        let read = response.into_body().collect().await.is_ok();
-                        read && status == scenario.expect
-                    }
-                    Err(_) => false,
-                };
-                if now >= warm_until {
-                    run.requests += 1;
-                    run.latencies_us
-                        .push(now.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                    if !outcome {
-                        run.errors += 1;
-                    }
-                }
-            }
-            run
-        }));
-    }
-    let mut total = Run {
-        seconds: o.duration.as_secs_f64(),
-        ..Run::default()
-    };
-    for task in tasks {
-        if let Ok(run) = task.await {
-            total.requests += run.requests;
-            total.errors += run.errors;
-            total.latencies_us.extend(run.latencies_us);
-        }
-    }
-    total
-}
-
 /// A JWKS endpoint for the plugin `bench`, whose key signs the plugin tokens of the ES256
-/// scenario (both servers fetch it once and cache it).
+/// scenario (servers fetch it once and cache it).
 async fn jwks_server(jwk: Value) -> Result<SocketAddr, String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -476,6 +191,7 @@ async fn jwks_server(jwk: Value) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
+/// A plugin token of `bench` for carmen, signed with `pair`.
 fn plugin_token(pair: &EcdsaKeyPair) -> Result<String, String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -495,6 +211,19 @@ fn plugin_token(pair: &EcdsaKeyPair) -> Result<String, String> {
         "{input}.{}",
         URL_SAFE_NO_PAD.encode(signature.as_ref())
     ))
+}
+
+/// A fresh key pair, its JWKS served, and a plugin token it signed.
+async fn plugin_key() -> Result<(SocketAddr, String), String> {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .map_err(|_| "no key")?;
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+        .map_err(|_| "no key")?;
+    let point = pair.public_key().as_ref();
+    let jwk = json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": "bench-key",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])});
+    Ok((jwks_server(jwk).await?, plugin_token(&pair)?))
 }
 
 /// Appends a comment line to `file`, times `cargo build` (dev profile, incremental), and puts
@@ -520,9 +249,13 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    if let Err(e) = run().await {
-        eprintln!("bench: {e}");
-        std::process::exit(2);
+    match run().await {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(3),
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(2);
+        }
     }
 }
 
@@ -566,11 +299,220 @@ fn pin_self(o: &Options) -> Result<Option<i32>, String> {
     Ok(Some(status.code().unwrap_or(2)))
 }
 
-async fn run() -> Result<(), String> {
+fn scenarios(token: String) -> Vec<Scenario> {
+    let scenario = |name, method, path, token: Option<&str>, body, expect, headline| Scenario {
+        name,
+        method,
+        path,
+        token: token.map(str::to_owned),
+        body,
+        expect,
+        headline,
+    };
+    vec![
+        scenario(
+            "GET /health (unauthenticated)",
+            "GET",
+            "/api/carmen/health",
+            None,
+            None,
+            200,
+            true,
+        ),
+        scenario(
+            "GET /items (static token, SQLite)",
+            "GET",
+            "/api/carmen/items",
+            Some(STATIC_TOKEN),
+            None,
+            200,
+            true,
+        ),
+        scenario(
+            "GET /items/1 (ES256 plugin token)",
+            "GET",
+            "/api/carmen/items/1",
+            Some(&token),
+            None,
+            200,
+            false,
+        ),
+        scenario(
+            "GET /items/1 (static token, SQLite)",
+            "GET",
+            "/api/carmen/items/1",
+            Some(STATIC_TOKEN),
+            None,
+            200,
+            false,
+        ),
+        scenario(
+            "404 inside the plugin",
+            "GET",
+            "/api/carmen/no-such-route",
+            Some(STATIC_TOKEN),
+            None,
+            404,
+            false,
+        ),
+        scenario(
+            "POST /items (JSON body)",
+            "POST",
+            "/api/carmen/items",
+            Some(STATIC_TOKEN),
+            Some(r#"{"name":"benchmark item"}"#),
+            201,
+            false,
+        ),
+    ]
+}
+
+/// The servers measured for throughput: started, seeded, idle RSS read.
+struct Started {
+    servers: Vec<(Contestant, Server)>,
+    idle_rss: Vec<u64>,
+}
+
+async fn start_all(setup: &Setup, list: Vec<Contestant>, missing: &mut Missing) -> Started {
+    let mut servers = Vec::new();
+    for contestant in list {
+        let started = async {
+            let server = setup.start(&contestant, &setup.pin).await?;
+            server.seed().await?;
+            Ok::<_, String>(server)
+        }
+        .await;
+        match started {
+            Ok(server) => servers.push((contestant, server)),
+            Err(e) => missing.add(&format!("contestant {}", contestant.key), e),
+        }
+    }
+    let idle_rss = servers.iter().map(|(_, s)| s.rss_kib()).collect();
+    Started { servers, idle_rss }
+}
+
+/// One scenario against every contestant that takes part, in rotating order per round.
+async fn throughput(
+    started: &Started,
+    scenario: &Scenario,
+    o: &Options,
+    missing: &mut Missing,
+) -> Value {
+    let mut taking_part = Vec::new();
+    for (i, (contestant, server)) in started.servers.iter().enumerate() {
+        let joins = scenario.headline
+            || matches!(contestant.key, "limit" | "equal-work" | "shipped" | "warn");
+        if !joins {
+            continue;
+        }
+        // Every contestant answers the same thing before anything is measured.
+        match server
+            .request(
+                scenario.method,
+                scenario.path,
+                scenario.token.as_deref(),
+                scenario.body,
+            )
+            .await
+        {
+            Ok((status, _)) if status == scenario.expect => taking_part.push(i),
+            Ok((status, body)) => missing.add(
+                &format!("{} on {}", scenario.name, contestant.key),
+                format!(
+                    "answered {status}, expected {}: {}",
+                    scenario.expect,
+                    String::from_utf8_lossy(&body)
+                ),
+            ),
+            Err(e) => missing.add(&format!("{} on {}", scenario.name, contestant.key), e),
+        }
+    }
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); taking_part.len()];
+    for round in 0..o.rounds {
+        for k in 0..taking_part.len() {
+            let slot = (k + round) % taking_part.len();
+            let (contestant, server) = &started.servers[taking_part[slot]];
+            eprintln!("{} round {}: {}", scenario.name, round + 1, contestant.key);
+            let run = client::load(server.addr, scenario, o.load).await;
+            server.sent.fetch_add(run.sent, Ordering::Relaxed);
+            runs[slot].push(run);
+        }
+    }
+    let key_of = |slot: usize| started.servers[taking_part[slot]].0.key;
+    let slot_of = |key: &str| (0..taking_part.len()).find(|&s| key_of(s) == key);
+    let ratio_to = |slot: usize, base: Option<usize>| {
+        base.map(|b| {
+            median(
+                runs[slot]
+                    .iter()
+                    .zip(&runs[b])
+                    .map(|(a, b)| a.rps() / b.rps().max(1e-9))
+                    .collect(),
+            )
+        })
+    };
+    let mut results = serde_json::Map::new();
+    for (slot, runs_of) in runs.iter().enumerate() {
+        let latencies = Run {
+            latencies_us: runs_of
+                .iter()
+                .flat_map(|r| r.latencies_us.iter().copied())
+                .collect(),
+            ..Run::default()
+        };
+        results.insert(
+            key_of(slot).to_owned(),
+            json!({
+                "rps": median(runs_of.iter().map(Run::rps).collect()),
+                "rps_per_round": runs_of.iter().map(Run::rps).collect::<Vec<_>>(),
+                "p50_ms": latencies.percentile(0.50),
+                "p99_ms": latencies.percentile(0.99),
+                "errors": runs_of.iter().map(|r| r.errors).sum::<u64>(),
+                "vs_limit": ratio_to(slot, slot_of("limit")),
+                "vs_equal_work": ratio_to(slot, slot_of("equal-work")),
+                "vs_node": ratio_to(slot, slot_of("node")),
+            }),
+        );
+    }
+    json!({"scenario": scenario.name, "headline": scenario.headline, "results": results})
+}
+
+/// Instructions per request of every feature variant, per scenario.
+async fn feature_instructions(
+    setup: &Setup,
+    scenarios: &[Scenario],
+    missing: &mut Missing,
+) -> Value {
+    let mut table = serde_json::Map::new();
+    for contestant in contestants::feature_variants() {
+        eprintln!("under callgrind: {}", contestant.key);
+        match instructions::per_request(setup, &contestant, scenarios).await {
+            Ok(counts) => {
+                for (scenario, count) in scenarios.iter().zip(counts) {
+                    match count {
+                        Ok(n) => {
+                            let row = table
+                                .entry(scenario.name.to_owned())
+                                .or_insert_with(|| json!({}));
+                            row[contestant.key] = json!(n);
+                        }
+                        Err(e) => missing.add(&format!("instructions of {}", contestant.key), e),
+                    }
+                }
+            }
+            Err(e) => missing.add(&format!("instructions of {}", contestant.key), e),
+        }
+    }
+    Value::Object(table)
+}
+
+async fn run() -> Result<bool, String> {
     let o = options()?;
     let (root, bin_dir) = paths();
     if o.build && std::env::var_os("BACKSTAGE_BENCH_PINNED").is_none() {
-        eprintln!("building the example backend and the hand-written server in release...");
+        eprintln!(
+            "building the example backend, the hand-written server and the scale backends in release..."
+        );
         cargo(
             &root,
             &[
@@ -580,297 +522,184 @@ async fn run() -> Result<(), String> {
                 "example-backend",
                 "-p",
                 "backstage-bench",
+                "--features",
+                "backstage-bench/scale",
             ],
         )?;
     }
     if let Some(code) = pin_self(&o)? {
         std::process::exit(code);
     }
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-        .map_err(|_| "no key")?;
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-        .map_err(|_| "no key")?;
-    let point = pair.public_key().as_ref();
-    let jwk = json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": "bench-key",
-        "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])});
-    let jwks = jwks_server(jwk).await?;
-    let token = plugin_token(&pair)?;
-
-    // (a) the example backend, configured in a folder of its own.
+    let mut missing = Missing::default();
+    let (jwks, token) = plugin_key().await?;
     let work = std::env::temp_dir().join(format!("backstage-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    let port_a = free_port();
-    let config = json!({
-        "backend": {
-            "listen": {"host": "127.0.0.1", "port": port_a},
-            "auth": {"externalAccess": [{"type": "static", "options": {"token": STATIC_TOKEN, "subject": "bench"}}]},
+    let setup = Setup {
+        bin_dir: bin_dir.clone(),
+        work: work.clone(),
+        pin: match &o.pin {
+            Some(cpus) => vec!["taskset".into(), "-c".into(), cpus.clone()],
+            None => Vec::new(),
         },
-        "discovery": {"endpoints": [{"target": format!("http://{jwks}/api/{{{{pluginId}}}}"), "plugins": ["bench"]}]},
-    });
-    std::fs::write(work.join("app-config.yaml"), config.to_string()).map_err(|e| e.to_string())?;
-    let pin: Vec<String> = match &o.pin {
-        Some(cpus) => vec!["taskset".into(), "-c".into(), cpus.clone()],
-        None => Vec::new(),
+        jwks,
+        node: o.node.clone().unwrap_or_default(),
+        node_dir: o.node_dir.clone(),
     };
-    // A server's command, behind `wrapper` (taskset, valgrind) when there is one.
-    let command = |binary: &str, wrapper: &[String]| {
-        let mut c = match wrapper.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(bin_dir.join(binary));
-                c
-            }
-            None => Command::new(bin_dir.join(binary)),
-        };
-        c.env("LOG_LEVEL", "warn");
-        c
-    };
-    let framework_command = |wrapper: &[String]| {
-        let mut a = command("example-backend", wrapper);
-        a.current_dir(&work);
-        a
-    };
-    let framework = start("framework", framework_command(&pin), port_a).await?;
 
-    // (b) the same routes by hand.
-    let port_b = free_port();
-    let handwritten_command = |wrapper: &[String]| {
-        let mut b = command("handwritten", wrapper);
-        b.env("PORT", port_b.to_string())
-            .env("STATIC_TOKEN", STATIC_TOKEN)
-            .env(
-                "JWKS_URL",
-                format!("http://{jwks}/api/bench/.backstage/auth/v1/jwks.json"),
-            );
-        b
-    };
-    let handwritten = start("handwritten", handwritten_command(&pin), port_b).await?;
-    let servers = [&framework, &handwritten];
-    let idle_rss: Vec<u64> = servers.iter().map(|s| s.rss_kib()).collect();
-
-    for server in servers {
-        seed(server).await?;
-    }
-
-    let scenarios = [
-        Scenario {
-            name: "GET /health (unauthenticated)",
-            method: "GET",
-            path: "/api/carmen/health",
-            token: None,
-            body: None,
-            expect: 200,
-        },
-        Scenario {
-            name: "GET /items (static token, SQLite)",
-            method: "GET",
-            path: "/api/carmen/items",
-            token: Some(STATIC_TOKEN.into()),
-            body: None,
-            expect: 200,
-        },
-        Scenario {
-            name: "GET /items/1 (ES256 plugin token)",
-            method: "GET",
-            path: "/api/carmen/items/1",
-            token: Some(token),
-            body: None,
-            expect: 200,
-        },
-        Scenario {
-            name: "GET /items/1 (static token, SQLite)",
-            method: "GET",
-            path: "/api/carmen/items/1",
-            token: Some(STATIC_TOKEN.into()),
-            body: None,
-            expect: 200,
-        },
-        Scenario {
-            name: "404 inside the plugin",
-            method: "GET",
-            path: "/api/carmen/no-such-route",
-            token: Some(STATIC_TOKEN.into()),
-            body: None,
-            expect: 404,
-        },
-        Scenario {
-            name: "POST /items (JSON body)",
-            method: "POST",
-            path: "/api/carmen/items",
-            token: Some(STATIC_TOKEN.into()),
-            body: Some(r#"{"name":"benchmark item"}"#),
-            expect: 201,
-        },
+    let mut list = vec![
+        contestants::limit(),
+        contestants::equal_work(),
+        contestants::shipped(),
+        contestants::shipped_json(),
+        contestants::warn(),
     ];
-    let mut results = Vec::new();
-    let selected = scenarios.iter().filter(|s| {
-        o.only
-            .as_ref()
-            .is_none_or(|only| s.name.contains(only.as_str()))
-    });
-    for scenario in selected {
-        // Both answer the same thing before anything is measured.
-        for server in servers {
-            let (status, _) = request(
-                server.addr,
-                scenario.method,
-                scenario.path,
-                scenario.token.as_deref(),
-                scenario.body,
-            )
-            .await?;
-            if status != scenario.expect {
-                return Err(format!(
-                    "{}: {} answered {status}, expected {}",
-                    server.name, scenario.name, scenario.expect
-                ));
-            }
+    if o.node.is_some() {
+        match contestants::install_node_packages(&o.node_dir) {
+            Ok(()) => list.push(contestants::node()),
+            Err(e) => missing.add("contestant node", e),
         }
-        let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
-        for round in 0..o.rounds {
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-            for i in order {
-                eprintln!("{} round {}: {}", scenario.name, round + 1, servers[i].name);
-                runs[i].push(load(servers[i].addr, scenario, &o).await);
-            }
-        }
-        let summary = |runs: &[Run]| {
-            let all = Run {
-                latencies_us: runs
-                    .iter()
-                    .flat_map(|r| r.latencies_us.iter().copied())
-                    .collect(),
-                ..Run::default()
-            };
-            json!({
-                "rps": median(runs.iter().map(Run::rps).collect()),
-                "rps_per_round": runs.iter().map(Run::rps).collect::<Vec<_>>(),
-                "p50_ms": all.percentile(0.50),
-                "p99_ms": all.percentile(0.99),
-                "errors": runs.iter().map(|r| r.errors).sum::<u64>(),
-            })
-        };
-        let (sa, sb) = (summary(&runs[0]), summary(&runs[1]));
-        let mut ratios: Vec<f64> = runs[0]
-            .iter()
-            .zip(&runs[1])
-            .map(|(a, b)| a.rps() / b.rps().max(1e-9))
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        let quartile = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
-        let spread = [quartile(0.25), quartile(0.75)];
-        let ratio = median(ratios.clone());
-        results.push(json!({"scenario": scenario.name, "framework": sa, "handwritten": sb, "ratio": ratio, "ratio_p25_p75": spread, "pass": ratio >= 0.95}));
     }
-    let loaded_rss: Vec<u64> = servers.iter().map(|s| s.rss_kib()).collect();
-    let ready_ms: Vec<f64> = servers
-        .iter()
-        .map(|s| s.ready_after.as_secs_f64() * 1000.0)
-        .collect();
-    let size = |name: &str| {
-        std::fs::metadata(bin_dir.join(name))
-            .map(|m| m.len())
-            .unwrap_or(0)
-    };
-    let sizes = [size("example-backend"), size("handwritten")];
-    drop(framework);
-    drop(handwritten);
+    let mut started = start_all(&setup, list, &mut missing).await;
 
-    // Instructions per request under callgrind: deterministic where throughput is noisy. The
-    // difference of two runs (few and many requests) leaves out start-up and seeding.
-    let mut instructions = Vec::new();
-    if o.instructions {
-        let valgrind = |out: &Path| {
-            vec![
-                "valgrind".to_owned(),
-                "--tool=callgrind".to_owned(),
-                format!("--callgrind-out-file={}", out.display()),
-            ]
-        };
-        let (few, many) = (100, 600);
-        for scenario in scenarios.iter().filter(|s| {
+    let selected: Vec<Scenario> = scenarios(token)
+        .into_iter()
+        .filter(|s| {
             o.only
                 .as_ref()
                 .is_none_or(|only| s.name.contains(only.as_str()))
-        }) {
-            let mut per_request = [0.0; 2];
-            for (i, port) in [(0, port_a), (1, port_b)] {
-                let mut counts = [0u64; 2];
-                for (j, n) in [few, many].into_iter().enumerate() {
-                    eprintln!(
-                        "{} under callgrind: {} requests, {}",
-                        scenario.name,
-                        n,
-                        servers_names()[i]
-                    );
-                    let out = work.join(format!("callgrind-{i}-{n}.out"));
-                    let command = if i == 0 {
-                        framework_command(&valgrind(&out))
-                    } else {
-                        handwritten_command(&valgrind(&out))
-                    };
-                    counts[j] = callgrind_total(command, port, scenario, n, &out).await?;
-                }
-                per_request[i] = counts[1].saturating_sub(counts[0]) as f64 / (many - few) as f64;
+        })
+        .collect();
+    let mut results = Vec::new();
+    for scenario in &selected {
+        results.push(throughput(&started, scenario, &o, &mut missing).await);
+    }
+    let loaded_rss: Vec<u64> = started.servers.iter().map(|(_, s)| s.rss_kib()).collect();
+    let mut servers = serde_json::Map::new();
+    for (((contestant, server), idle), loaded) in started
+        .servers
+        .iter()
+        .zip(&started.idle_rss)
+        .zip(&loaded_rss)
+    {
+        servers.insert(
+            contestant.key.to_owned(),
+            json!({
+                "about": contestant.about,
+                "ready_ms": server.ready_after.as_secs_f64() * 1000.0,
+                "rss_idle_mib": *idle as f64 / 1024.0,
+                "rss_after_load_mib": *loaded as f64 / 1024.0,
+            }),
+        );
+    }
+    // Nothing lost: every answered request of a server logging at info has its line.
+    let mut log_lines = serde_json::Map::new();
+    for (contestant, server) in &mut started.servers {
+        if !contestant.logs_requests() {
+            continue;
+        }
+        let sent = server.sent.load(Ordering::Relaxed);
+        match server.stop_and_count_request_lines().await {
+            Ok(logged) => {
+                log_lines.insert(
+                    contestant.key.to_owned(),
+                    json!({"answered": sent, "logged": logged}),
+                );
             }
-            instructions.push(json!({
-                "scenario": scenario.name,
-                "framework": per_request[0],
-                "handwritten": per_request[1],
-                "ratio": per_request[0] / per_request[1].max(1.0),
-            }));
+            Err(e) => missing.add(&format!("log lines of {}", contestant.key), e),
+        }
+    }
+    drop(started);
+
+    let instructions = if o.instructions {
+        feature_instructions(&setup, &selected, &mut missing).await
+    } else {
+        Value::Null
+    };
+
+    let mut scale_results = Vec::new();
+    if o.scale {
+        for n in scale::SIZES {
+            eprintln!("scale: {n} plugins");
+            let mut row = match scale::startup(&setup, n).await {
+                Ok(row) => row,
+                Err(e) => {
+                    missing.add(&format!("scale start-up with {n} plugins"), e);
+                    json!({"plugins": n})
+                }
+            };
+            if o.instructions && n != 10 {
+                match scale::per_request(&setup, n).await {
+                    Ok(counted) => {
+                        row["instructions_per_request"] =
+                            counted["instructions_per_request"].clone()
+                    }
+                    Err(e) => missing.add(&format!("scale instructions with {n} plugins"), e),
+                }
+            }
+            scale_results.push(row);
         }
     }
     let _ = std::fs::remove_dir_all(&work);
 
+    let size = |name: &str| {
+        std::fs::metadata(bin_dir.join(name))
+            .map(|m| m.len() as f64 / 1_048_576.0)
+            .ok()
+    };
+    let binary_mib =
+        json!({"example-backend": size("example-backend"), "handwritten": size("handwritten")});
+
     let build_times = if o.build_time {
         eprintln!("timing incremental builds (dev profile)...");
-        let a = incremental(
+        let timed = incremental(
             &root,
             &root.join("examples/carmen/src/lib.rs"),
             &["build", "-p", "example-backend"],
-        )?;
-        let b = incremental(
-            &root,
-            &root.join("bench/src/bin/handwritten.rs"),
-            &["build", "-p", "backstage-bench", "--bin", "handwritten"],
-        )?;
-        Some([a.as_secs_f64(), b.as_secs_f64()])
+        )
+        .and_then(|a| {
+            let b = incremental(
+                &root,
+                &root.join("bench/src/bin/handwritten.rs"),
+                &["build", "-p", "backstage-bench", "--bin", "handwritten"],
+            )?;
+            Ok(json!({"framework": a.as_secs_f64(), "handwritten": b.as_secs_f64(), "ratio": a.as_secs_f64() / b.as_secs_f64().max(1e-9)}))
+        });
+        match timed {
+            Ok(v) => v,
+            Err(e) => {
+                missing.add("incremental build time", e);
+                Value::Null
+            }
+        }
     } else {
-        None
+        Value::Null
     };
 
-    let targets = json!({
-        "ratio_min": 0.95, "readiness_ms_max": 100.0, "idle_rss_mib_max": 20.0,
-    });
-    let readiness_pass = ready_ms[0] < 100.0;
-    let rss_pass = idle_rss[0] as f64 / 1024.0 < 20.0;
-    let all_pass = readiness_pass && rss_pass && results.iter().all(|r| r["pass"] == true);
-    let report = json!({
+    let mut report = json!({
         "machine": machine(),
-        "options": {"duration_s": o.duration.as_secs_f64(), "warmup_s": o.warmup.as_secs_f64(), "rounds": o.rounds, "concurrency": o.concurrency, "servers_pinned_to": o.pin},
+        "options": {"duration_s": o.load.duration.as_secs_f64(), "warmup_s": o.load.warmup.as_secs_f64(), "rounds": o.rounds, "concurrency": o.load.concurrency, "servers_pinned_to": o.pin},
+        "servers": servers,
         "scenarios": results,
-        "readiness_ms": {"framework": ready_ms[0], "handwritten": ready_ms[1], "pass": readiness_pass},
-        "rss_mib": {
-            "framework": {"idle": idle_rss[0] as f64 / 1024.0, "after_load": loaded_rss[0] as f64 / 1024.0},
-            "handwritten": {"idle": idle_rss[1] as f64 / 1024.0, "after_load": loaded_rss[1] as f64 / 1024.0},
-            "pass": rss_pass,
-        },
-        "binary_mib": {"framework": sizes[0] as f64 / 1048576.0, "handwritten": sizes[1] as f64 / 1048576.0},
+        "log_lines": log_lines,
         "instructions_per_request": instructions,
-        "incremental_build_s": build_times.map(|[a, b]| json!({"framework": a, "handwritten": b, "ratio": a / b.max(1e-9)})),
-        "targets": targets,
-        "pass": all_pass,
+        "features": report::features(&instructions),
+        "scale": scale_results,
+        "binary_mib": binary_mib,
+        "incremental_build_s": build_times,
     });
-    print_table(&report);
+    let targets = Targets::judge(&report, o.only.is_none());
+    let complete = missing.is_empty();
+    report["targets"] = targets.to_json();
+    report["missing"] = missing.to_json();
+    report["pass"] = json!(complete && targets.all_pass());
+    report::print(&report);
     if let Some(dir) = o.out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }
     let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     std::fs::write(&o.out, text).map_err(|e| format!("{}: {e}", o.out.display()))?;
     eprintln!("wrote {}", o.out.display());
-    Ok(())
+    Ok(complete)
 }
 
 fn machine() -> Value {
@@ -889,104 +718,4 @@ fn machine() -> Value {
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(0, |n| n.get()));
     json!({"cpu": cpu, "cores": cores, "os": std::env::consts::OS})
-}
-
-fn servers_names() -> [&'static str; 2] {
-    ["framework", "handwritten"]
-}
-
-fn verdict(pass: bool) -> &'static str {
-    if pass { "PASS" } else { "FAIL" }
-}
-
-#[allow(clippy::print_stdout)]
-fn print_table(r: &Value) {
-    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
-    println!(
-        "machine: {} ({} cores)",
-        r["machine"]["cpu"].as_str().unwrap_or("?"),
-        r["machine"]["cores"]
-    );
-    println!();
-    println!(
-        "{:<36} {:>10} {:>10} {:>7} {:>13} {:>9} {:>9} {:>9} {:>9} {:>6}  ",
-        "scenario",
-        "A req/s",
-        "B req/s",
-        "A/B",
-        "A/B p25-p75",
-        "A p50ms",
-        "B p50ms",
-        "A p99ms",
-        "B p99ms",
-        "errors"
-    );
-    for s in r["scenarios"].as_array().into_iter().flatten() {
-        let (a, b) = (&s["framework"], &s["handwritten"]);
-        println!(
-            "{:<36} {:>10.0} {:>10.0} {:>7.3} {:>13} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>6}  {}",
-            s["scenario"].as_str().unwrap_or(""),
-            f(&a["rps"]),
-            f(&b["rps"]),
-            f(&s["ratio"]),
-            format!(
-                "{:.2}-{:.2}",
-                f(&s["ratio_p25_p75"][0]),
-                f(&s["ratio_p25_p75"][1])
-            ),
-            f(&a["p50_ms"]),
-            f(&b["p50_ms"]),
-            f(&a["p99_ms"]),
-            f(&b["p99_ms"]),
-            a["errors"].as_u64().unwrap_or(0) + b["errors"].as_u64().unwrap_or(0),
-            verdict(s["pass"] == true),
-        );
-    }
-    println!();
-    println!(
-        "readiness: A {:.1} ms, B {:.1} ms (target < 100 ms) {}",
-        f(&r["readiness_ms"]["framework"]),
-        f(&r["readiness_ms"]["handwritten"]),
-        verdict(r["readiness_ms"]["pass"] == true)
-    );
-    let rss = &r["rss_mib"];
-    println!(
-        "RSS idle: A {:.1} MiB, B {:.1} MiB (target < 20 MiB) {}",
-        f(&rss["framework"]["idle"]),
-        f(&rss["handwritten"]["idle"]),
-        verdict(rss["pass"] == true)
-    );
-    println!(
-        "RSS after load: A {:.1} MiB, B {:.1} MiB",
-        f(&rss["framework"]["after_load"]),
-        f(&rss["handwritten"]["after_load"])
-    );
-    println!(
-        "release binary: A {:.1} MiB, B {:.1} MiB",
-        f(&r["binary_mib"]["framework"]),
-        f(&r["binary_mib"]["handwritten"])
-    );
-    for i in r["instructions_per_request"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        println!(
-            "instructions per request, {}: A {:.0}, B {:.0} (A/B {:.3})",
-            i["scenario"].as_str().unwrap_or(""),
-            f(&i["framework"]),
-            f(&i["handwritten"]),
-            f(&i["ratio"]),
-        );
-    }
-    if let Some(b) = r["incremental_build_s"].as_object() {
-        println!(
-            "incremental build after a one-line change: A {:.1} s, B {:.1} s (A/B {:.2})",
-            f(&b["framework"]),
-            f(&b["handwritten"]),
-            f(&b["ratio"])
-        );
-    }
-    println!();
-    println!("overall: {}", verdict(r["pass"] == true));
 }

@@ -1,11 +1,14 @@
-//! The benchmark runs end to end: both servers start, answer every scenario as expected, and
-//! the report has every figure. Timings are not checked here (the benchmark is not a timed
-//! test); this runs debug builds for a fraction of a second.
+//! The benchmark runs end to end: every contestant starts and answers every scenario as
+//! expected, the request log lines are counted, a part that cannot run is reported as missing
+//! while everything else is still printed and written. Timings are not checked here (the
+//! benchmark is not a timed test); this runs debug builds for a fraction of a second.
 
 use std::process::Command;
 
+use serde_json::Value;
+
 #[test]
-fn the_benchmark_runs_every_scenario_against_both_servers() {
+fn the_benchmark_runs_every_scenario_and_reports_what_is_missing() {
     // The bench finds the servers next to itself; make sure the example backend is there.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -16,42 +19,91 @@ fn the_benchmark_runs_every_scenario_against_both_servers() {
         .expect("cargo runs");
     assert!(built.success());
 
-    let out = std::env::temp_dir().join(format!("bench-smoke-{}.json", std::process::id()));
+    let tmp = std::env::temp_dir().join(format!("bench-smoke-{}", std::process::id()));
+    // Backstage's npm packages count as installed here, but the Node program does not exist:
+    // the Node contestant fails to start, and is the one part reported missing.
+    let node_dir = tmp.join("node");
+    std::fs::create_dir_all(node_dir.join("node_modules")).unwrap();
+    std::fs::write(
+        node_dir.join("node_modules/.backstage-rs-package.json"),
+        include_str!("../node/package.json"),
+    )
+    .unwrap();
+    let out = tmp.join("results.json");
     let output = Command::new(env!("CARGO_BIN_EXE_bench"))
         .args([
             "--no-build",
             "--no-build-time",
             "--no-instructions",
-            "--duration",
-            "0.3",
-            "--warmup",
-            "0.1",
+            "--no-scale",
         ])
-        .args(["--rounds", "2", "--concurrency", "2", "--out"])
+        .args(["--duration", "0.3", "--warmup", "0.1", "--rounds", "2"])
+        .args([
+            "--concurrency",
+            "2",
+            "--node",
+            "/nonexistent/node",
+            "--node-dir",
+        ])
+        .arg(&node_dir)
+        .arg("--out")
         .arg(&out)
         .output()
         .expect("bench runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("overall: "), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.contains("missing: contestant node: "), "{stdout}");
+    assert!(stdout.contains("overall: FAIL"), "{stdout}");
 
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out).expect("report written")).unwrap();
-    std::fs::remove_file(&out).ok();
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    std::fs::remove_dir_all(&tmp).ok();
+    assert_eq!(
+        report["missing"].as_array().unwrap().len(),
+        1,
+        "{}",
+        report["missing"]
+    );
     let scenarios = report["scenarios"].as_array().expect("scenarios");
     assert_eq!(scenarios.len(), 6);
     for scenario in scenarios {
-        for side in ["framework", "handwritten"] {
-            assert_eq!(scenario[side]["errors"], 0, "{scenario}");
-            assert!(scenario[side]["rps"].as_f64().unwrap() > 0.0, "{scenario}");
+        let mut contestants = vec!["limit", "equal-work", "shipped", "warn"];
+        if scenario["headline"] == true {
+            contestants.push("shipped-json");
         }
-        assert!(scenario["ratio"].as_f64().unwrap() > 0.0);
+        let results = scenario["results"].as_object().unwrap();
+        assert_eq!(results.len(), contestants.len(), "{scenario}");
+        for key in contestants {
+            let result = &results[key];
+            assert_eq!(result["errors"], 0, "{key}: {scenario}");
+            assert!(result["rps"].as_f64().unwrap() > 0.0, "{key}: {scenario}");
+            assert!(
+                result["vs_limit"].as_f64().unwrap() > 0.0,
+                "{key}: {scenario}"
+            );
+            assert!(result["vs_node"].is_null(), "{key}: {scenario}");
+        }
     }
-    assert!(report["readiness_ms"]["framework"].as_f64().unwrap() > 0.0);
-    assert!(report["rss_mib"]["framework"]["idle"].as_f64().unwrap() > 1.0);
+    // Every request the servers logging at info answered has its line.
+    for key in ["shipped", "shipped-json"] {
+        let lines = &report["log_lines"][key];
+        assert!(lines["answered"].as_u64().unwrap() > 20, "{key}: {lines}");
+        assert_eq!(lines["answered"], lines["logged"], "{key}");
+    }
+    assert!(report["servers"]["shipped"]["ready_ms"].as_f64().unwrap() > 0.0);
+    assert!(
+        report["servers"]["shipped"]["rss_idle_mib"]
+            .as_f64()
+            .unwrap()
+            > 1.0
+    );
     assert!(report["binary_mib"]["handwritten"].as_f64().unwrap() > 0.1);
+    let node_targets: Vec<&Value> = report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["what"].as_str().unwrap().ends_with("/ node"))
+        .collect();
+    assert_eq!(node_targets.len(), 2);
+    assert!(node_targets.iter().all(|t| t["pass"].is_null()));
 }

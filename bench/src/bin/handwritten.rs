@@ -5,7 +5,11 @@
 //! `res.json` sends it (`charset=utf-8`, weak ETag), `Vary: Accept-Encoding` and tower-http's
 //! compression, the same Backstage error bodies, and the same empty 404 for an unknown route.
 //!
-//! Environment: `PORT`, `STATIC_TOKEN`, `JWKS_URL` (the calling plugin's key set).
+//! Environment: `PORT`, `STATIC_TOKEN`, `JWKS_URL` (the calling plugin's key set), and
+//! `FEATURES`: which of the framework's per-request features it does by hand, a comma-separated
+//! list of `headers` (the security headers), `express-json` (`charset=utf-8` and the weak ETag)
+//! and `compression` (`Vary` and the compression layer); all three when unset. `FEATURES=none`
+//! makes it the benchmark's limit: the same routes, token checks and SQL, and nothing else.
 
 use std::sync::Arc;
 
@@ -23,6 +27,46 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use subtle::ConstantTimeEq;
 use tokio::sync::OnceCell;
+
+/// The per-request features this server does by hand (see the crate docs).
+#[derive(Clone, Copy)]
+struct Features {
+    headers: bool,
+    express_json: bool,
+    compression: bool,
+}
+
+impl Features {
+    fn from_env() -> Result<Self, String> {
+        let list =
+            std::env::var("FEATURES").unwrap_or_else(|_| "headers,express-json,compression".into());
+        let mut features = Features {
+            headers: false,
+            express_json: false,
+            compression: false,
+        };
+        for name in list
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty() && *n != "none")
+        {
+            match name {
+                "headers" => features.headers = true,
+                "express-json" => features.express_json = true,
+                "compression" => features.compression = true,
+                other => return Err(format!("FEATURES: unknown feature '{other}'")),
+            }
+        }
+        Ok(features)
+    }
+}
+
+/// Read once at start-up; a handler only reads the flag.
+static FEATURES: std::sync::OnceLock<Features> = std::sync::OnceLock::new();
+
+fn express_json() -> bool {
+    FEATURES.get().is_some_and(|f| f.express_json)
+}
 
 struct AppState {
     pool: SqlitePool,
@@ -61,8 +105,12 @@ const HEADERS: [(&str, &str); 9] = [
     ("x-xss-protection", "0"),
 ];
 
-/// `value` as Express's `res.json` sends it: `charset=utf-8` and a weak ETag.
+/// `value` as Express's `res.json` sends it: `charset=utf-8` and a weak ETag (plain JSON when
+/// the feature is off).
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    if !express_json() {
+        return (status, Json(value)).into_response();
+    }
     let Ok(bytes) = serde_json::to_vec(value) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
@@ -296,6 +344,8 @@ async fn not_found(State(state): State<Arc<AppState>>, request: Request) -> Resp
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port: u16 = std::env::var("PORT")?.parse()?;
+    let features = Features::from_env()?;
+    FEATURES.get_or_init(|| features);
     let options: SqliteConnectOptions =
         "sqlite:file:handwritten?mode=memory&cache=shared".parse()?;
     let pool = SqlitePoolOptions::new()
@@ -323,10 +373,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/items/{id}", get(item))
         .fallback(not_found)
         .with_state(state);
-    let app = axum::Router::new()
+    let mut app = axum::Router::new()
         .route("/.backstage/health/v1/readiness", get(health))
-        .nest("/api/carmen", carmen)
-        .layer(axum::middleware::map_response(
+        .nest("/api/carmen", carmen);
+    if features.headers {
+        app = app.layer(axum::middleware::map_response(
             |mut response: Response| async move {
                 for (name, value) in HEADERS {
                     response.headers_mut().insert(
@@ -334,22 +385,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         HeaderValue::from_static(value),
                     );
                 }
-                let json = response
-                    .headers()
-                    .get(CONTENT_TYPE)
-                    .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
-                if json {
-                    response
-                        .headers_mut()
-                        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
-                }
                 response
             },
-        ))
-        .layer(
-            tower_http::compression::CompressionLayer::new()
-                .compress_when(tower_http::compression::predicate::SizeAbove::new(1024)),
-        );
+        ));
+    }
+    if features.compression {
+        app = app
+            .layer(axum::middleware::map_response(
+                |mut response: Response| async move {
+                    let json = response
+                        .headers()
+                        .get(CONTENT_TYPE)
+                        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+                    if json {
+                        response
+                            .headers_mut()
+                            .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+                    }
+                    response
+                },
+            ))
+            .layer(
+                tower_http::compression::CompressionLayer::new()
+                    .compress_when(tower_http::compression::predicate::SizeAbove::new(1024)),
+            );
+    }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     axum::serve(listener, app).await?;
     Ok(())

@@ -6,9 +6,12 @@ use std::time::Duration;
 use backstage::auditor::{AuditOrigin, AuditRequest, Severity};
 use backstage::prelude::*;
 
-/// Routes that take their time, or panic.
+/// Routes that take their time, panic, or flood the log.
 #[backend_plugin(id = "slow")]
-pub struct Slow;
+pub struct Slow {
+    #[inject]
+    logger: Logger,
+}
 
 #[routes]
 impl Slow {
@@ -21,6 +24,15 @@ impl Slow {
     #[route(post, "/echo", auth = "unauthenticated")]
     async fn echo(&self, Json(body): Json<serde_json::Value>) -> String {
         body.to_string().len().to_string()
+    }
+
+    /// Logs `n` lines at info as fast as it can, for the log writer's drop count.
+    #[route(get, "/log/{n}", auth = "unauthenticated")]
+    async fn flood(&self, Path(n): Path<u32>) -> String {
+        for i in 0..n {
+            self.logger.info(format_args!("flood line {i}"));
+        }
+        n.to_string()
     }
 
     #[route(get, "/panic", auth = "unauthenticated")]

@@ -443,3 +443,57 @@ async fn a_closed_log_pipe_does_not_stop_the_backend() {
     terminate(&child);
     assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn log_lines_the_writer_cannot_keep_up_with_are_counted_and_reported() {
+    let dir = temp_dir("flood");
+    std::fs::write(
+        dir.join("app-config.yaml"),
+        "backend:\n  listen: { host: 127.0.0.1, port: 0 }\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slow-backend"))
+        .current_dir(&dir)
+        .env("LOG_LEVEL", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn backend");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains("Backend started in"))
+    {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "{lines:?}");
+        lines.push(line);
+    }
+    let base = format!("http://{}", listening_address(&lines));
+    // Nobody reads the log now: the pipe fills, then the writer's queue; the request goes on.
+    const FLOOD: u64 = 200_000;
+    let (status, _, body) = read(
+        client()
+            .get(format!("{base}/api/slow/log/{FLOOD}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body), (200, FLOOD.to_string()));
+    terminate(&child);
+    let rest: Vec<String> = stderr.lines().map_while(Result::ok).collect();
+    let written = rest.iter().filter(|l| l.contains("flood line ")).count() as u64;
+    let dropped: u64 = rest
+        .iter()
+        .find_map(|l| l.split_once(" log lines were dropped")?.0.parse().ok())
+        .unwrap_or_else(|| panic!("no drop count in {:?}", rest.last()));
+    // Every line was either written or counted (a few others, as the request's own log line,
+    // may be among the dropped).
+    assert!(written < FLOOD, "{written}");
+    assert!(
+        (FLOOD..FLOOD + 5).contains(&(written + dropped)),
+        "{written} written + {dropped} dropped"
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

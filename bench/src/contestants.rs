@@ -1,0 +1,438 @@
+//! The servers the benchmark drives: what each one is, how it is configured and started.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::client;
+
+pub(crate) const STATIC_TOKEN: &str = "bench-static-token-0123456789";
+
+/// What runs a contestant.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// The example backend (carmen and its module), as a user builds it.
+    Framework,
+    /// `handwritten`, with the features it does by hand (`FEATURES`).
+    Handwritten(&'static str),
+    /// Backstage's backend from npm with carmen as a TypeScript plugin.
+    Node,
+    /// A backend of this many generated plugins.
+    Scale(usize),
+}
+
+/// One server configuration the benchmark compares.
+#[derive(Clone)]
+pub(crate) struct Contestant {
+    /// The short name in tables and JSON.
+    pub(crate) key: &'static str,
+    pub(crate) about: &'static str,
+    pub(crate) kind: Kind,
+    /// Environment on top of the defaults (`LOG_LEVEL`, `NODE_ENV`).
+    pub(crate) env: Vec<(&'static str, &'static str)>,
+    /// Configuration merged into the framework's `app-config.yaml`.
+    pub(crate) config: Value,
+}
+
+impl Contestant {
+    fn new(key: &'static str, about: &'static str, kind: Kind) -> Self {
+        Contestant {
+            key,
+            about,
+            kind,
+            env: Vec::new(),
+            config: Value::Null,
+        }
+    }
+
+    fn env(mut self, name: &'static str, value: &'static str) -> Self {
+        self.env.push((name, value));
+        self
+    }
+
+    fn config(mut self, config: Value) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Whether its request log lines are counted: the framework logging at info.
+    pub(crate) fn logs_requests(&self) -> bool {
+        self.kind == Kind::Framework && !self.env.contains(&("LOG_LEVEL", "warn"))
+    }
+}
+
+/// The minimal axum server: the physical limit the framework is measured against.
+pub(crate) fn limit() -> Contestant {
+    Contestant::new(
+        "limit",
+        "minimal axum: the same routes, token checks and SQL, nothing else",
+        Kind::Handwritten("none"),
+    )
+}
+
+/// The hand-written server doing the framework's per-request work.
+pub(crate) fn equal_work() -> Contestant {
+    Contestant::new(
+        "equal-work",
+        "hand-written axum doing the same work (security headers, Express JSON, compression), no logs",
+        Kind::Handwritten("headers,express-json,compression"),
+    )
+}
+
+/// The example backend as a user runs it: info, the request log on, plain lines.
+pub(crate) fn shipped() -> Contestant {
+    Contestant::new(
+        "shipped",
+        "example backend as shipped: info, request log and PONG, plain lines",
+        Kind::Framework,
+    )
+}
+
+/// As shipped, in production: JSON lines.
+pub(crate) fn shipped_json() -> Contestant {
+    Contestant::new(
+        "shipped-json",
+        "as shipped with NODE_ENV=production: JSON lines",
+        Kind::Framework,
+    )
+    .env("NODE_ENV", "production")
+}
+
+/// Logs at warn: no request log, no PONG.
+pub(crate) fn warn() -> Contestant {
+    Contestant::new(
+        "warn",
+        "example backend with LOG_LEVEL=warn",
+        Kind::Framework,
+    )
+    .env("LOG_LEVEL", "warn")
+}
+
+/// Backstage on Node as deployed: production, JSON lines, request log at info.
+pub(crate) fn node() -> Contestant {
+    Contestant::new(
+        "node",
+        "Backstage's backend from npm, carmen in TypeScript, NODE_ENV=production",
+        Kind::Node,
+    )
+    .env("NODE_ENV", "production")
+}
+
+/// The variants whose differences itemize the cost of each feature (instructions per request).
+pub(crate) fn feature_variants() -> Vec<Contestant> {
+    vec![
+        limit(),
+        Contestant::new("hw+headers", "limit + security headers", Kind::Handwritten("headers")),
+        Contestant::new(
+            "hw+express-json",
+            "limit + Express JSON (charset, ETag)",
+            Kind::Handwritten("express-json"),
+        ),
+        Contestant::new(
+            "hw+compression",
+            "limit + Vary and the compression layer",
+            Kind::Handwritten("compression"),
+        ),
+        equal_work(),
+        warn(),
+        Contestant::new("warn+cors", "warn + backend.cors configured", Kind::Framework)
+            .env("LOG_LEVEL", "warn")
+            .config(json!({"backend": {"cors": {"origin": "http://localhost:3000", "credentials": true}}})),
+        Contestant::new(
+            "warn+rate-limit",
+            "warn + backend.rateLimit (memory store)",
+            Kind::Framework,
+        )
+        .env("LOG_LEVEL", "warn")
+        .config(json!({"backend": {"rateLimit": {"incomingRequestLimit": 1_000_000_000, "window": "1m"}}})),
+        shipped(),
+        shipped_json(),
+    ]
+}
+
+/// Where and how servers start: binaries, folders, CPUs, the plugin key set.
+pub(crate) struct Setup {
+    pub(crate) bin_dir: PathBuf,
+    pub(crate) work: PathBuf,
+    /// `taskset -c <cpus>` for measured servers, or nothing.
+    pub(crate) pin: Vec<String>,
+    /// The JWKS server of the plugin `bench`.
+    pub(crate) jwks: SocketAddr,
+    /// The Node program and the folder with Backstage's packages installed.
+    pub(crate) node: String,
+    pub(crate) node_dir: PathBuf,
+}
+
+/// A server under test; killed when dropped.
+pub(crate) struct Server {
+    pub(crate) key: &'static str,
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
+    pub(crate) ready_after: Duration,
+    /// Requests to the plugin answered so far (each one a request log line).
+    pub(crate) sent: AtomicU64,
+    /// Where its standard output and error go.
+    pub(crate) log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    pub(crate) fn rss_kib(&self) -> u64 {
+        rss_kib(self.child.id())
+    }
+
+    /// One request on a fresh connection, counted.
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Result<(u16, hyper::body::Bytes), String> {
+        let answer = client::request(self.addr, method, path, token, body).await?;
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(answer)
+    }
+
+    /// Twenty items, so `GET /items` has rows to send.
+    pub(crate) async fn seed(&self) -> Result<(), String> {
+        for i in 0..20 {
+            let body = format!(r#"{{"name":"item {i}"}}"#);
+            let (status, _) = self
+                .request("POST", "/api/carmen/items", Some(STATIC_TOKEN), Some(&body))
+                .await?;
+            if status != 201 {
+                return Err(format!("{}: seeding answered {status}", self.key));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the server as an operator does (SIGTERM) and waits for it, so that its log is
+    /// complete; then counts the request log lines for the plugin's routes.
+    pub(crate) async fn stop_and_count_request_lines(&mut self) -> Result<u64, String> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().map_err(|e| e.to_string())?.is_none() {
+            if Instant::now() > deadline {
+                return Err(format!("{} did not stop within 30 s of SIGTERM", self.key));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let text = std::fs::read_to_string(&self.log)
+            .map_err(|e| format!("{}: {e}", self.log.display()))?;
+        Ok(text.lines().filter(|l| is_request_line(l)).count() as u64)
+    }
+}
+
+/// A request log line of carmen's routes, plain or JSON.
+fn is_request_line(line: &str) -> bool {
+    line.contains(" /api/carmen/")
+        && (line.contains(" HTTP/1.1\" ") || line.contains(" HTTP/1.1\\\" "))
+}
+
+pub(crate) fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// `base` with `extra` merged in, objects member by member.
+fn merged(mut base: Value, extra: &Value) -> Value {
+    if let (Value::Object(into), Value::Object(from)) = (&mut base, extra) {
+        for (key, value) in from {
+            let old = into.remove(key).unwrap_or(Value::Null);
+            into.insert(key.clone(), merged(old, value));
+        }
+        return base;
+    }
+    if extra.is_null() { base } else { extra.clone() }
+}
+
+impl Setup {
+    /// Starts `contestant` behind `wrapper` (taskset, valgrind) and waits for readiness.
+    pub(crate) async fn start(
+        &self,
+        contestant: &Contestant,
+        wrapper: &[String],
+    ) -> Result<Server, String> {
+        let port = free_port();
+        let folder = self.work.join(format!("{}-{port}", contestant.key));
+        std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
+        let log = folder.join("stdout.log");
+        let mut command = match contestant.kind {
+            Kind::Framework | Kind::Scale(_) => {
+                let binary = match contestant.kind {
+                    Kind::Scale(n) => format!("scale-{n}"),
+                    _ => "example-backend".to_owned(),
+                };
+                let config = merged(
+                    json!({
+                        "backend": {
+                            "listen": {"host": "127.0.0.1", "port": port},
+                            "auth": {"externalAccess": [{"type": "static", "options": {"token": STATIC_TOKEN, "subject": "bench"}}]},
+                        },
+                        "discovery": {"endpoints": [{"target": format!("http://{}/api/{{{{pluginId}}}}", self.jwks), "plugins": ["bench"]}]},
+                    }),
+                    &contestant.config,
+                );
+                std::fs::write(folder.join("app-config.yaml"), config.to_string())
+                    .map_err(|e| e.to_string())?;
+                let mut c = self.wrapped(wrapper, self.bin_dir.join(binary));
+                c.current_dir(&folder);
+                c
+            }
+            Kind::Handwritten(features) => {
+                let mut c = self.wrapped(wrapper, self.bin_dir.join("handwritten"));
+                c.env("PORT", port.to_string())
+                    .env("STATIC_TOKEN", STATIC_TOKEN)
+                    .env("FEATURES", features)
+                    .env(
+                        "JWKS_URL",
+                        format!(
+                            "http://{}/api/bench/.backstage/auth/v1/jwks.json",
+                            self.jwks
+                        ),
+                    );
+                c
+            }
+            Kind::Node => {
+                let config = json!({
+                    "backend": {
+                        "baseUrl": format!("http://127.0.0.1:{port}"),
+                        "listen": {"host": "127.0.0.1", "port": port},
+                        "database": {"client": "better-sqlite3", "connection": ":memory:"},
+                        "auth": {"externalAccess": [{"type": "static", "options": {"token": STATIC_TOKEN, "subject": "bench"}}]},
+                    },
+                });
+                let file = folder.join("app-config.yaml");
+                std::fs::write(&file, config.to_string()).map_err(|e| e.to_string())?;
+                let script = self.node_dir.join("bench-carmen.js");
+                std::fs::write(&script, include_str!("../node/carmen.js"))
+                    .map_err(|e| e.to_string())?;
+                let mut c = self.wrapped(wrapper, PathBuf::from(&self.node));
+                c.arg(script)
+                    .arg("--config")
+                    .arg(file)
+                    .current_dir(&self.node_dir);
+                c
+            }
+        };
+        for (name, value) in &contestant.env {
+            command.env(name, value);
+        }
+        // Both streams to one file: the framework logs to stderr, Node to stdout.
+        let stdout = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let stderr = stdout.try_clone().map_err(|e| e.to_string())?;
+        command.stdout(stdout).stderr(stderr);
+        start(contestant.key, command, port, log).await
+    }
+
+    fn wrapped(&self, wrapper: &[String], program: PathBuf) -> Command {
+        match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+}
+
+/// Spawns `command` and measures the time until readiness answers 200.
+async fn start(
+    key: &'static str,
+    mut command: Command,
+    port: u16,
+    log: PathBuf,
+) -> Result<Server, String> {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let started = Instant::now();
+    let child = command
+        .spawn()
+        .map_err(|e| format!("{key} did not start: {e}"))?;
+    let mut server = Server {
+        key,
+        child,
+        addr,
+        ready_after: Duration::ZERO,
+        sent: AtomicU64::new(0),
+        log,
+    };
+    loop {
+        if let Ok((200, _)) =
+            client::request(addr, "GET", "/.backstage/health/v1/readiness", None, None).await
+        {
+            server.ready_after = started.elapsed();
+            return Ok(server);
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            return Err(format!("{key} was not ready after 90 s"));
+        }
+        if let Ok(Some(status)) = server.child.try_wait() {
+            return Err(format!("{key} exited: {status}"));
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}
+
+/// Installs Backstage's packages from npm into `dir` (`bench/node/package.json`: the backend,
+/// and better-sqlite3 for carmen's database), unless they are there already. better-sqlite3 is
+/// built from source where its prebuilt binary cannot be fetched: with the headers of the
+/// machine's Node where they are installed (`/usr/include/node`).
+pub(crate) fn install_node_packages(dir: &Path) -> Result<(), String> {
+    let package = include_str!("../node/package.json");
+    let marker = dir.join("node_modules/.backstage-rs-package.json");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(package) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::write(dir.join("package.json"), package).map_err(|e| e.to_string())?;
+    eprintln!(
+        "installing Backstage's backend from npm into {}...",
+        dir.display()
+    );
+    let mut npm = Command::new("npm");
+    npm.args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(dir);
+    if std::env::var_os("npm_config_nodedir").is_none()
+        && Path::new("/usr/include/node/node.h").exists()
+    {
+        npm.env("npm_config_nodedir", "/usr");
+    }
+    let status = npm
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("npm did not run: {e}"))?;
+    if !status.success() {
+        return Err(format!("npm install failed in {}", dir.display()));
+    }
+    std::fs::write(&marker, package).map_err(|e| e.to_string())
+}
