@@ -36,10 +36,29 @@ pub(crate) const JSON_UTF8: HeaderValue =
     HeaderValue::from_static("application/json; charset=utf-8");
 
 /// Express's weak entity tag: `W/"<length in hex>-<first 27 characters of the SHA-1, base64>"`.
+/// Written into a buffer on the stack: this runs for every JSON answer.
 pub(crate) fn weak_etag(body: &[u8]) -> HeaderValue {
     use base64::Engine;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, body);
-    let hash = base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_ref());
-    let tag = format!("W/\"{:x}-{}\"", body.len(), &hash[..27]);
-    HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("W/\"0-\""))
+    // `W/"`, at most 16 hex digits, `-`, the 27 characters of a 20-byte hash in base64, `"`.
+    let mut tag = [0u8; 48];
+    tag[..3].copy_from_slice(b"W/\"");
+    let mut at = 3;
+    let length = body.len();
+    let digits = (usize::BITS - length.leading_zeros()).div_ceil(4).max(1) as usize;
+    for shift in (0..digits).rev() {
+        tag[at] = HEX[(length >> (4 * shift)) & 0xf];
+        at += 1;
+    }
+    tag[at] = b'-';
+    at += 1;
+    let Ok(27) = base64::engine::general_purpose::STANDARD_NO_PAD
+        .encode_slice(digest.as_ref(), &mut tag[at..at + 27])
+    else {
+        return HeaderValue::from_static("W/\"0-\"");
+    };
+    at += 27;
+    tag[at] = b'"';
+    HeaderValue::from_bytes(&tag[..=at]).unwrap_or(HeaderValue::from_static("W/\"0-\""))
 }

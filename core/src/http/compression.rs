@@ -1,19 +1,51 @@
 //! Response compression as Backstage's `compression` middleware does it with its defaults:
 //! answers of a compressible type carry `Vary: Accept-Encoding`, and those of 1 KiB or more are
 //! sent in the encoding the client prefers (`br`, `gzip`, `deflate`), unless the answer says
-//! `Cache-Control: no-transform`. tower-http compresses; this module decides what.
+//! `Cache-Control: no-transform`. tower-http compresses; this module decides what, and hands
+//! tower-http only the answers it will compress: the others (most answers are small) go out as
+//! they are, without a compression wrapper around their body.
 
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap};
-use axum::http::{Extensions, StatusCode, Version};
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::http::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_TYPE, HeaderMap};
+use axum::http::{Extensions, HeaderValue, StatusCode, Version};
+use axum::response::Response;
+use tower::{Layer, ServiceExt};
 use tower_http::compression::predicate::{Predicate, SizeAbove};
 
 /// The smallest answer that is compressed, as the `compression` middleware's `threshold`.
 const THRESHOLD: u16 = 1024;
 
-/// The compression layer, deciding as the `compression` middleware does.
-pub(crate) fn layer() -> tower_http::compression::CompressionLayer<impl Predicate> {
-    tower_http::compression::CompressionLayer::new()
-        .compress_when(SizeAbove::new(THRESHOLD).and(compressed as fn(_, _, &_, &_) -> _))
+/// What is compressed, as the `compression` middleware decides.
+fn predicate() -> impl Predicate {
+    SizeAbove::new(THRESHOLD).and(compressed as fn(_, _, &_, &_) -> _)
+}
+
+/// `response` compressed in the encoding `accept` (the request's `Accept-Encoding`) prefers,
+/// where the `compression` middleware would compress it; else `response` itself.
+pub(crate) async fn compress(accept: Option<HeaderValue>, response: Response) -> Response {
+    let Some(accept) = accept else {
+        return response;
+    };
+    let predicate = predicate();
+    if !predicate.should_compress(&response) {
+        return response;
+    }
+    // tower-http's layer over a service that answers with this response, asked by a request
+    // that carries only what the layer reads.
+    let mut answer = Some(response);
+    let service = tower_http::compression::CompressionLayer::new()
+        .compress_when(predicate)
+        .layer(tower::service_fn(move |_: http::Request<()>| {
+            std::future::ready(Ok::<_, Infallible>(answer.take().unwrap_or_default()))
+        }));
+    let mut request = http::Request::new(());
+    request.headers_mut().insert(ACCEPT_ENCODING, accept);
+    match service.oneshot(request).await {
+        Ok(compressed) => compressed.map(Body::new),
+        Err(never) => match never {},
+    }
 }
 
 /// Whether an answer of this type may be compressed (so it varies with `Accept-Encoding`).

@@ -63,14 +63,21 @@ impl Service<Request> for Dispatcher {
 
     fn call(&mut self, request: Request) -> Self::Future {
         let shared = self.shared.clone();
-        Box::pin(async move { Ok(shared.handle(request).await) })
+        let accept = request
+            .headers()
+            .get(http::header::ACCEPT_ENCODING)
+            .cloned();
+        Box::pin(async move {
+            let response = shared.handle(request).await;
+            Ok(super::compression::compress(accept, response).await)
+        })
     }
 }
 
 impl Shared {
     async fn handle(&self, mut request: Request) -> Response {
         // As Backstage's root router: security headers, then CORS (which answers preflights
-        // itself, before logging and rate limits), then compression (outside, in tower-http).
+        // itself, before logging and rate limits), then compression (outside, in `call`).
         let cors = match &self.policies.cors {
             Some(cors) => cors.answer(&request),
             None => Answer::None,
@@ -194,12 +201,28 @@ impl Shared {
         response
     }
 
-    /// Backstage's security headers, where the answer has not set its own.
+    /// Backstage's security headers, where the answer has not set its own. The prebuilt set is
+    /// copied (no hashing) and the answer's few headers go on top, replacing a default of the
+    /// same name; on the wire the security headers come first, as helmet's do in Express.
     fn secure(&self, response: &mut Response) {
+        let own = std::mem::replace(
+            response.headers_mut(),
+            self.policies.security_headers.clone(),
+        );
         let headers = response.headers_mut();
-        for (name, value) in &self.policies.security_headers {
-            if !headers.contains_key(name) {
-                headers.insert(name.clone(), value.clone());
+        let mut last: Option<http::HeaderName> = None;
+        for (name, value) in own {
+            match name {
+                Some(name) => {
+                    headers.insert(name.clone(), value);
+                    last = Some(name);
+                }
+                // The next value of a header with several.
+                None => {
+                    if let Some(name) = &last {
+                        headers.append(name.clone(), value);
+                    }
+                }
             }
         }
     }

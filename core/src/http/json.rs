@@ -479,6 +479,11 @@ mod tests {
             "W/\"f-VaSQ4oDUiZblZNAEkkN+sX+q3Sg\""
         );
         assert_eq!(weak_etag(b""), "W/\"0-2jmj7l5rSw0yVb/vlWAYkK/YBwk\"");
+        // Lengths in several hex digits, from the most significant.
+        assert_eq!(
+            weak_etag(&[b'a'; 4096]),
+            "W/\"1000-jFH7agtYfslcp0rPpD33U5tIYpc\""
+        );
     }
 
     #[test]

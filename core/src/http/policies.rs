@@ -15,7 +15,9 @@ use crate::error::Result;
 
 /// The settings of the root HTTP layer.
 pub(crate) struct HttpPolicies {
-    pub(crate) security_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Backstage's security headers, as a map every answer starts from (room left for the
+    /// answer's own headers).
+    pub(crate) security_headers: http::HeaderMap,
     pub(crate) health_headers: Vec<(HeaderName, HeaderValue)>,
     /// Requests with a larger body get 413.
     pub(crate) body_limit: usize,
@@ -42,7 +44,12 @@ impl HttpPolicies {
         config: &RootConfig,
     ) -> Result<Self> {
         Ok(HttpPolicies {
-            security_headers: security_headers(config)?,
+            security_headers: {
+                let list = security_headers(config)?;
+                let mut map = http::HeaderMap::with_capacity(list.len() + 8);
+                map.extend(list);
+                map
+            },
             health_headers: header_list(config, "backend.health.headers")?,
             body_limit: server
                 .max_request_body_size

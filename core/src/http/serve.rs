@@ -77,11 +77,7 @@ impl Server {
         let dispatcher = Dispatcher {
             shared: shared.clone(),
         };
-        let service = tower::ServiceBuilder::new()
-            .map_response(|response: http::Response<_>| response.map(axum::body::Body::new))
-            .layer(super::compression::layer())
-            .service(dispatcher);
-        let task = tokio::spawn(serve(listener, service, self.settings, control.clone()));
+        let task = tokio::spawn(serve(listener, dispatcher, self.settings, control.clone()));
         Running {
             shared,
             control,
