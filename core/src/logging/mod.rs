@@ -11,6 +11,8 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
 
+mod plain;
+
 /// The `logger` service of one plugin: every line carries `plugin=<id>`.
 ///
 /// ```
@@ -174,13 +176,18 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
         builder
             .event_format(WithMeta::new(inner, &meta, true))
             .try_init()
-    } else {
+    } else if ansi {
+        // A terminal: tracing-subscriber's own lines, in colour.
         builder
             .event_format(WithMeta::new(
                 tracing_subscriber::fmt::format(),
                 &meta,
                 false,
             ))
+            .try_init()
+    } else {
+        builder
+            .event_format(WithMeta::new(plain::Plain::default(), &meta, false))
             .try_init()
     };
     if installed.is_ok() {

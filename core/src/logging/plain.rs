@@ -1,0 +1,347 @@
+//! Readable log lines, written straight into the line: the text of tracing-subscriber's full
+//! format without colours (`2026-01-02T03:04:05.123456Z  INFO target: message key=value`),
+//! without its per-character escaping pass and its date formatting through `fmt`. Lines inside
+//! spans go to tracing-subscriber's own formatter, which writes the span context.
+
+use std::fmt::{self, Write};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::{self, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The readable line format of a backend whose log is not a terminal.
+#[derive(Default)]
+pub(super) struct Plain {
+    /// For the lines logged inside a span.
+    full: format::Format,
+}
+
+impl<S, N> FormatEvent<S, N> for Plain
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        if writer.has_ansi_escapes() || ctx.event_scope().is_some_and(|mut s| s.next().is_some()) {
+            return self.full.format_event(ctx, writer, event);
+        }
+        timestamp(&mut writer)?;
+        let metadata = event.metadata();
+        writer.write_str(match *metadata.level() {
+            Level::TRACE => " TRACE ",
+            Level::DEBUG => " DEBUG ",
+            Level::INFO => "  INFO ",
+            Level::WARN => "  WARN ",
+            Level::ERROR => " ERROR ",
+        })?;
+        writer.write_str(metadata.target())?;
+        writer.write_str(": ")?;
+        let mut fields = Fields {
+            writer: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_char('\n')
+    }
+}
+
+/// The current time as `2026-01-02T03:04:05.123456Z`.
+fn timestamp(writer: &mut impl Write) -> fmt::Result {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = now.as_secs();
+    let (year, month, day) = civil(seconds / 86_400);
+    let of_day = seconds % 86_400;
+    let mut text = *b"0000-00-00T00:00:00.000000Z ";
+    let mut put = |at: usize, width: usize, mut value: u64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, of_day / 3600);
+    put(14, 2, of_day / 60 % 60);
+    put(17, 2, of_day % 60);
+    put(20, 6, u64::from(now.subsec_micros()));
+    // Only ASCII digits and separators were written.
+    writer.write_str(std::str::from_utf8(&text[..27]).map_err(|_| fmt::Error)?)
+}
+
+/// The year, month and day of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
+fn civil(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let of_era = z - era * 146_097;
+    let year_of_era = (of_era - of_era / 1460 + of_era / 36_524 - of_era / 146_096) / 365;
+    let day_of_year = of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The fields as tracing-subscriber's default visitor writes them: the message as it is
+/// (terminal control characters escaped), the others as ` name=value` with `Debug` values.
+struct Fields<'a, 'w> {
+    writer: &'a mut Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl Fields<'_, '_> {
+    fn separate(&mut self) {
+        if self.first {
+            self.first = false;
+        } else {
+            self.result = self.writer.write_char(' ');
+        }
+    }
+}
+
+impl Visit for Fields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else if value
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+        {
+            // Nothing `Debug` would escape: quoted as it is.
+            self.record_debug(field, &format_args!("\"{value}\""));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        match value.source() {
+            Some(source) => self.record_debug(
+                field,
+                &format_args!(
+                    "{} {}.sources={}",
+                    Escaped(value),
+                    field.name(),
+                    Sources(source)
+                ),
+            ),
+            None => self.record_debug(field, &format_args!("{}", Escaped(value))),
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.result.is_err() {
+            return;
+        }
+        let name = field.name();
+        // Fields of `log` records, written by the bridge already.
+        if name.starts_with("log.") {
+            return;
+        }
+        self.separate();
+        if self.result.is_err() {
+            return;
+        }
+        self.result = match name {
+            "message" => write!(Escaping(&mut *self.writer), "{value:?}"),
+            name => {
+                let name = name.strip_prefix("r#").unwrap_or(name);
+                write!(self.writer, "{name}={value:?}")
+            }
+        };
+    }
+}
+
+/// A `Display` value written through [`Escaping`].
+struct Escaped<T>(T);
+
+impl<T: fmt::Display> fmt::Display for Escaped<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(Escaping(f), "{}", self.0)
+    }
+}
+
+/// An error's chain of sources as `[first, second]`.
+struct Sources<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Sources<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        let mut next = Some(self.0);
+        while let Some(error) = next {
+            list.entry(&format_args!("{}", Escaped(error)));
+            next = error.source();
+        }
+        list.finish()
+    }
+}
+
+/// Passes text on with the terminal control characters a log line must not carry escaped
+/// (ESC, BEL, BS, FF, DEL and the C1 controls), as tracing-subscriber escapes messages; text
+/// without any goes on in one piece.
+struct Escaping<W>(W);
+
+impl<W: Write> Write for Escaping<W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // C1 controls start with the byte 0xC2 in UTF-8.
+        if !s
+            .bytes()
+            .any(|b| matches!(b, 0x1b | 0x07 | 0x08 | 0x0c | 0x7f | 0xc2))
+        {
+            return self.0.write_str(s);
+        }
+        for ch in s.chars() {
+            match ch {
+                '\x1b' => self.0.write_str("\\x1b")?,
+                '\x07' => self.0.write_str("\\x07")?,
+                '\x08' => self.0.write_str("\\x08")?,
+                '\x0c' => self.0.write_str("\\x0c")?,
+                '\x7f' => self.0.write_str("\\x7f")?,
+                ch if ('\u{80}'..='\u{9f}').contains(&ch) => {
+                    write!(self.0, "\\u{{{:x}}}", ch as u32)?;
+                }
+                ch => self.0.write_char(ch)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_become_dates_across_leap_years_and_centuries() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(11_016), (2000, 2, 29));
+        assert_eq!(civil(11_017), (2000, 3, 1));
+        assert_eq!(civil(20_787), (2026, 11, 30));
+        assert_eq!(civil(47_540), (2100, 2, 28));
+        assert_eq!(civil(47_541), (2100, 3, 1));
+    }
+
+    /// Formats the same events with `format` and with tracing-subscriber's full format, both
+    /// without colours, and returns both texts without the timestamps.
+    fn both<F>(format: F, events: fn()) -> (String, String)
+    where
+        F: FormatEvent<tracing_subscriber::Registry, format::DefaultFields> + Send + Sync + 'static,
+    {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let run = |subscriber: Box<dyn Subscriber + Send + Sync>, buffer: Buffer| {
+            tracing::subscriber::with_default(subscriber, events);
+            let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+            // Each line without its 27-character timestamp.
+            text.lines()
+                .map(|l| l.get(27..).unwrap_or(l).to_owned())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let ours = Buffer::default();
+        let theirs = Buffer::default();
+        let make = |buffer: Buffer| move || buffer.clone();
+        let plain = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(Level::TRACE)
+            .with_writer(make(ours.clone()))
+            .event_format(format)
+            .finish();
+        let full = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(Level::TRACE)
+            .with_writer(make(theirs.clone()))
+            .finish();
+        (run(Box::new(plain), ours), run(Box::new(full), theirs))
+    }
+
+    #[test]
+    fn lines_read_as_tracing_subscribers_full_format() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("could not read")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let (ours, theirs) = both(Plain::default(), || {
+            tracing::info!("PONG! plugin=carmen");
+            tracing::warn!(target: "backstage::http", r#type = "incomingRequest", status = 200_u16, ok = true, ratio = 0.5, url = "/a \"b\"", method = %"GET", list = ?vec![1, 2], "[t] \"GET /a HTTP/1.1\" 200");
+            tracing::error!(message = "in a field \x1b[31m", code = -3_i64);
+            let error = Outer(std::io::Error::other("disk \x07 gone"));
+            tracing::debug!(
+                error = &error as &(dyn std::error::Error + 'static),
+                "failed"
+            );
+            tracing::trace!(
+                plain_error =
+                    &std::io::Error::other("just one") as &(dyn std::error::Error + 'static)
+            );
+            tracing::info!("escape \x1b[2J\u{85} in a message");
+            let span = tracing::info_span!("request", id = 7);
+            let _inside = span.enter();
+            tracing::info!(inner = 1, "inside a span");
+        });
+        assert_eq!(ours, theirs);
+        assert!(
+            ours.contains("  INFO ") && ours.contains("request{id=7}: "),
+            "{ours}"
+        );
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_microseconds() {
+        let mut out = String::new();
+        timestamp(&mut out).unwrap();
+        let expected = tracing_subscriber::fmt::time::SystemTime;
+        let mut theirs = String::new();
+        tracing_subscriber::fmt::time::FormatTime::format_time(
+            &expected,
+            &mut Writer::new(&mut theirs),
+        )
+        .unwrap();
+        assert_eq!(out.len(), 27, "{out}");
+        // The same second (unless the two calls straddle one).
+        assert_eq!(out[..19], theirs[..19], "{out} vs {theirs}");
+        assert!(out.ends_with('Z') && out.as_bytes()[19] == b'.', "{out}");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_other_text_is_not() {
+        let mut out = String::new();
+        Escaping(&mut out).write_str("a\x1b[31mred\u{85}é\u{7f}").unwrap();
+        assert_eq!(out, "a\\x1b[31mred\\u{85}é\\x7f");
+    }
+}
