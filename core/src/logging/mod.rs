@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
 
+mod json_line;
 mod plain;
 
 /// The `logger` service of one plugin: every line carries `plugin=<id>`.
@@ -172,9 +173,10 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
         .with_writer(writer)
         .log_internal_errors(false);
     let installed = if production {
-        let inner = tracing_subscriber::fmt::format().json().flatten_event(true);
+        // Span fields as JSON too: the JSON lines of events inside spans carry them.
         builder
-            .event_format(WithMeta::new(inner, &meta, true))
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(WithMeta::new(json_line::JsonLine::default(), &meta, true))
             .try_init()
     } else if ansi {
         // A terminal: tracing-subscriber's own lines, in colour.

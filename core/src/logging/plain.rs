@@ -1,7 +1,8 @@
 //! Readable log lines, written straight into the line: the text of tracing-subscriber's full
 //! format without colours (`2026-01-02T03:04:05.123456Z  INFO target: message key=value`),
 //! without its per-character escaping pass and its date formatting through `fmt`. Lines inside
-//! spans go to tracing-subscriber's own formatter, which writes the span context.
+//! spans and lines bridged from the `log` crate go to tracing-subscriber's own formatter, which
+//! writes the span context and the normalized target.
 
 use std::fmt::{self, Write};
 
@@ -29,11 +30,14 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        if writer.has_ansi_escapes() || ctx.event_scope().is_some_and(|mut s| s.next().is_some()) {
+        let metadata = event.metadata();
+        if writer.has_ansi_escapes()
+            || from_log(metadata)
+            || ctx.event_scope().is_some_and(|mut s| s.next().is_some())
+        {
             return self.full.format_event(ctx, writer, event);
         }
         timestamp(&mut writer)?;
-        let metadata = event.metadata();
         writer.write_str(match *metadata.level() {
             Level::TRACE => " TRACE ",
             Level::DEBUG => " DEBUG ",
@@ -54,8 +58,13 @@ where
     }
 }
 
+/// Whether the event came from the `log` crate (its target is in a field).
+pub(super) fn from_log(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.fields().field("log.target").is_some()
+}
+
 /// The current time as `2026-01-02T03:04:05.123456Z`.
-fn timestamp(writer: &mut impl Write) -> fmt::Result {
+pub(super) fn timestamp(writer: &mut impl Write) -> fmt::Result {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -224,6 +233,80 @@ impl<W: Write> Write for Escaping<W> {
     }
 }
 
+/// Formats the same events with `ours` and with `theirs` (span fields with `fields`), both
+/// without colours, and returns both texts with their timestamps masked.
+#[cfg(test)]
+pub(super) fn both<F, G, N>(ours: F, theirs: G, fields: fn() -> N, events: fn()) -> (String, String)
+where
+    F: FormatEvent<tracing_subscriber::Registry, N> + Send + Sync + 'static,
+    G: FormatEvent<tracing_subscriber::Registry, N> + Send + Sync + 'static,
+    N: for<'w> FormatFields<'w> + Send + Sync + 'static,
+{
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let run = |subscriber: Box<dyn Subscriber + Send + Sync>, buffer: Buffer| {
+        tracing::subscriber::with_default(subscriber, events);
+        let bytes = buffer.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        mask_timestamps(&String::from_utf8_lossy(&bytes))
+    };
+    let (one, two) = (Buffer::default(), Buffer::default());
+    let make = |buffer: Buffer| move || buffer.clone();
+    let first = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(Level::TRACE)
+        .with_writer(make(one.clone()))
+        .fmt_fields(fields())
+        .event_format(ours)
+        .finish();
+    let second = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(Level::TRACE)
+        .with_writer(make(two.clone()))
+        .fmt_fields(fields())
+        .event_format(theirs)
+        .finish();
+    (run(Box::new(first), one), run(Box::new(second), two))
+}
+
+/// `text` with every `2026-01-02T03:04:05.123456Z` replaced by `<time>`.
+#[cfg(test)]
+fn mask_timestamps(text: &str) -> String {
+    const SHAPE: &[u8; 27] = b"dddd-dd-ddTdd:dd:dd.ddddddZ";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let matches = bytes.get(i..i + 27).is_some_and(|window| {
+            window.iter().zip(SHAPE).all(|(b, s)| match s {
+                b'd' => b.is_ascii_digit(),
+                s => b == s,
+            })
+        });
+        if matches {
+            out.push_str("<time>");
+            i += 27;
+        } else {
+            let ch = text[i..].chars().next().unwrap_or('?');
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,50 +319,6 @@ mod tests {
         assert_eq!(civil(20_787), (2026, 11, 30));
         assert_eq!(civil(47_540), (2100, 2, 28));
         assert_eq!(civil(47_541), (2100, 3, 1));
-    }
-
-    /// Formats the same events with `format` and with tracing-subscriber's full format, both
-    /// without colours, and returns both texts without the timestamps.
-    fn both<F>(format: F, events: fn()) -> (String, String)
-    where
-        F: FormatEvent<tracing_subscriber::Registry, format::DefaultFields> + Send + Sync + 'static,
-    {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Buffer(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let run = |subscriber: Box<dyn Subscriber + Send + Sync>, buffer: Buffer| {
-            tracing::subscriber::with_default(subscriber, events);
-            let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-            // Each line without its 27-character timestamp.
-            text.lines()
-                .map(|l| l.get(27..).unwrap_or(l).to_owned())
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let ours = Buffer::default();
-        let theirs = Buffer::default();
-        let make = |buffer: Buffer| move || buffer.clone();
-        let plain = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(Level::TRACE)
-            .with_writer(make(ours.clone()))
-            .event_format(format)
-            .finish();
-        let full = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(Level::TRACE)
-            .with_writer(make(theirs.clone()))
-            .finish();
-        (run(Box::new(plain), ours), run(Box::new(full), theirs))
     }
 
     #[test]
@@ -296,24 +335,29 @@ mod tests {
                 Some(&self.0)
             }
         }
-        let (ours, theirs) = both(Plain::default(), || {
-            tracing::info!("PONG! plugin=carmen");
-            tracing::warn!(target: "backstage::http", r#type = "incomingRequest", status = 200_u16, ok = true, ratio = 0.5, url = "/a \"b\"", method = %"GET", list = ?vec![1, 2], "[t] \"GET /a HTTP/1.1\" 200");
-            tracing::error!(message = "in a field \x1b[31m", code = -3_i64);
-            let error = Outer(std::io::Error::other("disk \x07 gone"));
-            tracing::debug!(
-                error = &error as &(dyn std::error::Error + 'static),
-                "failed"
-            );
-            tracing::trace!(
-                plain_error =
-                    &std::io::Error::other("just one") as &(dyn std::error::Error + 'static)
-            );
-            tracing::info!("escape \x1b[2J\u{85} in a message");
-            let span = tracing::info_span!("request", id = 7);
-            let _inside = span.enter();
-            tracing::info!(inner = 1, "inside a span");
-        });
+        let (ours, theirs) = both(
+            Plain::default(),
+            format::Format::default(),
+            format::DefaultFields::new,
+            || {
+                tracing::info!("PONG! plugin=carmen");
+                tracing::warn!(target: "backstage::http", r#type = "incomingRequest", status = 200_u16, ok = true, ratio = 0.5, url = "/a \"b\"", method = %"GET", list = ?vec![1, 2], "[t] \"GET /a HTTP/1.1\" 200");
+                tracing::error!(message = "in a field \x1b[31m", code = -3_i64);
+                let error = Outer(std::io::Error::other("disk \x07 gone"));
+                tracing::debug!(
+                    error = &error as &(dyn std::error::Error + 'static),
+                    "failed"
+                );
+                tracing::trace!(
+                    plain_error =
+                        &std::io::Error::other("just one") as &(dyn std::error::Error + 'static)
+                );
+                tracing::info!("escape \x1b[2J\u{85} in a message");
+                let span = tracing::info_span!("request", id = 7);
+                let _inside = span.enter();
+                tracing::info!(inner = 1, "inside a span");
+            },
+        );
         assert_eq!(ours, theirs);
         assert!(
             ours.contains("  INFO ") && ours.contains("request{id=7}: "),
@@ -341,7 +385,9 @@ mod tests {
     #[test]
     fn control_characters_are_escaped_and_other_text_is_not() {
         let mut out = String::new();
-        Escaping(&mut out).write_str("a\x1b[31mred\u{85}é\u{7f}").unwrap();
+        Escaping(&mut out)
+            .write_str("a\x1b[31mred\u{85}é\u{7f}")
+            .unwrap();
         assert_eq!(out, "a\\x1b[31mred\\u{85}é\\x7f");
     }
 }

@@ -1,0 +1,207 @@
+//! JSON log lines (production), written straight into the line: the object tracing-subscriber's
+//! JSON format writes with flattened fields (`timestamp`, `level`, the fields in order,
+//! `target`), without a serializer, a timestamp `String` and `fmt` for every plain string.
+//! Lines inside spans and lines bridged from the `log` crate go to tracing-subscriber's own
+//! formatter, which writes their span list and normalized target.
+
+use std::fmt::{self, Write};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::{self, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The JSON line format.
+pub(super) struct JsonLine {
+    /// For lines inside a span or from the `log` crate.
+    full: format::Format<format::Json>,
+}
+
+impl Default for JsonLine {
+    fn default() -> Self {
+        JsonLine {
+            full: format::format().json().flatten_event(true),
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for JsonLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let metadata = event.metadata();
+        let in_span = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current())
+            .is_some();
+        if in_span || super::plain::from_log(metadata) {
+            return self.full.format_event(ctx, writer, event);
+        }
+        writer.write_str("{\"timestamp\":\"")?;
+        super::plain::timestamp(&mut writer)?;
+        writer.write_str(match *metadata.level() {
+            Level::TRACE => "\",\"level\":\"TRACE\"",
+            Level::DEBUG => "\",\"level\":\"DEBUG\"",
+            Level::INFO => "\",\"level\":\"INFO\"",
+            Level::WARN => "\",\"level\":\"WARN\"",
+            Level::ERROR => "\",\"level\":\"ERROR\"",
+        })?;
+        let mut fields = Fields {
+            writer: &mut writer,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_str(",\"target\":")?;
+        string(&mut writer, metadata.target())?;
+        writer.write_str("}\n")
+    }
+}
+
+/// Each field as `,"name":value`, valued as tracing-serde values them: numbers and booleans as
+/// they are, strings as strings, anything else as the string of its `Debug`.
+struct Fields<'a, 'w> {
+    writer: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl Fields<'_, '_> {
+    fn entry(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_ok() {
+            self.result = self
+                .writer
+                .write_char(',')
+                .and_then(|()| string(self.writer, field.name()))
+                .and_then(|()| self.writer.write_char(':'))
+                .and_then(|()| value(self.writer));
+        }
+    }
+}
+
+impl Visit for Fields<'_, '_> {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.entry(field, |w| w.write_str(if value { "true" } else { "false" }));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.entry(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.entry(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // serde_json's own form of a float (and `null` for what JSON cannot hold).
+        let text = serde_json::to_string(&value).unwrap_or_else(|_| "null".to_owned());
+        self.entry(field, |w| w.write_str(&text));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.entry(field, |w| string(w, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.entry(field, |w| {
+            w.write_char('"')?;
+            write!(Escaping(&mut *w), "{value:?}")?;
+            w.write_char('"')
+        });
+    }
+}
+
+/// `text` as a JSON string.
+fn string(writer: &mut impl Write, text: &str) -> fmt::Result {
+    writer.write_char('"')?;
+    Escaping(&mut *writer).write_str(text)?;
+    writer.write_char('"')
+}
+
+/// Passes text on escaped for the inside of a JSON string, as serde_json escapes it; text
+/// without anything to escape goes on in one piece.
+struct Escaping<W>(W);
+
+impl<W: Write> Write for Escaping<W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut start = 0;
+        for (i, byte) in s.bytes().enumerate() {
+            let escaped = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[start..i])?;
+            if escaped.is_empty() {
+                write!(self.0, "\\u00{byte:02x}")?;
+            } else {
+                self.0.write_str(escaped)?;
+            }
+            start = i + 1;
+        }
+        self.0.write_str(&s[start..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_read_as_tracing_subscribers_json_lines() {
+        #[derive(Debug)]
+        struct Failure;
+        impl fmt::Display for Failure {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("it \"broke\"")
+            }
+        }
+        impl std::error::Error for Failure {}
+        let flattened = format::format().json().flatten_event(true);
+        let (ours, theirs) = super::super::plain::both(
+            JsonLine::default(),
+            flattened,
+            format::JsonFields::new,
+            || {
+                tracing::info!(plugin = %"carmen", "PONG!");
+                tracing::warn!(target: "backstage::http", r#type = "incomingRequest", status = 200_u16, ok = false, ratio = 0.5, big = 1e21, url = "/a \"b\"\\\n\t\u{1}", method = %"GET", list = ?vec!["x"], "[t] \"GET /a HTTP/1.1\" 200");
+                tracing::error!(
+                    code = -3_i64,
+                    huge = 1_u128 << 100,
+                    error = &Failure as &(dyn std::error::Error + 'static)
+                );
+                tracing::debug!(message = "é and \u{85} and \x1b[2J");
+                let span = tracing::info_span!("request", id = 7);
+                let _inside = span.enter();
+                tracing::info!(inner = 1, "inside a span");
+            },
+        );
+        assert_eq!(ours, theirs);
+        assert!(
+            ours.contains("\"spans\":[{\"id\":7,\"name\":\"request\"}]"),
+            "{ours}"
+        );
+    }
+
+    #[test]
+    fn strings_escape_as_serde_json_escapes_them() {
+        let text = "quote \" backslash \\ newline \n tab \t bell \u{7} delete \u{7f} é";
+        let mut ours = String::new();
+        string(&mut ours, text).unwrap();
+        assert_eq!(ours, serde_json::to_string(text).unwrap());
+    }
+}
