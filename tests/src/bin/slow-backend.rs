@@ -35,6 +35,15 @@ impl Slow {
         n.to_string()
     }
 
+    /// Logs a line inside a span, as a handler instrumented with `tracing` does.
+    #[route(get, "/spanned", auth = "unauthenticated")]
+    async fn spanned(&self) -> &'static str {
+        let span = tracing::info_span!("lookup", item = 7);
+        let _inside = span.enter();
+        self.logger.info("found it");
+        "found"
+    }
+
     #[route(get, "/panic", auth = "unauthenticated")]
     async fn panic(&self) -> &'static str {
         panic!("this route always panics")

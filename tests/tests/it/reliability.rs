@@ -787,6 +787,28 @@ async fn a_handler_that_always_panics_does_not_hurt_the_others() {
 }
 
 #[backstage::test]
+async fn json_lines_inside_spans_carry_the_span() {
+    let dir = std::env::temp_dir().join(format!("backstage-spans-{}", std::process::id()));
+    let port = free_port();
+    let config = format!("backend:\n  listen: {{ host: 127.0.0.1, port: {port} }}\n");
+    let (child, rx) = spawn_slow(&dir, &config, &[("NODE_ENV", "production")]);
+    wait_for(&rx, "Backend started in");
+    let answer = reqwest::get(format!("http://127.0.0.1:{port}/api/slow/spanned"))
+        .await
+        .unwrap();
+    assert_eq!(answer.text().await.unwrap(), "found");
+    let lines = wait_for(&rx, "found it");
+    let line: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(line["message"], "found it");
+    assert_eq!(line["plugin"], "slow");
+    assert_eq!(line["spans"], serde_json::json!([{"item": 7, "name": "lookup"}]));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait_with_output();
+}
+
+#[backstage::test]
 async fn logs_request_lines_json_in_production_level_and_meta() {
     let dir = std::env::temp_dir().join(format!("backstage-logs-{}", std::process::id()));
     let port = free_port();
