@@ -801,7 +801,10 @@ async fn json_lines_inside_spans_carry_the_span() {
     let line: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     assert_eq!(line["message"], "found it");
     assert_eq!(line["plugin"], "slow");
-    assert_eq!(line["spans"], serde_json::json!([{"item": 7, "name": "lookup"}]));
+    assert_eq!(
+        line["spans"],
+        serde_json::json!([{"item": 7, "name": "lookup"}])
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
