@@ -8,8 +8,9 @@ use serde::Deserialize;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::attributes::ActionAttributes;
 use super::filter::Visibility;
-use super::registry::{Action, ActionAttributes, Failure};
+use super::registry::{Action, Failure};
 use crate::auth::{Credentials, PluginClient, PrincipalType};
 use crate::error::{Error, Result};
 use crate::logging::Logger;

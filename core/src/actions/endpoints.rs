@@ -7,7 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::registry::{Action, ActionAttributes, ActionsRegistry, Failure};
+use super::attributes::ActionAttributes;
+use super::registry::{Action, ActionsRegistry, Failure};
 use crate::auth::{Credentials, Principal, ServicePrincipal};
 use crate::error::{Error, ErrorKind};
 use crate::http::Json;

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::registry::ActionAttributes;
+use super::attributes::ActionAttributes;
 use crate::config::RootConfig;
 use crate::error::{Error, Result};
 

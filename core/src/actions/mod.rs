@@ -36,13 +36,15 @@
 //! # fn main() {}
 //! ```
 
+mod attributes;
 mod client;
 pub(crate) mod endpoints;
 mod filter;
 mod registry;
 
+pub use attributes::ActionAttributes;
 pub use client::{ActionDescription, ActionSchemas, Actions};
-pub use registry::{Action, ActionAttributes, ActionsRegistry};
+pub use registry::{Action, ActionsRegistry};
 #[doc(hidden)]
 pub use registry::{NoInput, action_input, action_output};
 

@@ -8,42 +8,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::attributes::ActionAttributes;
 use super::filter::Visibility;
 use crate::auth::Credentials;
 use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, PluginScoped, Service, ServiceContext};
-
-/// How an action behaves, as MCP clients see it (`readOnlyHint`, `destructiveHint`,
-/// `idempotentHint`).
-///
-/// Backstage's defaults: not read-only, not idempotent, and destructive unless read-only.
-///
-/// ```
-/// use backstage::actions::ActionAttributes;
-///
-/// let attributes = ActionAttributes::default();
-/// assert!(attributes.destructive && !attributes.read_only && !attributes.idempotent);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActionAttributes {
-    /// It changes or deletes data that cannot be recovered.
-    pub destructive: bool,
-    /// Calling it again with the same input has no further effect.
-    pub idempotent: bool,
-    /// It changes nothing.
-    pub read_only: bool,
-}
-
-impl Default for ActionAttributes {
-    fn default() -> Self {
-        ActionAttributes {
-            destructive: true,
-            idempotent: false,
-            read_only: false,
-        }
-    }
-}
 
 /// Why an invocation did not produce an output.
 pub(crate) enum Failure {

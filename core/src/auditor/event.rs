@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::origin::AuditOrigin;
-use super::service::{AuditRecord, Auditor, Level, Severity, members};
+use super::service::{AuditRecord, Auditor, Level, Severity};
 use crate::error::{Error, ErrorReport};
 use crate::logging::AUDIT_TARGET;
 
@@ -25,6 +25,39 @@ pub struct AuditEvent {
 struct Failure<'a> {
     name: &'a str,
     message: &'a str,
+}
+
+impl Auditor {
+    /// Records that `event_id` began, on behalf of `origin` (an [`crate::auditor::AuditRequest`],
+    /// `&Credentials`, or [`AuditOrigin::Plugin`]), with `meta` (any serializable value; an
+    /// object's members are kept, `()` is none); the returned event records how it ended.
+    pub fn create_event(
+        &self,
+        event_id: &str,
+        severity: Severity,
+        origin: impl Into<AuditOrigin>,
+        meta: impl Serialize,
+    ) -> AuditEvent {
+        let event = AuditEvent::new(
+            self.clone(),
+            event_id,
+            severity,
+            origin.into(),
+            members(meta),
+        );
+        event.initiated();
+        event
+    }
+}
+
+/// The members of `meta` as an object: an object's own, anything else under `value`.
+pub(crate) fn members(meta: impl Serialize) -> Map<String, Value> {
+    match serde_json::to_value(meta) {
+        Ok(Value::Object(map)) => map,
+        Ok(Value::Null) => Map::new(),
+        Ok(other) => Map::from_iter([("value".to_owned(), other)]),
+        Err(e) => Map::from_iter([("unserializable".to_owned(), Value::String(e.to_string()))]),
+    }
 }
 
 impl AuditEvent {
@@ -152,4 +185,16 @@ impl AuditEvent {
 
 fn json(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_is_an_objects_members() {
+        assert!(members(()).is_empty());
+        assert_eq!(members(serde_json::json!({"id": 1}))["id"], 1);
+        assert_eq!(members(5)["value"], 5);
+    }
 }

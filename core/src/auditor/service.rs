@@ -2,11 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::event::AuditEvent;
-use super::origin::AuditOrigin;
 use crate::config::RootConfig;
 use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, PluginScoped, Service, ServiceContext};
@@ -153,27 +150,6 @@ impl Auditor {
         self.record.as_ref()
     }
 
-    /// Records that `event_id` began, on behalf of `origin` (an [`crate::auditor::AuditRequest`],
-    /// `&Credentials`, or [`AuditOrigin::Plugin`]), with `meta` (any serializable value; an
-    /// object's members are kept, `()` is none); the returned event records how it ended.
-    pub fn create_event(
-        &self,
-        event_id: &str,
-        severity: Severity,
-        origin: impl Into<AuditOrigin>,
-        meta: impl Serialize,
-    ) -> AuditEvent {
-        let event = AuditEvent::new(
-            self.clone(),
-            event_id,
-            severity,
-            origin.into(),
-            members(meta),
-        );
-        event.initiated();
-        event
-    }
-
     pub(crate) fn plugin(&self) -> &str {
         &self.plugin
     }
@@ -204,16 +180,6 @@ impl Auditor {
             };
         }
         Ok(auditor)
-    }
-}
-
-/// The members of `meta` as an object: an object's own, anything else under `value`.
-pub(crate) fn members(meta: impl Serialize) -> Map<String, Value> {
-    match serde_json::to_value(meta) {
-        Ok(Value::Object(map)) => map,
-        Ok(Value::Null) => Map::new(),
-        Ok(other) => Map::from_iter([("value".to_owned(), other)]),
-        Err(e) => Map::from_iter([("unserializable".to_owned(), Value::String(e.to_string()))]),
     }
 }
 
@@ -250,12 +216,5 @@ mod tests {
             error.message(),
             "The configuration value for 'backend.auditor.severityLogLevelMappings.high' was given an invalid value: 'loud'. Expected one of the following valid values: 'debug, info, warn, error'."
         );
-    }
-
-    #[test]
-    fn meta_is_an_objects_members() {
-        assert!(members(()).is_empty());
-        assert_eq!(members(serde_json::json!({"id": 1}))["id"], 1);
-        assert_eq!(members(5)["value"], 5);
     }
 }

@@ -101,7 +101,7 @@ impl fmt::Debug for Auth {
     }
 }
 
-/// A plugin request token, as [`Auth::plugin_request_token`] returns it.
+/// A plugin request token, as [`Auth::plugin_request_token`](crate::auth::Auth::plugin_request_token) returns it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PluginRequestToken {
     /// The token; empty when the call is to be made without one (the default auth policy is

@@ -156,7 +156,7 @@ impl Credentials<Principal> {
     }
 
     /// These credentials, carrying the token they were verified from and when it expires: what
-    /// [`Auth::plugin_request_token`] forwards for a user, and [`UserInfo`] reads.
+    /// [`Auth::plugin_request_token`](crate::auth::Auth::plugin_request_token) forwards for a user, and [`UserInfo`](crate::auth::UserInfo) reads.
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};

@@ -8,8 +8,8 @@ use axum::http::header::{HeaderName, HeaderValue};
 
 use super::cors::Cors;
 use super::rate_limit::RateLimits;
+use super::sections::{LifecycleSection, ServerSection};
 use super::security_headers::{header_list, security_headers};
-use super::serve::{LifecycleSection, ServerSection};
 use crate::config::RootConfig;
 use crate::error::Result;
 

@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, watch};
 use super::connection::{self, Activity, Control, IdleLimits, Phase, Tracked};
 use super::dispatch::{Dispatcher, Shared};
 use super::policies::HttpPolicies;
+use super::sections::{LifecycleSection, ServerSection};
 use crate::discovery::Listen;
 use crate::lifecycle::RootHealth;
 
@@ -140,28 +141,6 @@ pub(crate) struct ServerSettings {
     pub(crate) grace_period: Duration,
     /// `backend.https.certificate`: serve TLS.
     pub(crate) tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
-}
-
-/// `backend.server`, as Backstage's keys spell it, read once.
-#[derive(Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ServerSection {
-    headers_timeout: Option<HumanDuration>,
-    keep_alive_timeout: Option<HumanDuration>,
-    pub(crate) request_timeout: Option<HumanDuration>,
-    max_connections: Option<usize>,
-    keep_alive: Option<bool>,
-    max_header_size: Option<usize>,
-    pub(crate) max_request_body_size: Option<crate::config::Size>,
-}
-
-/// `backend.lifecycle`, as Backstage's keys spell it, read once.
-#[derive(Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct LifecycleSection {
-    server_shutdown_delay: Option<HumanDuration>,
-    shutdown_grace_period: Option<HumanDuration>,
-    pub(crate) startup_request_pause_timeout: Option<HumanDuration>,
 }
 
 impl ServerSettings {

@@ -294,7 +294,7 @@ impl fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
-    /// A scheduler whose tasks never run on their own: [`Scheduler::trigger_task`] runs one
+    /// A scheduler whose tasks never run on their own: [`Scheduler::trigger_task`](crate::scheduler::Scheduler::trigger_task) runs one
     /// at once and returns its result. For tests: hand it to a
     /// [`crate::testing::TestBackend`] with `.service(scheduler.clone())` and keep the clone.
     ///

@@ -23,7 +23,7 @@ pub enum Frequency {
     Every(Duration),
     /// At the times of a cron expression (5 fields, or 6 with seconds first), in UTC.
     Cron(String),
-    /// Only when triggered ([`Scheduler::trigger_task`] or the scheduler's HTTP endpoint).
+    /// Only when triggered ([`Scheduler::trigger_task`](crate::scheduler::Scheduler::trigger_task) or the scheduler's HTTP endpoint).
     Manual,
 }
 
