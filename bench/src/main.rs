@@ -28,8 +28,8 @@
 //! scenarios whose name contains it), `--pin <cpus>` (the CPUs the servers run on, through
 //! `taskset`; default `0` on machines with two or more cores, so the load generator does not
 //! compete with the server; `none` to not pin), `--no-build` (use the binaries already built),
-//! `--no-build-time`, `--no-instructions` (skip callgrind, done by default where valgrind is
-//! installed), `--no-scale`, `--no-node`, `--node <program>` (default `node`), `--node-dir
+//! `--no-build-time`, `--no-instructions` (skip callgrind; without valgrind installed the
+//! counts are reported missing), `--no-scale`, `--no-node`, `--node <program>` (default `node`), `--node-dir
 //! <dir>` (where Backstage's npm packages are installed; default
 //! `~/.cache/backstage-rs/bench-node`).
 
@@ -86,7 +86,7 @@ fn options() -> Result<Options, String> {
             && Command::new("taskset").arg("-V").output().is_ok())
         .then(|| "0".to_owned()),
         only: None,
-        instructions: instructions::available(),
+        instructions: true,
         scale: true,
         node: Some("node".to_owned()),
         node_dir: PathBuf::from(home).join(".cache/backstage-rs/bench-node"),
@@ -104,7 +104,6 @@ fn options() -> Result<Options, String> {
             "--no-build-time" => o.build_time = false,
             "--no-build" => o.build = false,
             "--only" => o.only = Some(value()?),
-            "--instructions" => o.instructions = true,
             "--no-instructions" => o.instructions = false,
             "--no-scale" => o.scale = false,
             "--no-node" => o.node = None,
@@ -610,7 +609,15 @@ async fn run() -> Result<bool, String> {
     }
     drop(started);
 
-    let instructions = if o.instructions {
+    // Counted unless turned off; without valgrind, reported missing rather than left out.
+    let counting = o.instructions && instructions::available();
+    if o.instructions && !counting {
+        missing.add(
+            "instructions per request",
+            "valgrind and callgrind_control are not installed (or pass --no-instructions)".into(),
+        );
+    }
+    let instructions = if counting {
         feature_instructions(&setup, &selected, &mut missing).await
     } else {
         Value::Null
@@ -627,7 +634,7 @@ async fn run() -> Result<bool, String> {
                     json!({"plugins": n})
                 }
             };
-            if o.instructions && n != 10 {
+            if counting && n != 10 {
                 match scale::per_request(&setup, n).await {
                     Ok(counted) => {
                         row["instructions_per_request"] =
