@@ -35,4 +35,4 @@ impl Todo {
     }
 }
 
-fn main() {}
+pub(super) fn main() {}

@@ -50,4 +50,4 @@ impl Hygienic {
     }
 }
 
-fn main() {}
+pub(super) fn main() {}

@@ -40,7 +40,7 @@ impl Shout {
 #[backend_module(plugin = "carmen", id = "empty")]
 pub struct Empty;
 
-fn main() {
+pub(super) fn main() {
     assert_eq!(Shout::PLUGIN_ID, "carmen");
     assert_eq!(Shout::MODULE_ID, "shout-v2");
     assert_eq!(Shout::registration().dependencies.len(), 2);

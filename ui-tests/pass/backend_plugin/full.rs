@@ -43,7 +43,7 @@ pub struct Everything {
     note: Option<String>,
 }
 
-fn main() {
+pub(super) fn main() {
     use backstage::plugin::BackendPlugin;
     assert_eq!(Unit::ID, "unit");
     assert_eq!(Everything::ID, "carmen-items-v2");
@@ -51,7 +51,7 @@ fn main() {
     assert_eq!(Everything::DEPENDENCIES[0].field, "logger");
     assert_eq!(Everything::DEPENDENCIES[0].service, "core.logger");
     let _ = |e: &Everything| {
-        (&e.logger, &e.root_logger, &e.config, &e.router, &e.root_router, &e.lifecycle, &e.root_lifecycle);
-        (&e.health, &e.meta, &e.discovery, &e.auth, &e.http_auth, &e.user_info, &e.hits, &e.names);
+        let _ = (&e.logger, &e.root_logger, &e.config, &e.router, &e.root_router, &e.lifecycle, &e.root_lifecycle);
+        let _ = (&e.health, &e.meta, &e.discovery, &e.auth, &e.http_auth, &e.user_info, &e.hits, &e.names);
     };
 }

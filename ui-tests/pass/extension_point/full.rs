@@ -16,7 +16,7 @@ pub enum Volume {
     Loud,
 }
 
-fn main() {
+pub(super) fn main() {
     assert!(<Styles as Inject>::ID.ends_with("::Styles"));
     assert_eq!(<Styles as Inject>::OWNER_PLUGIN, Some("carmen"));
     assert_eq!(<Volume as Inject>::ID, "carmen.volume");

@@ -128,4 +128,4 @@ impl Plain {
     async fn init(&self) {}
 }
 
-fn main() {}
+pub(super) fn main() {}

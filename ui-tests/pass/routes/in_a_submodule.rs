@@ -21,6 +21,6 @@ async fn call(client: &PluginClient, creds: &Credentials) -> Result<String> {
     CarmenClient::new(client).item(7, creds).await
 }
 
-fn main() {
+pub(super) fn main() {
     let _ = call;
 }

@@ -67,7 +67,7 @@ pub struct Carmen {
     pool: Pool,
 }
 
-fn main() {
+pub(super) fn main() {
     assert_eq!(Audit::ID, "carmen.audit");
     assert!(Greeter::ID.ends_with("::Greeter"), "{}", Greeter::ID);
     assert_eq!(Greeter::DEPENDENCIES, ["core.logger", "carmen.audit"]);

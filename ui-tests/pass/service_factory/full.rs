@@ -26,4 +26,4 @@ async fn banner() -> Banner {
     Banner { text: "hello".into() }
 }
 
-fn main() {}
+pub(super) fn main() {}
