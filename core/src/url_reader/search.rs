@@ -78,7 +78,9 @@ pub(crate) async fn search_one(
                 }],
             })
         }
-        Err(error) if error.kind() == crate::ErrorKind::NotFound => Ok(SearchResponse::default()),
+        Err(error) if error.kind() == crate::error::ErrorKind::NotFound => {
+            Ok(SearchResponse::default())
+        }
         Err(error) => Err(error),
     }
 }
