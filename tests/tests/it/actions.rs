@@ -359,23 +359,23 @@ async fn mcp(node_port: u16, token: &str, method: &str, params: Value) -> Value 
     serde_json::from_str(data).unwrap_or_else(|e| panic!("{method}: {e}: {text}"))
 }
 
-/// Backstage's MCP actions backend, from npm, offers the Rust plugin's actions as MCP tools
-/// and runs them; a Rust plugin lists and invokes a TypeScript plugin's action.
-#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backstages_mcp_server_offers_rust_actions_and_rust_calls_typescript_actions() {
-    use crate::interop::{Node, free_port, installed, node_backend};
-    let Some(dir) = installed().await else { return };
-    let token = "mcp-static-token-0123456789";
-    let node_port = free_port();
-    let static_token =
-        json!([{"type": "static", "options": {"token": token, "subject": "agent-tests"}}]);
-    let rust = backstage::Backend::builder()
+/// The static token of the MCP test, which both backends accept.
+const MCP_TOKEN: &str = "mcp-static-token-0123456789";
+
+fn mcp_external_access() -> Value {
+    json!([{"type": "static", "options": {"token": MCP_TOKEN, "subject": "agent-tests"}}])
+}
+
+/// The Rust side of the MCP test: the todo and agent plugins, offering the actions of `todo`
+/// and of the TypeScript plugin `tsactions` on `node_port`.
+async fn rust_beside_typescript(node_port: u16) -> backstage::Backend {
+    backstage::Backend::builder()
         .plugin::<TodoPlugin>()
         .plugin::<Agent>()
         .config_value(json!({
             "backend": {
                 "listen": {"host": "127.0.0.1", "port": 0},
-                "auth": {"externalAccess": static_token},
+                "auth": {"externalAccess": mcp_external_access()},
                 "actions": {"pluginSources": ["todo", "tsactions"]},
             },
             "discovery": {"endpoints": [{
@@ -385,25 +385,31 @@ async fn backstages_mcp_server_offers_rust_actions_and_rust_calls_typescript_act
         }))
         .start()
         .await
-        .unwrap();
-    let rust_port = rust.local_addr().port();
-    let _node = Node::start(
-        &dir,
-        "mcp.js",
-        &json!({
-            "backend": node_backend(&dir, "mcp", node_port, &static_token,
-                json!({"actions": {"pluginSources": ["todo", "tsactions"]}})),
-            "discovery": {"endpoints": [{
-                "target": format!("http://127.0.0.1:{rust_port}/api/{{{{pluginId}}}}"),
-                "plugins": ["todo", "agent"],
-            }]},
-        }),
-        "/.backstage/health/v1/readiness",
-    )
-    .await;
+        .unwrap()
+}
 
-    // tools/list: the Rust actions, with their schemas and hints, next to the TypeScript one.
-    let listed = mcp(node_port, token, "tools/list", json!({})).await;
+/// Backstage's MCP actions backend (`tests/interop/mcp.js`) on `node_port`, with the Rust
+/// plugins on `rust_port`.
+async fn typescript_mcp_server(
+    dir: &std::path::Path,
+    node_port: u16,
+    rust_port: u16,
+) -> crate::interop::Node {
+    use crate::interop::{Node, node_backend};
+    let sources = json!({"actions": {"pluginSources": ["todo", "tsactions"]}});
+    let config = json!({
+        "backend": node_backend(dir, "mcp", node_port, &mcp_external_access(), sources),
+        "discovery": {"endpoints": [{
+            "target": format!("http://127.0.0.1:{rust_port}/api/{{{{pluginId}}}}"),
+            "plugins": ["todo", "agent"],
+        }]},
+    });
+    Node::start(dir, "mcp.js", &config, "/.backstage/health/v1/readiness").await
+}
+
+/// tools/list: the Rust actions, with their schemas and hints, next to the TypeScript one.
+async fn assert_mcp_lists_the_rust_actions(node_port: u16) {
+    let listed = mcp(node_port, MCP_TOKEN, "tools/list", json!({})).await;
     let tools = listed["result"]["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("{listed}"));
@@ -424,27 +430,27 @@ async fn backstages_mcp_server_offers_rust_actions_and_rust_calls_typescript_act
     assert_eq!(create["annotations"]["title"], "Create a todo");
     assert_eq!(create["annotations"]["destructiveHint"], true);
     assert_eq!(tools[1]["annotations"]["readOnlyHint"], true);
+}
 
-    // tools/call runs the Rust action and returns its output; a service caller reaches it as
-    // the MCP plugin itself (Backstage delegates only users' identities).
-    let called = mcp(
-        node_port,
-        token,
-        "tools/call",
-        json!({"name": "todo.create-todo", "arguments": {"title": "ship it"}}),
-    )
-    .await;
+/// tools/call runs the Rust action and returns its output; a service caller reaches it as the
+/// MCP plugin itself (Backstage delegates only users' identities).
+async fn assert_mcp_runs_a_rust_action(node_port: u16) {
+    let arguments = json!({"name": "todo.create-todo", "arguments": {"title": "ship it"}});
+    let called = mcp(node_port, MCP_TOKEN, "tools/call", arguments).await;
     assert_eq!(
         called["result"]["structuredContent"],
         json!({"id": 7, "title": "ship it", "author": "plugin:mcp-actions"}),
         "{called}"
     );
+}
 
-    // A Rust plugin lists the TypeScript plugin's action and invokes it.
+/// A Rust plugin lists the TypeScript plugin's action and invokes it.
+async fn assert_rust_invokes_a_typescript_action(rust_port: u16) {
+    let agent = |path: &str| format!("http://127.0.0.1:{rust_port}/api/agent{path}");
     let client = reqwest::Client::new();
     let tools: Vec<String> = client
-        .get(format!("http://127.0.0.1:{rust_port}/api/agent/tools"))
-        .bearer_auth(token)
+        .get(agent("/tools"))
+        .bearer_auth(MCP_TOKEN)
         .send()
         .await
         .unwrap()
@@ -453,10 +459,8 @@ async fn backstages_mcp_server_offers_rust_actions_and_rust_calls_typescript_act
         .unwrap();
     assert!(tools.contains(&"tsactions:shout".to_owned()), "{tools:?}");
     let shouted: Value = client
-        .post(format!(
-            "http://127.0.0.1:{rust_port}/api/agent/call/tsactions:shout"
-        ))
-        .bearer_auth(token)
+        .post(agent("/call/tsactions:shout"))
+        .bearer_auth(MCP_TOKEN)
         .json(&json!({"text": "hello"}))
         .send()
         .await
@@ -465,6 +469,23 @@ async fn backstages_mcp_server_offers_rust_actions_and_rust_calls_typescript_act
         .await
         .unwrap();
     assert_eq!(shouted, json!({"text": "HELLO (for service)"}));
+}
+
+/// Backstage's MCP actions backend, from npm, offers the Rust plugin's actions as MCP tools
+/// and runs them; a Rust plugin lists and invokes a TypeScript plugin's action. One test, so
+/// that Node starts once.
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backstages_mcp_server_offers_rust_actions_and_rust_calls_typescript_actions() {
+    let Some(dir) = crate::interop::installed().await else {
+        return;
+    };
+    let node_port = crate::interop::free_port();
+    let rust = rust_beside_typescript(node_port).await;
+    let rust_port = rust.local_addr().port();
+    let _node = typescript_mcp_server(&dir, node_port, rust_port).await;
+    assert_mcp_lists_the_rust_actions(node_port).await;
+    assert_mcp_runs_a_rust_action(node_port).await;
+    assert_rust_invokes_a_typescript_action(rust_port).await;
     rust.stop().await.unwrap();
 }
 

@@ -6,7 +6,7 @@
 //! JWKS of a key these tests sign user tokens with, and `/v1/userinfo`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::*;
@@ -14,7 +14,7 @@ use backstage::prelude::*;
 use backstage::testing::MockServer;
 use backstage::testing::wiremock::matchers::{method, path};
 use backstage::testing::wiremock::{Mock, ResponseTemplate};
-use backstage::{Backend, PluginClient, UserInfo};
+use backstage::{Backend, BackendBuilder, PluginClient, UserInfo};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
@@ -90,7 +90,19 @@ pub(crate) fn user_token(sub: &str, ent: Option<&[&str]>) -> String {
     )
 }
 
-static AUTH_JWKS_FETCHES: AtomicUsize = AtomicUsize::new(0);
+/// How many times a backend's fake auth plugin served its JWKS: a root service, so that each
+/// backend counts its own fetches, whatever other tests run at the same time.
+#[service(scope = "root", id = "tests.auth-jwks-fetches")]
+#[derive(Clone, Default)]
+pub struct JwksFetches {
+    count: Arc<AtomicUsize>,
+}
+
+impl JwksFetches {
+    fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
 
 fn userinfo_ent() -> &'static Mutex<Vec<String>> {
     static ENT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
@@ -99,13 +111,16 @@ fn userinfo_ent() -> &'static Mutex<Vec<String>> {
 
 /// Stands in for Backstage's auth backend.
 #[backend_plugin(id = "auth")]
-pub struct FakeAuthBackend {}
+pub struct FakeAuthBackend {
+    #[inject]
+    jwks_fetches: JwksFetches,
+}
 
 #[routes]
 impl FakeAuthBackend {
     #[route(get, "/.well-known/jwks.json", auth = "unauthenticated")]
     async fn jwks(&self) -> Json<Value> {
-        AUTH_JWKS_FETCHES.fetch_add(1, Ordering::SeqCst);
+        self.jwks_fetches.count.fetch_add(1, Ordering::SeqCst);
         Json(json!({ "keys": [jwk(user_key(), USER_KID)] }))
     }
 
@@ -184,6 +199,9 @@ impl Beta {
     }
 }
 
+/// The shared secret of `externalAccess` type `legacy`, base64url.
+const LEGACY_SECRET: &str = "bGVnYWN5LXNlY3JldC1mb3ItdGVzdHM";
+
 fn config(extra: Value) -> Value {
     let mut config = loopback_config();
     config["backend"]["auth"] = json!({
@@ -191,7 +209,7 @@ fn config(extra: Value) -> Value {
             {"type": "static", "options": {"token": "static-token-for-tests", "subject": "ci-bot"}},
             {"type": "static", "options": {"token": "restricted-token-for-tests", "subject": "narrow"},
              "accessRestrictions": [{"plugin": "beta"}]},
-            {"type": "legacy", "options": {"secret": "bGVnYWN5LXNlY3JldC1mb3ItdGVzdHM", "subject": "legacy-caller"}},
+            {"type": "legacy", "options": {"secret": LEGACY_SECRET, "subject": "legacy-caller"}},
         ]
     });
     if let Value::Object(extra) = extra {
@@ -202,15 +220,17 @@ fn config(extra: Value) -> Value {
     config
 }
 
-async fn backend(extra: Value) -> Backend {
+/// The fake auth plugin, alpha and beta, with `extra` merged into `backend`.
+fn builder(extra: Value) -> BackendBuilder {
     Backend::builder()
         .plugin::<FakeAuthBackend>()
         .plugin::<Alpha>()
         .plugin::<Beta>()
         .config_value(config(extra))
-        .start()
-        .await
-        .expect("backend starts")
+}
+
+async fn backend(extra: Value) -> Backend {
+    builder(extra).start().await.expect("backend starts")
 }
 
 async fn get(backend: &Backend, path: &str, token: Option<&str>) -> (u16, String) {
@@ -230,8 +250,24 @@ fn message(body: &str) -> String {
         .to_owned()
 }
 
+/// Segment `index` of a JWT (0: the header, 1: the claims), decoded.
+fn jwt_part(token: &str, index: usize) -> Value {
+    let segment = token.split('.').nth(index).expect("a JWT segment");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plugin tokens
+
+/// A plugin token alpha issues itself for `target`.
+async fn plugin_token(backend: &Backend, target: &str) -> String {
+    let (status, token) = get(backend, &format!("/api/alpha/token-for/{target}"), None).await;
+    assert_eq!(status, 200, "{token}");
+    token
+}
+
 #[backstage::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plugins_call_each_other_with_plugin_tokens() {
+async fn a_plugin_calls_another_as_itself() {
     let backend = backend(json!({})).await;
     let (status, body) = get(&backend, "/api/alpha/call-beta-as-self", None).await;
     assert_eq!(status, 200, "{body}");
@@ -239,8 +275,12 @@ async fn plugins_call_each_other_with_plugin_tokens() {
         serde_json::from_str::<Value>(&body).unwrap(),
         json!({"type": "service", "subject": "plugin:alpha"})
     );
+    backend.stop().await.unwrap();
+}
 
-    // On behalf of a user: beta sees the user, with alpha as the actor.
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_calling_on_behalf_of_a_user_is_the_actor() {
+    let backend = backend(json!({})).await;
     let user = user_token("user:default/alice", Some(&["user:default/alice"]));
     let (status, body) = get(&backend, "/api/alpha/call-beta", Some(&user)).await;
     assert_eq!(status, 200, "{body}");
@@ -250,12 +290,14 @@ async fn plugins_call_each_other_with_plugin_tokens() {
         body["body"],
         json!({"type": "user", "userEntityRef": "user:default/alice", "actor": "plugin:alpha"})
     );
+    backend.stop().await.unwrap();
+}
 
-    // The token is a Backstage plugin token, signed with a key alpha serves.
-    let (_, token) = get(&backend, "/api/alpha/token-for/beta", None).await;
-    let parts: Vec<&str> = token.split('.').collect();
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_tokens_are_backstage_plugin_tokens_for_an_hour() {
+    let backend = backend(json!({})).await;
+    let token = plugin_token(&backend, "beta").await;
+    let (header, claims) = (jwt_part(&token, 0), jwt_part(&token, 1));
     assert_eq!(header["typ"], "vnd.backstage.plugin");
     assert_eq!(header["alg"], "ES256");
     assert_eq!(claims["sub"], "alpha");
@@ -264,6 +306,13 @@ async fn plugins_call_each_other_with_plugin_tokens() {
         claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
         3600
     );
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_tokens_are_signed_with_a_key_the_plugin_serves_without_its_private_part() {
+    let backend = backend(json!({})).await;
+    let header = jwt_part(&plugin_token(&backend, "beta").await, 0);
     let (status, jwks) = get(&backend, "/api/alpha/.backstage/auth/v1/jwks.json", None).await;
     assert_eq!(status, 200);
     let jwks: Value = serde_json::from_str(&jwks).unwrap();
@@ -276,7 +325,13 @@ async fn plugins_call_each_other_with_plugin_tokens() {
     assert!(kids.contains(&header["kid"].as_str().unwrap()), "{jwks}");
     assert_eq!(jwks["keys"][0]["kty"], "EC");
     assert!(jwks["keys"][0].get("d").is_none(), "no private part");
+    backend.stop().await.unwrap();
+}
 
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_token_is_accepted_by_its_audience_only() {
+    let backend = backend(json!({})).await;
+    let token = plugin_token(&backend, "beta").await;
     // A plugin token for beta is refused by alpha (wrong audience).
     let (status, body) = get(&backend, "/api/alpha/call-beta", Some(&token)).await;
     assert_eq!(status, 401);
@@ -291,40 +346,96 @@ async fn plugins_call_each_other_with_plugin_tokens() {
     backend.stop().await.unwrap();
 }
 
+// ---------------------------------------------------------------------------------------------
+// User tokens, limited tokens and the cookie
+
 #[backstage::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_tokens_limited_tokens_and_cookies() {
+async fn user_tokens_of_the_auth_backend_are_accepted() {
     let backend = backend(json!({})).await;
     let user = user_token("user:default/alice", None);
     let (status, body) = get(&backend, "/api/beta/whoami", Some(&user)).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("user:default/alice"));
+    backend.stop().await.unwrap();
+}
 
-    // Without `ent`, user info comes from the auth plugin's /v1/userinfo.
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_info_without_ent_comes_from_the_auth_backends_userinfo() {
+    let backend = backend(json!({})).await;
+    let user = user_token("user:default/alice", None);
     let (status, body) = get(&backend, "/api/alpha/info", Some(&user)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap(),
         json!({"userEntityRef": "user:default/alice", "ownershipEntityRefs": ["group:default/from-userinfo"]})
     );
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_info_comes_from_the_tokens_ent_when_it_has_one() {
+    let backend = backend(json!({})).await;
     let with_ent = user_token("user:default/alice", Some(&["group:default/in-token"]));
     let (_, body) = get(&backend, "/api/alpha/info", Some(&with_ent)).await;
     assert!(body.contains("group:default/in-token"), "{body}");
+    backend.stop().await.unwrap();
+}
 
-    // The cookie endpoint issues the limited token as Backstage does.
+/// Alpha's cookie endpoint asked with `token`: status, headers and body.
+async fn cookie_for(backend: &Backend, token: &str) -> (u16, reqwest::header::HeaderMap, String) {
     let response = client()
         .get(backend.url("/api/alpha/.backstage/auth/v1/cookie"))
-        .bearer_auth(&user)
+        .bearer_auth(token)
         .send()
         .await
         .unwrap();
-    let (status, headers, body) = read(response).await;
+    read(response).await
+}
+
+/// The `Set-Cookie` header of alice's cookie.
+async fn alices_set_cookie(backend: &Backend) -> String {
+    let (status, headers, body) =
+        cookie_for(backend, &user_token("user:default/alice", None)).await;
+    assert_eq!(status, 200, "{body}");
+    headers["set-cookie"].to_str().unwrap().to_owned()
+}
+
+/// The limited token alice's cookie holds.
+async fn alices_limited_token(backend: &Backend) -> String {
+    let set_cookie = alices_set_cookie(backend).await;
+    set_cookie["backstage-auth=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// A request with the `backstage-auth` cookie `limited`.
+async fn get_with_cookie(backend: &Backend, path: &str, limited: &str) -> (u16, String) {
+    let request = client()
+        .get(backend.url(path))
+        .header("cookie", format!("backstage-auth={limited}"));
+    let (status, _, body) = read(request.send().await.unwrap()).await;
+    (status, body)
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cookie_endpoint_answers_when_the_cookie_expires() {
+    let backend = backend(json!({})).await;
+    let (status, _, body) = cookie_for(&backend, &user_token("user:default/alice", None)).await;
     assert_eq!(status, 200, "{body}");
     let expires = serde_json::from_str::<Value>(&body).unwrap()["expiresAt"]
         .as_str()
         .unwrap()
         .to_owned();
     assert!(expires.ends_with(".000Z"), "{expires}");
-    let set_cookie = headers["set-cookie"].to_str().unwrap().to_owned();
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cookie_is_set_as_backstage_sets_it_on_plain_http() {
+    let backend = backend(json!({})).await;
+    let set_cookie = alices_set_cookie(&backend).await;
     assert!(
         set_cookie.starts_with("backstage-auth=")
             && set_cookie.contains("; Domain=127.0.0.1; Path=/; Expires="),
@@ -335,41 +446,47 @@ async fn user_tokens_limited_tokens_and_cookies() {
         set_cookie.ends_with("; HttpOnly; Priority=High; SameSite=Lax"),
         "{set_cookie}"
     );
-    let limited = set_cookie["backstage-auth=".len()..]
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let header: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(limited.split('.').next().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(header["typ"], "vnd.backstage.limited-user");
+    backend.stop().await.unwrap();
+}
 
-    // The cookie opens user-cookie routes only.
-    let with_cookie = |path: &str| {
-        client()
-            .get(backend.url(path))
-            .header("cookie", format!("backstage-auth={limited}"))
-            .send()
-    };
-    let (status, _, body) = read(with_cookie("/api/alpha/cookie-only").await.unwrap()).await;
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cookie_holds_a_limited_user_token() {
+    let backend = backend(json!({})).await;
+    let limited = alices_limited_token(&backend).await;
+    assert_eq!(jwt_part(&limited, 0)["typ"], "vnd.backstage.limited-user");
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cookie_opens_user_cookie_routes_only() {
+    let backend = backend(json!({})).await;
+    let limited = alices_limited_token(&backend).await;
+    let (status, body) = get_with_cookie(&backend, "/api/alpha/cookie-only", &limited).await;
     assert_eq!((status, body.as_str()), (200, "user:default/alice"));
-    let (status, _, body) = read(with_cookie("/api/beta/whoami").await.unwrap()).await;
+    let (status, body) = get_with_cookie(&backend, "/api/beta/whoami", &limited).await;
     assert_eq!(
         (status, message(&body)),
         (401, "Missing credentials".to_owned())
     );
-    // A limited token as a bearer token is refused outside user-cookie routes.
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_token_as_a_bearer_token_is_refused_outside_user_cookie_routes() {
+    let backend = backend(json!({})).await;
+    let limited = alices_limited_token(&backend).await;
     let (status, body) = get(&backend, "/api/beta/whoami", Some(&limited)).await;
     assert_eq!(
         (status, message(&body)),
         (401, "Illegal limited user token".to_owned())
     );
+    backend.stop().await.unwrap();
+}
 
-    // DELETE clears it.
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_cookie_clears_it() {
+    let backend = backend(json!({})).await;
+    let limited = alices_limited_token(&backend).await;
     let response = client()
         .delete(backend.url("/api/alpha/.backstage/auth/v1/cookie"))
         .header("cookie", format!("backstage-auth={limited}"))
@@ -384,20 +501,23 @@ async fn user_tokens_limited_tokens_and_cookies() {
         ),
         "{cleared}"
     );
-    // Service credentials get no cookie.
-    let response = client()
-        .get(backend.url("/api/alpha/.backstage/auth/v1/cookie"))
-        .bearer_auth("static-token-for-tests")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 403);
     backend.stop().await.unwrap();
 }
 
 #[backstage::test(flavor = "multi_thread", worker_threads = 2)]
-async fn external_access_static_legacy_jwks_and_restrictions() {
-    // The issuer's JWKS, served by a mock server the config points at.
+async fn service_credentials_get_no_cookie() {
+    let backend = backend(json!({})).await;
+    let (status, _, _) = cookie_for(&backend, "static-token-for-tests").await;
+    assert_eq!(status, 403);
+    backend.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// External access
+
+/// Alpha and beta behind the external access of [`config`] and a JWKS issuer (`externalAccess`
+/// type `jwks`) whose keys the returned mock server serves: keep it while the backend runs.
+async fn external_access_backend() -> (Backend, MockServer) {
     let issuer = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/issuer/jwks.json"))
@@ -421,23 +541,53 @@ async fn external_access_static_legacy_jwks_and_restrictions() {
         .start()
         .await
         .unwrap();
+    (backend, issuer)
+}
 
+/// `input` (a JWT's header and claims) signed with HS256 and `secret`.
+fn hs256_signed(secret: &[u8], input: String) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    format!(
+        "{input}.{}",
+        b64(ring::hmac::sign(&key, input.as_bytes()).as_ref())
+    )
+}
+
+/// A legacy token: HS256 with the shared secret.
+fn legacy_token(claims: Value) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(br#"{"alg":"HS256"}"#),
+        b64(claims.to_string().as_bytes())
+    );
+    hs256_signed(&URL_SAFE_NO_PAD.decode(LEGACY_SECRET).unwrap(), input)
+}
+
+/// A token of the JWKS issuer for `robot`, naming issuer `iss` and audience `aud`.
+fn issued(iss: &str, aud: &str) -> String {
+    sign(
+        issuer_key(),
+        &json!({"alg": "ES256", "kid": ISSUER_KID}),
+        &json!({"iss": iss, "aud": aud, "sub": "robot", "iat": now(), "exp": now() + 60}),
+    )
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_token_is_accepted_as_its_subject() {
+    let (backend, _issuer) = external_access_backend().await;
     let (status, body) = get(&backend, "/api/beta/whoami", Some("static-token-for-tests")).await;
     assert_eq!((status, body.contains("ci-bot")), (200, true), "{body}");
-    // Restricted to beta: alpha answers 403 with Backstage's words.
-    let (status, body) = get(
-        &backend,
-        "/api/beta/whoami",
-        Some("restricted-token-for-tests"),
-    )
-    .await;
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restricted_static_token_opens_only_its_plugins() {
+    let (backend, _issuer) = external_access_backend().await;
+    let restricted = Some("restricted-token-for-tests");
+    let (status, body) = get(&backend, "/api/beta/whoami", restricted).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = get(
-        &backend,
-        "/api/alpha/info",
-        Some("restricted-token-for-tests"),
-    )
-    .await;
+    // Restricted to beta: alpha answers 403 with Backstage's words.
+    let (status, body) = get(&backend, "/api/alpha/info", restricted).await;
     assert_eq!(
         (status, message(&body)),
         (
@@ -445,55 +595,50 @@ async fn external_access_static_legacy_jwks_and_restrictions() {
             "This token's access is restricted to plugin(s) 'beta'".to_owned()
         )
     );
+    backend.stop().await.unwrap();
+}
 
-    // Legacy: HS256 with the shared secret, sub backstage-server, no aud, exp enforced.
-    let secret = URL_SAFE_NO_PAD
-        .decode("bGVnYWN5LXNlY3JldC1mb3ItdGVzdHM")
-        .unwrap();
-    let hs256 = |claims: Value| {
-        let input = format!(
-            "{}.{}",
-            b64(br#"{"alg":"HS256"}"#),
-            b64(claims.to_string().as_bytes())
-        );
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
-        format!(
-            "{input}.{}",
-            b64(ring::hmac::sign(&key, input.as_bytes()).as_ref())
-        )
-    };
-    let legacy = hs256(json!({"sub": "backstage-server", "exp": now() + 60}));
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_tokens_signed_with_the_shared_secret_are_accepted() {
+    let (backend, _issuer) = external_access_backend().await;
+    // HS256 with the shared secret, sub backstage-server, no aud.
+    let legacy = legacy_token(json!({"sub": "backstage-server", "exp": now() + 60}));
     let (status, body) = get(&backend, "/api/beta/whoami", Some(&legacy)).await;
     assert_eq!(
         (status, body.contains("legacy-caller")),
         (200, true),
         "{body}"
     );
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_tokens_expired_without_exp_or_with_an_audience_are_refused() {
+    let (backend, _issuer) = external_access_backend().await;
     for refused in [
-        hs256(json!({"sub": "backstage-server", "exp": now() - 1})),
-        hs256(json!({"sub": "backstage-server"})),
-        hs256(json!({"sub": "backstage-server", "aud": "x", "exp": now() + 60})),
+        legacy_token(json!({"sub": "backstage-server", "exp": now() - 1})),
+        legacy_token(json!({"sub": "backstage-server"})),
+        legacy_token(json!({"sub": "backstage-server", "aud": "x", "exp": now() + 60})),
     ] {
         let (status, _) = get(&backend, "/api/beta/whoami", Some(&refused)).await;
         assert_eq!(status, 401);
     }
+    backend.stop().await.unwrap();
+}
 
-    // JWKS issuer: subject gets the prefix; wrong issuer or audience is refused.
-    let issued = |iss: &str, aud: &str| {
-        sign(
-            issuer_key(),
-            &json!({"alg": "ES256", "kid": ISSUER_KID}),
-            &json!({"iss": iss, "aud": aud, "sub": "robot", "iat": now(), "exp": now() + 60}),
-        )
-    };
-    let (status, body) = get(
-        &backend,
-        "/api/beta/whoami",
-        Some(&issued("https://issuer.example", "backstage-rs")),
-    )
-    .await;
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_of_a_jwks_issuer_are_accepted_with_the_subject_prefixed() {
+    let (backend, _issuer) = external_access_backend().await;
+    let token = issued("https://issuer.example", "backstage-rs");
+    let (status, body) = get(&backend, "/api/beta/whoami", Some(&token)).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("external:issuer:robot"), "{body}");
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_naming_another_issuer_or_audience_are_refused() {
+    let (backend, _issuer) = external_access_backend().await;
     for refused in [
         issued("https://other.example", "backstage-rs"),
         issued("https://issuer.example", "other"),
@@ -504,143 +649,190 @@ async fn external_access_static_legacy_jwks_and_restrictions() {
     backend.stop().await.unwrap();
 }
 
-#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attacks_are_refused() {
-    crate::support::logs();
-    // Headers up to 64 KiB, so that an oversized token reaches the token rules (the default
-    // 16 KiB would answer 431 before).
-    let backend = backend(json!({"server": {"maxHeaderSize": 65536}})).await;
-    let refused = |token: String, expected: &'static str| {
-        let backend = &backend;
-        async move {
-            let (status, body) = get(backend, "/api/beta/whoami", Some(&token)).await;
-            assert_eq!(
-                (status, message(&body)),
-                (401, expected.to_owned()),
-                "{token}"
-            );
+// ---------------------------------------------------------------------------------------------
+// Attacks
+
+const USER_TOKEN_FAILED: &str = "Failed user token verification";
+
+/// A backend that takes headers up to 64 KiB, so that an oversized token reaches the token rules
+/// (the default 16 KiB would answer 431 before).
+async fn attacked_backend() -> Backend {
+    backend(json!({"server": {"maxHeaderSize": 65536}})).await
+}
+
+/// Sends `token` to beta: refused with 401 and Backstage's `expected` message.
+async fn assert_refused(backend: &Backend, token: &str, expected: &str) {
+    let (status, body) = get(backend, "/api/beta/whoami", Some(token)).await;
+    assert_eq!(
+        (status, message(&body)),
+        (401, expected.to_owned()),
+        "{token}"
+    );
+}
+
+fn user_header(kid: &str) -> Value {
+    json!({"typ": "vnd.backstage.user", "alg": "ES256", "kid": kid})
+}
+
+/// Mallory's user token claims, valid for a minute, with `changes` made (a null removes one).
+fn mallory(changes: Value) -> Value {
+    let mut claims =
+        json!({"sub": "user:default/mallory", "aud": "backstage", "iat": now(), "exp": now() + 60});
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
         }
-    };
-    let user_header = json!({"typ": "vnd.backstage.user", "alg": "ES256", "kid": USER_KID});
-    let claims = |extra: Value| {
-        let mut c = json!({"sub": "user:default/mallory", "aud": "backstage", "iat": now(), "exp": now() + 60});
-        for (k, v) in extra.as_object().unwrap() {
-            if v.is_null() {
-                c.as_object_mut().unwrap().remove(k);
-            } else {
-                c[k] = v.clone();
-            }
-        }
-        c
-    };
-    // The signed part of a user token with algorithm `alg`.
-    let unsigned = |alg: &str| {
-        let header = json!({"typ": "vnd.backstage.user", "alg": alg, "kid": USER_KID});
-        format!(
-            "{}.{}",
-            b64(header.to_string().as_bytes()),
-            b64(claims(json!({})).to_string().as_bytes())
-        )
-    };
-    // alg: none, no signature.
-    refused(
-        format!("{}.", unsigned("none")),
-        "Failed user token verification",
+    }
+    claims
+}
+
+/// Mallory's user token signed with the auth backend's key, its claims with `changes` made.
+fn signed_for_mallory(changes: Value) -> String {
+    sign(user_key(), &user_header(USER_KID), &mallory(changes))
+}
+
+/// The signed part of Mallory's user token with algorithm `alg`.
+fn unsigned(alg: &str) -> String {
+    let header = json!({"typ": "vnd.backstage.user", "alg": alg, "kid": USER_KID});
+    format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(mallory(json!({})).to_string().as_bytes())
     )
-    .await;
+}
+
+/// A plugin token for beta from `sub`, signed with `key`.
+fn plugin_token_signed_by(key: &EcdsaKeyPair, sub: &str) -> String {
+    sign(
+        key,
+        &json!({"typ": "vnd.backstage.plugin", "alg": "ES256", "kid": "k"}),
+        &json!({"sub": sub, "aud": "beta", "iat": now(), "exp": now() + 60}),
+    )
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alg_none_and_key_confusion_are_refused() {
+    let backend = attacked_backend().await;
+    // alg: none, no signature.
+    let none = format!("{}.", unsigned("none"));
+    assert_refused(&backend, &none, USER_TOKEN_FAILED).await;
     // HS256 signed with the public key as the secret.
     let public = jwk(user_key(), USER_KID).to_string();
-    let input = unsigned("HS256");
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, public.as_bytes());
-    let confused = format!(
-        "{input}.{}",
-        b64(ring::hmac::sign(&key, input.as_bytes()).as_ref())
-    );
-    refused(confused, "Failed user token verification").await;
-    // Signed by another key.
-    let stranger = sign(&key_pair(), &user_header, &claims(json!({})));
-    refused(stranger, "Failed user token verification").await;
-    // Expired, not yet valid, without exp, wrong audience.
-    refused(
-        sign(user_key(), &user_header, &claims(json!({"exp": now() - 5}))),
-        "Failed user token verification",
-    )
-    .await;
-    refused(
-        sign(
-            user_key(),
-            &user_header,
-            &claims(json!({"nbf": now() + 600})),
-        ),
-        "Failed user token verification",
-    )
-    .await;
-    refused(
-        sign(user_key(), &user_header, &claims(json!({"exp": null}))),
-        "Failed user token verification",
-    )
-    .await;
-    refused(
-        sign(
-            user_key(),
-            &user_header,
-            &claims(json!({"aud": "elsewhere"})),
-        ),
-        "Failed user token verification",
-    )
-    .await;
-    // Wrong typ: a valid signature does not make an unknown token type acceptable.
-    refused(
-        sign(
-            user_key(),
-            &json!({"typ": "JWT", "alg": "ES256", "kid": USER_KID}),
-            &claims(json!({"aud": "x"})),
-        ),
-        "Illegal token",
-    )
-    .await;
-    // Garbage, and an oversized token.
-    refused("!!!.@@@.###".to_owned(), "Illegal token").await;
-    refused("a".repeat(33 * 1024), "Illegal token").await;
-    // A plugin token whose subject is not a plugin id.
-    let plugin_header = json!({"typ": "vnd.backstage.plugin", "alg": "ES256", "kid": "k"});
-    refused(
-        sign(
-            user_key(),
-            &plugin_header,
-            &json!({"sub": "../../evil", "aud": "beta", "iat": now(), "exp": now() + 60}),
-        ),
-        "Invalid plugin token: forbidden subject format",
-    )
-    .await;
-    // A plugin token from a plugin whose keys never signed it.
-    refused(
-        sign(
-            &key_pair(),
-            &plugin_header,
-            &json!({"sub": "alpha", "aud": "beta", "iat": now(), "exp": now() + 60}),
-        ),
-        "Failed plugin token verification",
-    )
-    .await;
+    let confused = hs256_signed(public.as_bytes(), unsigned("HS256"));
+    assert_refused(&backend, &confused, USER_TOKEN_FAILED).await;
+    backend.stop().await.unwrap();
+}
 
-    // Unknown key ids: one fetch at most per cooldown, and no storm.
-    let before = AUTH_JWKS_FETCHES.load(Ordering::SeqCst);
-    for i in 0..30 {
-        let header =
-            json!({"typ": "vnd.backstage.user", "alg": "ES256", "kid": format!("unknown-{i}")});
-        refused(
-            sign(user_key(), &header, &claims(json!({}))),
-            "Failed user token verification",
-        )
-        .await;
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_tokens_signed_by_another_key_are_refused() {
+    let backend = attacked_backend().await;
+    let stranger = sign(&key_pair(), &user_header(USER_KID), &mallory(json!({})));
+    assert_refused(&backend, &stranger, USER_TOKEN_FAILED).await;
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_not_yet_valid_and_unexpiring_user_tokens_are_refused() {
+    let backend = attacked_backend().await;
+    for changes in [
+        json!({"exp": now() - 5}),
+        json!({"nbf": now() + 600}),
+        json!({"exp": null}),
+    ] {
+        let token = signed_for_mallory(changes);
+        assert_refused(&backend, &token, USER_TOKEN_FAILED).await;
     }
-    let fetched = AUTH_JWKS_FETCHES.load(Ordering::SeqCst) - before;
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_tokens_for_another_audience_are_refused() {
+    let backend = attacked_backend().await;
+    let elsewhere = signed_for_mallory(json!({"aud": "elsewhere"}));
+    assert_refused(&backend, &elsewhere, USER_TOKEN_FAILED).await;
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_signature_does_not_make_an_unknown_token_type_acceptable() {
+    let backend = attacked_backend().await;
+    let jwt = sign(
+        user_key(),
+        &json!({"typ": "JWT", "alg": "ES256", "kid": USER_KID}),
+        &mallory(json!({"aud": "x"})),
+    );
+    assert_refused(&backend, &jwt, "Illegal token").await;
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_oversized_tokens_are_refused() {
+    let backend = attacked_backend().await;
+    assert_refused(&backend, "!!!.@@@.###", "Illegal token").await;
+    assert_refused(&backend, &"a".repeat(33 * 1024), "Illegal token").await;
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_tokens_whose_subject_is_no_plugin_id_are_refused() {
+    let backend = attacked_backend().await;
+    let evil = plugin_token_signed_by(user_key(), "../../evil");
+    let expected = "Invalid plugin token: forbidden subject format";
+    assert_refused(&backend, &evil, expected).await;
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_tokens_the_plugins_keys_never_signed_are_refused() {
+    let backend = attacked_backend().await;
+    let forged = plugin_token_signed_by(&key_pair(), "alpha");
+    assert_refused(&backend, &forged, "Failed plugin token verification").await;
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_key_ids_fetch_the_jwks_at_most_once_per_cooldown() {
+    // This backend's own count: other tests' backends fetch at the same time.
+    let fetches = JwksFetches::default();
+    let backend = builder(json!({})).service(fetches.clone()).start();
+    let backend = backend.await.expect("backend starts");
+    // The key set is fetched and cached for a token it signs.
+    let alice = user_token("user:default/alice", None);
+    let (status, body) = get(&backend, "/api/beta/whoami", Some(&alice)).await;
+    assert_eq!(status, 200, "{body}");
+    // Unknown key ids: one fetch at most per cooldown (save a few forced ones), and no storm.
+    let before = fetches.count();
+    for i in 0..30 {
+        let header = user_header(&format!("unknown-{i}"));
+        let token = sign(user_key(), &header, &mallory(json!({})));
+        assert_refused(&backend, &token, USER_TOKEN_FAILED).await;
+    }
+    let fetched = fetches.count() - before;
     assert!(
         (1..=11).contains(&fetched),
         "{fetched} JWKS fetches for 30 unknown key ids"
     );
+    backend.stop().await.unwrap();
+}
 
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_tokens_are_logged_and_never_written_to_the_logs() {
+    logs();
+    let backend = attacked_backend().await;
+    let (status, _) = get(&backend, "/api/beta/whoami", Some("static-token-for-tests")).await;
+    assert_eq!(status, 200);
+    let public = jwk(user_key(), USER_KID).to_string();
+    for token in [
+        format!("{}.", unsigned("none")),
+        hs256_signed(public.as_bytes(), unsigned("HS256")),
+        signed_for_mallory(json!({"exp": now() - 5})),
+        sign(&key_pair(), &user_header(USER_KID), &mallory(json!({}))),
+        sign(user_key(), &user_header("unknown"), &mallory(json!({}))),
+    ] {
+        assert_refused(&backend, &token, USER_TOKEN_FAILED).await;
+    }
     // Refusals were logged, and no token ever reached the logs: every JWT starts with `eyJ`.
     let logs = logs().text();
     assert!(
@@ -791,13 +983,8 @@ async fn instances_share_public_keys_through_the_database() {
         };
         let first = start().await.expect("first instance starts");
         let second = start().await.expect("second instance starts");
-        let (_, token) = get(&first, "/api/alpha/token-for/beta", None).await;
-        let header: Value = serde_json::from_slice(
-            &URL_SAFE_NO_PAD
-                .decode(token.split('.').next().unwrap())
-                .unwrap(),
-        )
-        .unwrap();
+        let token = plugin_token(&first, "beta").await;
+        let header = jwt_part(&token, 0);
         let (_, jwks) = get(&second, "/api/alpha/.backstage/auth/v1/jwks.json", None).await;
         assert!(
             jwks.contains(header["kid"].as_str().unwrap()),

@@ -114,31 +114,65 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// The weak ETag Express gives `{"status":"ok"}` (`etag` 1.8, computed by Node).
 const HEALTH_ETAG: &str = r#"W/"f-VaSQ4oDUiZblZNAEkkN+sX+q3Sg""#;
 
+/// The corpus, in the order it is sent.
 fn corpus() -> Vec<Probe> {
-    let allowed = "http://allowed.example";
+    [
+        health_and_path_probes(),
+        credential_probes(),
+        body_probes(),
+        compression_probes(),
+        cors_and_auth_endpoint_probes(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The health probes, and paths around an open route.
+fn health_and_path_probes() -> Vec<Probe> {
     vec![
         probe("liveness", "GET", "/.backstage/health/v1/liveness"),
         probe("readiness", "GET", "/.backstage/health/v1/readiness"),
         probe("liveness, HEAD", "HEAD", "/.backstage/health/v1/liveness"),
         probe("liveness, POST", "POST", "/.backstage/health/v1/liveness"),
         probe("unknown health probe", "GET", "/.backstage/health/v1/other"),
-        probe("liveness, fresh copy", "GET", "/.backstage/health/v1/liveness")
-            .header("if-none-match", HEALTH_ETAG),
+        probe(
+            "liveness, fresh copy",
+            "GET",
+            "/.backstage/health/v1/liveness",
+        )
+        .header("if-none-match", HEALTH_ETAG),
         probe("plugin health", "GET", "/api/wire/health"),
         probe("plugin health, trailing slash", "GET", "/api/wire/health/"),
         probe("plugin health, HEAD", "HEAD", "/api/wire/health"),
-        probe("plugin health, fresh copy", "GET", "/api/wire/health").header("if-none-match", HEALTH_ETAG),
+        probe("plugin health, fresh copy", "GET", "/api/wire/health")
+            .header("if-none-match", HEALTH_ETAG),
         probe("plugin health, any copy", "GET", "/api/wire/health").header("if-none-match", "*"),
-        probe("plugin health, stale copy", "GET", "/api/wire/health").header("if-none-match", r#"W/"f-other""#),
+        probe("plugin health, stale copy", "GET", "/api/wire/health")
+            .header("if-none-match", r#"W/"f-other""#),
         probe("plugin health, reload", "GET", "/api/wire/health")
             .header("if-none-match", HEALTH_ETAG)
             .header("cache-control", "no-cache"),
         probe("plugin health, mixed case", "GET", "/api/wire/Health"),
-        probe("an open GET route, POST, anonymous", "POST", "/api/wire/health"),
-        probe("below an open route, anonymous", "GET", "/api/wire/health/more"),
+        probe(
+            "an open GET route, POST, anonymous",
+            "POST",
+            "/api/wire/health",
+        ),
+        probe(
+            "below an open route, anonymous",
+            "GET",
+            "/api/wire/health/more",
+        ),
         probe("plugin health, double slash", "GET", "/api/wire//health"),
         probe("plugin root", "GET", "/api/wire"),
         probe("plugin root, slash and query", "GET", "/api/wire/?a=1"),
+    ]
+}
+
+/// Credentials of every shape, and routes that are not there.
+fn credential_probes() -> Vec<Probe> {
+    vec![
         probe("protected without credentials", "GET", "/api/wire/items"),
         probe("protected with a static token", "GET", "/api/wire/items").token(),
         probe("protected, query string", "GET", "/api/wire/items?limit=5&offset=1"),
@@ -176,15 +210,37 @@ fn corpus() -> Vec<Probe> {
         probe("dot segments", "GET", "/api/wire/../wire/health"),
         probe("unknown plugin", "GET", "/api/nothing/at/all"),
         probe("outside /api", "GET", "/nothing"),
-        probe("create", "POST", "/api/wire/items").token().json(r#"{"name":"Ada"}"#),
-        probe("create, invalid input", "POST", "/api/wire/items").token().json(r#"{"name":""}"#),
-        probe("create, malformed JSON", "POST", "/api/wire/items").token().json("{not json"),
-        probe("create, JSON that is not an object", "POST", "/api/wire/items").token().json("5"),
-        probe("create, empty body", "POST", "/api/wire/items").token().json(""),
+    ]
+}
+
+/// Request bodies: JSON, malformed, encoded, too large.
+fn body_probes() -> Vec<Probe> {
+    vec![
+        probe("create", "POST", "/api/wire/items")
+            .token()
+            .json(r#"{"name":"Ada"}"#),
+        probe("create, invalid input", "POST", "/api/wire/items")
+            .token()
+            .json(r#"{"name":""}"#),
+        probe("create, malformed JSON", "POST", "/api/wire/items")
+            .token()
+            .json("{not json"),
+        probe(
+            "create, JSON that is not an object",
+            "POST",
+            "/api/wire/items",
+        )
+        .token()
+        .json("5"),
+        probe("create, empty body", "POST", "/api/wire/items")
+            .token()
+            .json(""),
         probe("create, wrong content type", "POST", "/api/wire/items")
             .token()
             .body("text/plain", br#"{"name":"Ada"}"#.to_vec()),
-        probe("create, no content type", "POST", "/api/wire/items").token().body_only(br#"{"name":"Ada"}"#),
+        probe("create, no content type", "POST", "/api/wire/items")
+            .token()
+            .body_only(br#"{"name":"Ada"}"#),
         probe("create, gzip body", "POST", "/api/wire/items")
             .token()
             .header("content-encoding", "gzip")
@@ -195,12 +251,20 @@ fn corpus() -> Vec<Probe> {
             .json(r#"{"name":"Ada"}"#),
         probe("create, latin1 body", "POST", "/api/wire/items")
             .token()
-            .body("application/json; charset=latin1", br#"{"name":"Ada"}"#.to_vec()),
+            .body(
+                "application/json; charset=latin1",
+                br#"{"name":"Ada"}"#.to_vec(),
+            ),
         probe("create, anonymous with a body", "POST", "/api/wire/items").json(r#"{"name":"Ada"}"#),
-        probe("create, too large", "POST", "/api/wire/items").token().json(&format!(
-            r#"{{"name":"{}"}}"#,
-            "x".repeat(2 * 1024 * 1024)
-        )),
+        probe("create, too large", "POST", "/api/wire/items")
+            .token()
+            .json(&format!(r#"{{"name":"{}"}}"#, "x".repeat(2 * 1024 * 1024))),
+    ]
+}
+
+/// Compressed answers, as the client asks for them.
+fn compression_probes() -> Vec<Probe> {
+    vec![
         probe("big response, gzip", "GET", "/api/wire/big").header("accept-encoding", "gzip"),
         probe("big response, deflate", "GET", "/api/wire/big").header("accept-encoding", "deflate"),
         probe("big response, br", "GET", "/api/wire/big").header("accept-encoding", "br"),
@@ -208,32 +272,74 @@ fn corpus() -> Vec<Probe> {
             .header("accept-encoding", "gzip;q=0.5, deflate"),
         probe("big response, several equal", "GET", "/api/wire/big")
             .header("accept-encoding", "gzip, deflate, br"),
-        probe("big response, unknown encoding", "GET", "/api/wire/big").header("accept-encoding", "zz"),
+        probe("big response, unknown encoding", "GET", "/api/wire/big")
+            .header("accept-encoding", "zz"),
         probe("big response, identity", "GET", "/api/wire/big"),
         probe("big response, HEAD", "HEAD", "/api/wire/big").header("accept-encoding", "gzip"),
         probe("small response, gzip", "GET", "/api/wire/health").header("accept-encoding", "gzip"),
+    ]
+}
+
+/// CORS, simple and preflight, and the auth endpoints every plugin serves.
+fn cors_and_auth_endpoint_probes() -> Vec<Probe> {
+    let allowed = "http://allowed.example";
+    vec![
         probe("CORS simple, allowed origin", "GET", "/api/wire/health").header("origin", allowed),
-        probe("CORS simple, other origin", "GET", "/api/wire/health").header("origin", "http://evil.example"),
-        probe("CORS simple, allowed origin, error", "GET", "/api/wire/items").header("origin", allowed),
-        probe("CORS simple, allowed origin, other case", "GET", "/api/wire/health")
-            .header("origin", "HTTP://ALLOWED.EXAMPLE"),
-        probe("CORS preflight, allowed origin", "OPTIONS", "/api/wire/items")
-            .header("origin", allowed)
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type,authorization"),
+        probe("CORS simple, other origin", "GET", "/api/wire/health")
+            .header("origin", "http://evil.example"),
+        probe(
+            "CORS simple, allowed origin, error",
+            "GET",
+            "/api/wire/items",
+        )
+        .header("origin", allowed),
+        probe(
+            "CORS simple, allowed origin, other case",
+            "GET",
+            "/api/wire/health",
+        )
+        .header("origin", "HTTP://ALLOWED.EXAMPLE"),
+        probe(
+            "CORS preflight, allowed origin",
+            "OPTIONS",
+            "/api/wire/items",
+        )
+        .header("origin", allowed)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,authorization",
+        ),
         probe("CORS preflight, other origin", "OPTIONS", "/api/wire/items")
             .header("origin", "http://evil.example")
             .header("access-control-request-method", "POST"),
         probe("OPTIONS without origin", "OPTIONS", "/api/wire/items"),
-        probe("CORS preflight, allowed origin, unknown path", "OPTIONS", "/api/nothing")
-            .header("origin", allowed)
-            .header("access-control-request-method", "GET"),
-        probe("CORS preflight, allowed origin, no requested headers", "OPTIONS", "/api/wire/items")
-            .header("origin", allowed)
-            .header("access-control-request-method", "GET"),
+        probe(
+            "CORS preflight, allowed origin, unknown path",
+            "OPTIONS",
+            "/api/nothing",
+        )
+        .header("origin", allowed)
+        .header("access-control-request-method", "GET"),
+        probe(
+            "CORS preflight, allowed origin, no requested headers",
+            "OPTIONS",
+            "/api/wire/items",
+        )
+        .header("origin", allowed)
+        .header("access-control-request-method", "GET"),
         probe("JWKS", "GET", "/api/wire/.backstage/auth/v1/jwks.json"),
-        probe("cookie without credentials", "GET", "/api/wire/.backstage/auth/v1/cookie"),
-        probe("cookie with a service token", "GET", "/api/wire/.backstage/auth/v1/cookie").token(),
+        probe(
+            "cookie without credentials",
+            "GET",
+            "/api/wire/.backstage/auth/v1/cookie",
+        ),
+        probe(
+            "cookie with a service token",
+            "GET",
+            "/api/wire/.backstage/auth/v1/cookie",
+        )
+        .token(),
     ]
 }
 

@@ -257,101 +257,82 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_and_typescript_backends_accept_each_others_tokens() {
-    let Some(dir) = installed().await else { return };
-    let node_port = free_port();
+/// The static token both backends accept, as `backend.auth.externalAccess`.
+fn external_access() -> Value {
+    json!([{"type": "static", "options": {"token": STATIC_TOKEN, "subject": "interop"}}])
+}
 
+/// The Rust backend serving `rusty`, with the TypeScript plugin `tsplug` on `node_port`.
+async fn rusty_backend(node_port: u16) -> Backend {
     let mut config = loopback_config();
-    config["backend"]["auth"] = json!({"externalAccess": [
-        {"type": "static", "options": {"token": STATIC_TOKEN, "subject": "interop"}}]});
+    config["backend"]["auth"] = json!({ "externalAccess": external_access() });
     config["discovery"] = json!({"endpoints": [{
         "target": format!("http://127.0.0.1:{node_port}/api/{{{{pluginId}}}}"), "plugins": ["tsplug"]}]});
-    let rust = Backend::builder()
+    Backend::builder()
         .plugin::<Rusty>()
         .config_value(config)
         .start()
         .await
-        .unwrap();
-    let rust_port = rust.local_addr().port();
+        .unwrap()
+}
 
-    let external =
-        json!([{"type": "static", "options": {"token": STATIC_TOKEN, "subject": "interop"}}]);
+/// The TypeScript backend (`tests/interop/backend.js`) on `node_port`, with the Rust plugin
+/// `rusty` on `rust_port`.
+async fn typescript_backend(dir: &Path, node_port: u16, rust_port: u16) -> Node {
     let node_config = json!({
-        "backend": node_backend(&dir, "ts", node_port, &external, json!({})),
+        "backend": node_backend(dir, "ts", node_port, &external_access(), json!({})),
         "discovery": {"endpoints": [{
             "target": format!("http://127.0.0.1:{rust_port}/api/{{{{pluginId}}}}"), "plugins": ["rusty"]}]},
     });
-    let _node = Node::start(
-        &dir,
-        "backend.js",
-        &node_config,
-        "/api/tsplug/.backstage/auth/v1/jwks.json",
-    )
-    .await;
+    let ready = "/api/tsplug/.backstage/auth/v1/jwks.json";
+    Node::start(dir, "backend.js", &node_config, ready).await
+}
+
+/// GET `url`, with `token` as the bearer token if there is one: the status and the body.
+async fn fetch(url: &str, token: Option<&str>) -> (u16, String) {
+    let mut request = client().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let (status, _, body) = read(request.send().await.unwrap()).await;
+    (status, body)
+}
+
+/// GET `url` without credentials answers 200 and `expected`.
+async fn assert_answers(url: &str, expected: Value) {
+    let (status, body) = fetch(url, None).await;
+    assert_eq!(status, 200, "{url}: {body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), expected);
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_and_typescript_backends_accept_each_others_tokens() {
+    let Some(dir) = installed().await else { return };
+    let node_port = free_port();
+    let rust = rusty_backend(node_port).await;
+    let _node = typescript_backend(&dir, node_port, rust.local_addr().port()).await;
     let node = |path: &str| format!("http://127.0.0.1:{node_port}{path}");
+    let service = |subject: &str| json!({"type": "service", "subject": subject});
 
     // The TypeScript plugin calls ours with its plugin token: accepted, as plugin:tsplug.
-    let (status, body) = {
-        let r = client()
-            .get(node("/api/tsplug/call-rust"))
-            .send()
-            .await
-            .unwrap();
-        let (s, _, b) = read(r).await;
-        (s, b)
-    };
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap(),
-        json!({"status": 200, "body": {"type": "service", "subject": "plugin:tsplug"}})
-    );
-
+    let call_rust = node("/api/tsplug/call-rust");
+    let tsplug = json!({"status": 200, "body": service("plugin:tsplug")});
+    assert_answers(&call_rust, tsplug).await;
     // Ours calls the TypeScript plugin with ours: accepted, as plugin:rusty.
-    let response = client()
-        .get(rust.url("/api/rusty/call-ts"))
-        .send()
-        .await
-        .unwrap();
-    let (status, _, body) = read(response).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap(),
-        json!({"status": 200, "body": {"type": "service", "subject": "plugin:rusty"}})
-    );
-
+    let rusty = json!({"status": 200, "body": service("plugin:rusty")});
+    assert_answers(&rust.url("/api/rusty/call-ts"), rusty).await;
     // The same call through the typed client that describing tsplug's routes in Rust gives.
-    let response = client()
-        .get(rust.url("/api/rusty/call-ts-typed"))
-        .send()
-        .await
-        .unwrap();
-    let (status, _, body) = read(response).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap(),
-        json!({"type": "service", "subject": "plugin:rusty"})
-    );
+    let typed = rust.url("/api/rusty/call-ts-typed");
+    assert_answers(&typed, service("plugin:rusty")).await;
 
     // One static token works on both.
     for url in [node("/api/tsplug/whoami"), rust.url("/api/rusty/whoami")] {
-        let response = client()
-            .get(&url)
-            .bearer_auth(STATIC_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        let (status, _, body) = read(response).await;
+        let (status, body) = fetch(&url, Some(STATIC_TOKEN)).await;
         assert_eq!(status, 200, "{url}: {body}");
         assert!(body.contains(r#""subject":"interop""#), "{url}: {body}");
         // And a wrong one is refused by both.
-        let response = client()
-            .get(&url)
-            .bearer_auth("wrong-token-123")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 401, "{url}");
+        let (status, _) = fetch(&url, Some("wrong-token-123")).await;
+        assert_eq!(status, 401, "{url}");
     }
     rust.stop().await.unwrap();
 }
@@ -372,84 +353,105 @@ fn node_cache(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
-#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
-async fn typescript_and_rust_plugins_share_cache_entries_in_redis() {
-    let Some(dir) = installed().await else { return };
-    let Ok(url) = std::env::var(backstage::testing::REDIS_ENV) else {
-        eprintln!("skipped: {} is not set", backstage::testing::REDIS_ENV);
-        return;
-    };
-    let plugin = format!("interop-{}", std::process::id());
-    let config = backstage::RootConfig::from_value(
-        json!({ "backend": { "cache": { "store": "redis", "connection": url } } }),
-    );
-    let cache = backstage::cache::CacheManager::from_config(&config)
-        .unwrap()
-        .for_plugin(&plugin);
-    let node = |args: Vec<String>| {
-        let dir = dir.clone();
+/// Backstage's cache client (`tests/interop/cache.js`, run once per call) and ours, on one
+/// Redis, in a plugin namespace of the test's own.
+struct SharedCache {
+    dir: PathBuf,
+    url: String,
+    plugin: String,
+    /// Ours.
+    cache: backstage::Cache,
+}
+
+impl SharedCache {
+    /// The shared cache of test `name`, or `None` (reported) without interop or Redis.
+    async fn open(name: &str) -> Option<SharedCache> {
+        let dir = installed().await?;
+        let Ok(url) = std::env::var(backstage::testing::REDIS_ENV) else {
+            eprintln!("skipped: {} is not set", backstage::testing::REDIS_ENV);
+            return None;
+        };
+        let plugin = format!("interop-{}-{name}", std::process::id());
+        let config = backstage::RootConfig::from_value(
+            json!({ "backend": { "cache": { "store": "redis", "connection": url } } }),
+        );
+        let cache = backstage::cache::CacheManager::from_config(&config)
+            .unwrap()
+            .for_plugin(&plugin);
+        Some(SharedCache {
+            dir,
+            url,
+            plugin,
+            cache,
+        })
+    }
+
+    /// Backstage's client, `cache.js <url> <plugin> <args>`: its stdout, trimmed.
+    async fn node(&self, args: &[&str]) -> String {
+        let dir = self.dir.clone();
+        let args: Vec<String> = [self.url.as_str(), self.plugin.as_str()]
+            .iter()
+            .chain(args)
+            .map(|arg| (*arg).to_owned())
+            .collect();
         tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             node_cache(&dir, &args)
         })
+        .await
+        .unwrap()
+    }
+
+    /// What Backstage's client reads at `key`, as JSON (`null` when absent).
+    async fn node_get(&self, key: &str) -> Value {
+        serde_json::from_str(&self.node(&["get", key]).await).unwrap()
+    }
+
+    /// Backstage's client stores `value` (JSON) at `key`, for `ttl` milliseconds if given.
+    async fn node_set(&self, key: &str, value: &str, ttl: Option<&str>) {
+        let args: Vec<&str> = ["set", key, value].into_iter().chain(ttl).collect();
+        assert_eq!(self.node(&args).await, "ok");
+    }
+
+    /// Deletes `keys` through ours.
+    async fn clean(&self, keys: &[&str]) {
+        for key in keys {
+            self.cache.delete(key).await.unwrap();
+        }
+    }
+}
+
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_plugins_read_what_rust_plugins_cache_in_redis() {
+    let Some(shared) = SharedCache::open("rust-writes").await else {
+        return;
     };
     let long_key = "k".repeat(300); // hashed, not base64-encoded, by both
-
-    // Rust writes, Backstage reads.
+    let cache = &shared.cache;
+    let entry = json!({"n": 1, "s": "é"});
+    let minute = Duration::from_secs(60);
     cache
-        .set_with_ttl(
-            "from:rust",
-            &json!({"n": 1, "s": "é"}),
-            Duration::from_secs(60),
-        )
+        .set_with_ttl("from:rust", &entry, minute)
         .await
         .unwrap();
     cache.set(&long_key, &json!([1, 2, 3])).await.unwrap();
-    let read = node(vec![
-        url.clone(),
-        plugin.clone(),
-        "get".into(),
-        "from:rust".into(),
-    ])
-    .await
-    .unwrap();
-    assert_eq!(
-        serde_json::from_str::<Value>(&read).unwrap(),
-        json!({"n": 1, "s": "é"})
-    );
-    let read = node(vec![
-        url.clone(),
-        plugin.clone(),
-        "get".into(),
-        long_key.clone(),
-    ])
-    .await
-    .unwrap();
-    assert_eq!(
-        serde_json::from_str::<Value>(&read).unwrap(),
-        json!([1, 2, 3])
-    );
+    assert_eq!(shared.node_get("from:rust").await, entry);
+    assert_eq!(shared.node_get(&long_key).await, json!([1, 2, 3]));
+    shared.clean(&["from:rust", &long_key]).await;
+}
 
-    // Backstage writes, Rust reads; with a time to live, and without.
-    let set = |key: &str, value: &str, ttl: Option<&str>| {
-        let mut args = vec![
-            url.clone(),
-            plugin.clone(),
-            "set".into(),
-            key.to_owned(),
-            value.to_owned(),
-        ];
-        args.extend(ttl.map(str::to_owned));
-        node(args)
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_plugins_read_what_typescript_plugins_cache_in_redis_until_it_expires() {
+    let Some(shared) = SharedCache::open("node-writes").await else {
+        return;
     };
-    assert_eq!(
-        set("from:node", r#"{"ok":true}"#, Some("60000"))
-            .await
-            .unwrap(),
-        "ok"
-    );
-    assert_eq!(set("forever", r#""yes""#, None).await.unwrap(), "ok");
-    assert_eq!(set("brief", "1", Some("50")).await.unwrap(), "ok");
+    // With a time to live, and without.
+    shared
+        .node_set("from:node", r#"{"ok":true}"#, Some("60000"))
+        .await;
+    shared.node_set("forever", r#""yes""#, None).await;
+    shared.node_set("brief", "1", Some("50")).await;
+    let cache = &shared.cache;
     assert_eq!(
         cache.get::<Value>("from:node").await.unwrap(),
         Some(json!({"ok": true}))
@@ -464,19 +466,15 @@ async fn typescript_and_rust_plugins_share_cache_entries_in_redis() {
         None,
         "expired on both sides"
     );
+    shared.clean(&["from:node", "forever"]).await;
+}
 
-    // Rust deletes what Backstage wrote.
-    cache.delete("forever").await.unwrap();
-    let read = node(vec![
-        url.clone(),
-        plugin.clone(),
-        "get".into(),
-        "forever".into(),
-    ])
-    .await
-    .unwrap();
-    assert_eq!(read, "null");
-    for key in ["from:rust", "from:node", long_key.as_str()] {
-        cache.delete(key).await.unwrap();
-    }
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_plugins_delete_what_typescript_plugins_cache_in_redis() {
+    let Some(shared) = SharedCache::open("rust-deletes").await else {
+        return;
+    };
+    shared.node_set("forever", r#""yes""#, None).await;
+    shared.cache.delete("forever").await.unwrap();
+    assert_eq!(shared.node_get("forever").await, Value::Null);
 }

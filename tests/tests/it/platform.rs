@@ -2,14 +2,19 @@
 //! global tasks once across instances, the scheduler's HTTP endpoints, caches shared through
 //! Redis, and permission decisions from a permission backend.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use backstage::database::Engine;
 use backstage::permissions::{Decision, Permission, Permissions};
+use backstage::plugin::BoxFuture;
 use backstage::prelude::*;
 use backstage::scheduler::TaskSchedule;
-use backstage::testing::{TestBackend, TestCaches, TestDatabases, json, mock};
+use backstage::testing::{
+    TestBackend, TestCaches, TestDatabases, TestRequest, TestResponse, json, mock,
+};
+use serde_json::Value;
 
 /// Polls `done` every 20 ms for up to `within`.
 async fn eventually(within: Duration, done: impl Fn() -> bool) -> bool {
@@ -26,95 +31,178 @@ async fn eventually(within: Duration, done: impl Fn() -> bool) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Scheduler
 
-static TICKS: AtomicUsize = AtomicUsize::new(0);
-static GLOBAL_TICKS: AtomicUsize = AtomicUsize::new(0);
-static MANUAL_RUNS: AtomicUsize = AtomicUsize::new(0);
-static SLOW_STARTED: AtomicUsize = AtomicUsize::new(0);
-static SLOW_FINISHED: AtomicUsize = AtomicUsize::new(0);
+/// How often each of the ticker's tasks ran: a root service, so that each backend counts its
+/// own runs while other tests run at the same time.
+#[service(scope = "root", id = "tests.ticker-runs")]
+#[derive(Clone, Default)]
+pub struct TickerRuns {
+    ticks: Arc<AtomicUsize>,
+    global_ticks: Arc<AtomicUsize>,
+    manual: Arc<AtomicUsize>,
+    slow_started: Arc<AtomicUsize>,
+    slow_finished: Arc<AtomicUsize>,
+}
 
-/// Schedules a local ticker, a global ticker, a manual task and a slow manual task.
+fn count(runs: &AtomicUsize) -> usize {
+    runs.load(Ordering::SeqCst)
+}
+
+/// A task that counts its runs in `runs`.
+fn counted(runs: Arc<AtomicUsize>) -> impl Fn() -> BoxFuture<'static, Result<()>> + Send + Sync {
+    move || {
+        let runs = runs.clone();
+        Box::pin(async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+/// Schedules a local ticker, a global ticker, a manual task, a failing one and a slow one.
 #[backend_plugin(id = "ticker")]
 pub struct Ticker {
     #[inject]
     scheduler: Scheduler,
+    #[inject]
+    runs: TickerRuns,
 }
 
 #[routes]
 impl Ticker {
     #[init]
     async fn init(&self) -> Result<()> {
+        let (scheduler, runs) = (&self.scheduler, &self.runs);
         let every = |ms| TaskSchedule::every(Duration::from_millis(ms));
-        self.scheduler
-            .schedule_task("tick", every(50).local(), || async {
-                TICKS.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            })
+        let manual = TaskSchedule::manual;
+        scheduler
+            .schedule_task("tick", every(50).local(), counted(runs.ticks.clone()))
             .await?;
-        self.scheduler
-            .schedule_task("global-tick", every(100), || async {
-                GLOBAL_TICKS.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            })
+        scheduler
+            .schedule_task(
+                "global-tick",
+                every(100),
+                counted(runs.global_ticks.clone()),
+            )
             .await?;
-        self.scheduler
-            .schedule_task("manual", TaskSchedule::manual(), || async {
-                MANUAL_RUNS.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            })
+        scheduler
+            .schedule_task("manual", manual(), counted(runs.manual.clone()))
             .await?;
-        self.scheduler
-            .schedule_task("failing", TaskSchedule::manual(), || async {
+        scheduler
+            .schedule_task("failing", manual(), || async {
                 Err(Error::internal("broken on purpose"))
             })
             .await?;
-        let slow = TaskSchedule::manual().timeout(Duration::from_secs(10));
-        self.scheduler
-            .schedule_task("slow", slow, || async {
-                SLOW_STARTED.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                SLOW_FINISHED.fetch_add(1, Ordering::SeqCst);
-                Ok(())
+        let (started, finished) = (runs.slow_started.clone(), runs.slow_finished.clone());
+        let slow = manual().timeout(Duration::from_secs(10));
+        scheduler
+            .schedule_task("slow", slow, move || {
+                let (started, finished) = (started.clone(), finished.clone());
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
             })
             .await?;
         // Workers wait for the backend to start: nothing has run during init.
         tokio::time::sleep(Duration::from_millis(150)).await;
-        if TICKS.load(Ordering::SeqCst) + GLOBAL_TICKS.load(Ordering::SeqCst) > 0 {
+        if count(&runs.ticks) + count(&runs.global_ticks) > 0 {
             return Err(Error::internal("a task ran before the backend started"));
         }
         Ok(())
     }
 }
 
-#[backstage::test]
-async fn tasks_run_on_their_cadence_and_on_trigger() {
+const TASKS: &str = "/api/ticker/.backstage/scheduler/v1/tasks";
+const FIVE_SECONDS: Duration = Duration::from_secs(5);
+
+/// A backend serving the ticker (its init fails if a task runs before the backend started),
+/// and the ticker's runs.
+async fn ticker() -> (TestBackend, TickerRuns) {
+    let runs = TickerRuns::default();
     let backend = TestBackend::builder()
         .plugin::<Ticker>()
+        .service(runs.clone())
         .start()
         .await
         .unwrap();
-    assert!(eventually(Duration::from_secs(5), || TICKS.load(Ordering::SeqCst) >= 3).await);
-    assert!(
-        eventually(Duration::from_secs(5), || GLOBAL_TICKS
-            .load(Ordering::SeqCst)
-            >= 2)
-        .await
-    );
-    assert_eq!(
-        MANUAL_RUNS.load(Ordering::SeqCst),
-        0,
-        "manual tasks wait for a trigger"
-    );
+    (backend, runs)
+}
 
-    let tasks = "/api/ticker/.backstage/scheduler/v1/tasks";
-    let res = backend.get(tasks).send().await;
-    assert_eq!(res.status(), 401, "the endpoints need credentials");
-    let res = backend
-        .get(tasks)
+/// Asks the scheduler to run task `id` now, as an operator's service would.
+fn trigger(backend: &TestBackend, id: &str) -> TestRequest {
+    backend
+        .post(&format!("{TASKS}/{id}/trigger"))
+        .credentials(mock::service("external:ops"))
+}
+
+/// The ticker's tasks as the endpoint lists them to a user.
+async fn tasks(backend: &TestBackend) -> TestResponse {
+    backend
+        .get(TASKS)
         .credentials(mock::user("user:default/alice"))
         .send()
-        .await;
+        .await
+}
+
+/// Task `id` as the endpoint lists it once `until` holds for it, or after five seconds.
+async fn task_when(backend: &TestBackend, id: &str, until: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let listed: Value = tasks(backend).await.json();
+        let task = listed["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["taskId"] == id)
+            .cloned()
+            .unwrap();
+        if until(&task) || start.elapsed() > FIVE_SECONDS {
+            return task;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Triggers the slow task and waits until its run has started.
+async fn start_slow(backend: &TestBackend, runs: &TickerRuns) {
+    assert_eq!(trigger(backend, "slow").send().await.status(), 200);
+    assert!(eventually(FIVE_SECONDS, || count(&runs.slow_started) == 1).await);
+}
+
+#[backstage::test]
+async fn tasks_run_on_their_cadence_once_the_backend_has_started() {
+    let (backend, runs) = ticker().await;
+    assert!(eventually(FIVE_SECONDS, || count(&runs.ticks) >= 3).await);
+    assert!(eventually(FIVE_SECONDS, || count(&runs.global_ticks) >= 2).await);
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test]
+async fn manual_tasks_wait_for_a_trigger() {
+    let (backend, runs) = ticker().await;
+    assert!(eventually(FIVE_SECONDS, || count(&runs.ticks) >= 3).await);
+    assert_eq!(count(&runs.manual), 0, "manual tasks wait for a trigger");
+    assert_eq!(trigger(&backend, "manual").send().await.status(), 200);
+    assert!(eventually(FIVE_SECONDS, || count(&runs.manual) == 1).await);
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test]
+async fn the_scheduler_endpoints_need_credentials() {
+    let (backend, _) = ticker().await;
+    let res = backend.get(TASKS).send().await;
+    assert_eq!(res.status(), 401, "the endpoints need credentials");
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test]
+async fn the_scheduler_endpoint_lists_the_tasks_with_their_settings() {
+    let (backend, _) = ticker().await;
+    let res = tasks(&backend).await;
     assert_eq!(res.status(), 200, "{}", res.text());
-    let listed: serde_json::Value = res.json();
+    let listed: Value = res.json();
     let ids: Vec<&str> = listed["tasks"]
         .as_array()
         .unwrap()
@@ -129,47 +217,25 @@ async fn tasks_run_on_their_cadence_and_on_trigger() {
         tick["settings"],
         json!({"version": 2, "cadence": "PT0.050S", "timeoutAfterDuration": "PT3600S"})
     );
+    backend.stop().await.unwrap();
+}
 
-    let trigger = |id: &str| {
-        backend
-            .post(&format!("{tasks}/{id}/trigger"))
-            .credentials(mock::service("external:ops"))
-    };
-    assert_eq!(trigger("manual").send().await.status(), 200);
-    assert!(
-        eventually(Duration::from_secs(5), || MANUAL_RUNS
-            .load(Ordering::SeqCst)
-            == 1)
-        .await
-    );
-
-    assert_eq!(trigger("slow").send().await.status(), 200);
-    assert!(
-        eventually(Duration::from_secs(5), || SLOW_STARTED
-            .load(Ordering::SeqCst)
-            == 1)
-        .await
-    );
-    let res = trigger("slow").send().await;
+#[backstage::test]
+async fn triggering_a_task_while_it_runs_is_a_conflict() {
+    let (backend, runs) = ticker().await;
+    start_slow(&backend, &runs).await;
+    let res = trigger(&backend, "slow").send().await;
     assert_eq!(res.status(), 409, "{}", res.text());
     assert_eq!(res.error().0, "ConflictError");
-    // The endpoint shows the run under way (from the shared table: "slow" is global).
-    let state = |id: &'static str| {
-        let request = backend
-            .get(tasks)
-            .credentials(mock::user("user:default/alice"));
-        async move {
-            let listed: serde_json::Value = request.send().await.json();
-            listed["tasks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|t| t["taskId"] == id)
-                .cloned()
-                .unwrap()
-        }
-    };
-    let slow = state("slow").await;
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test]
+async fn the_scheduler_endpoint_shows_a_run_under_way() {
+    let (backend, runs) = ticker().await;
+    start_slow(&backend, &runs).await;
+    // From the shared table: "slow" is global.
+    let slow = task_when(&backend, "slow", |_| true).await;
     assert_eq!(slow["taskState"]["status"], "running", "{slow}");
     assert!(
         slow["taskState"]["startedAt"]
@@ -180,43 +246,77 @@ async fn tasks_run_on_their_cadence_and_on_trigger() {
     );
     assert!(slow["taskState"]["timesOutAt"].is_string(), "{slow}");
     assert_eq!(slow["workerState"]["status"], "running", "{slow}");
-    let tick = state("tick").await;
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test]
+async fn the_scheduler_endpoint_shows_when_a_task_last_ran() {
+    let (backend, runs) = ticker().await;
+    assert!(eventually(FIVE_SECONDS, || count(&runs.ticks) >= 3).await);
+    let tick = task_when(&backend, "tick", |_| true).await;
     assert!(tick["taskState"]["lastRunEndedAt"].is_string(), "{tick}");
     assert!(tick["taskState"].get("lastRunError").is_none(), "{tick}");
-    let manual = state("manual").await;
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test]
+async fn a_manual_task_that_ran_is_idle_with_no_next_start() {
+    let (backend, runs) = ticker().await;
+    assert_eq!(trigger(&backend, "manual").send().await.status(), 200);
+    assert!(eventually(FIVE_SECONDS, || count(&runs.manual) == 1).await);
+    let manual = task_when(&backend, "manual", |t| t["taskState"]["status"] == "idle").await;
     assert_eq!(manual["taskState"]["status"], "idle", "{manual}");
     assert!(
         manual["taskState"].get("startsAt").is_none(),
         "manual tasks have no next start: {manual}"
     );
-    // A failed run's error is kept where every instance can see it.
-    assert_eq!(trigger("failing").send().await.status(), 200);
-    let mut failing = state("failing").await;
-    for _ in 0..250 {
-        if failing["taskState"]["lastRunError"].is_string() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        failing = state("failing").await;
-    }
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test]
+async fn a_failed_runs_error_is_kept_where_every_instance_sees_it() {
+    let (backend, _) = ticker().await;
+    assert_eq!(trigger(&backend, "failing").send().await.status(), 200);
+    let failing = task_when(&backend, "failing", |t| {
+        t["taskState"]["lastRunError"].is_string()
+    })
+    .await;
     assert_eq!(
         failing["taskState"]["lastRunError"], "broken on purpose",
         "{failing}"
     );
-    let res = trigger("nope").send().await;
+    backend.stop().await.unwrap();
+}
+
+#[backstage::test]
+async fn triggering_an_unknown_task_is_not_found() {
+    let (backend, _) = ticker().await;
+    let res = trigger(&backend, "nope").send().await;
     assert_eq!(res.status(), 404, "{}", res.text());
     assert_eq!(res.error().0, "NotFoundError");
+    backend.stop().await.unwrap();
+}
 
-    // Shutdown lets the run in progress finish, then no task runs again.
+#[backstage::test]
+async fn stopping_lets_the_run_under_way_finish() {
+    let (backend, runs) = ticker().await;
+    start_slow(&backend, &runs).await;
     backend.stop().await.unwrap();
     assert_eq!(
-        SLOW_FINISHED.load(Ordering::SeqCst),
+        count(&runs.slow_finished),
         1,
         "the slow run finished before stop returned"
     );
-    let ticks = TICKS.load(Ordering::SeqCst);
+}
+
+#[backstage::test]
+async fn no_task_runs_after_stop() {
+    let (backend, runs) = ticker().await;
+    assert!(eventually(FIVE_SECONDS, || count(&runs.ticks) >= 3).await);
+    backend.stop().await.unwrap();
+    let ticks = count(&runs.ticks);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(TICKS.load(Ordering::SeqCst), ticks, "no run after shutdown");
+    assert_eq!(count(&runs.ticks), ticks, "no run after shutdown");
 }
 
 /// Runs of `once`'s global task: how many, and how many at the same time at most.

@@ -75,7 +75,7 @@ fn listening_address(lines: &[String]) -> String {
         .to_owned()
 }
 
-fn terminate(child: &Child) {
+pub(crate) fn terminate(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -620,15 +621,69 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[backstage::test]
-async fn sigterm_under_load_drops_no_accepted_request() {
-    let dir = std::env::temp_dir().join(format!("backstage-sigterm-{}", std::process::id()));
-    let port = free_port();
+/// The slow backend on `port`, logging its requests, with `serverShutdownDelay` `delay`; once
+/// it has started.
+fn slow_backend_for_shutdown(
+    name: &str,
+    port: u16,
+    delay: &str,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let dir = std::env::temp_dir().join(format!("backstage-{name}-{}", std::process::id()));
     let config = format!(
-        "backend:\n  listen: {{ host: 127.0.0.1, port: {port} }}\n  lifecycle:\n    serverShutdownDelay: 600ms\n  logger:\n    level: warn\n"
+        "backend:\n  listen: {{ host: 127.0.0.1, port: {port} }}\n  lifecycle:\n    serverShutdownDelay: {delay}\n  logger:\n    level: warn\n"
     );
     let (child, rx) = spawn_slow(&dir, &config, &[("LOG_LEVEL", "info")]);
     wait_for(&rx, "Backend started in");
+    (child, rx)
+}
+
+/// How a request ended: its status and body, `refused` before any connection, or cut.
+async fn outcome(response: reqwest::Result<reqwest::Response>) -> Outcome {
+    match response {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            res.text()
+                .await
+                .map(|body| (status, body))
+                .map_err(|e| format!("cut mid-response: {e}"))
+        }
+        Err(e) if e.is_connect() => Err("refused".to_owned()),
+        Err(e) => Err(format!("failed after connecting: {e:?}")),
+    }
+}
+
+fn is_refused(outcome: &Outcome) -> bool {
+    matches!(outcome, Err(e) if e == "refused")
+}
+
+/// The outcomes that are neither `body` served with 200 nor refused.
+fn lost<'a>(results: &'a [Outcome], body: &str) -> Vec<&'a Outcome> {
+    results
+        .iter()
+        .filter(|r| !matches!(r, Ok((200, b)) if b == body) && !is_refused(r))
+        .collect()
+}
+
+/// Up to 40 GETs of `url` one after another, until `stop`; records how each ended.
+async fn send_until_stopped(
+    client: reqwest::Client,
+    url: String,
+    results: Arc<Mutex<Vec<Outcome>>>,
+    stop: Arc<AtomicBool>,
+) {
+    for _ in 0..40 {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let outcome = outcome(client.get(&url).send().await).await;
+        results.lock().unwrap().push(outcome);
+    }
+}
+
+#[backstage::test]
+async fn sigterm_under_load_drops_no_accepted_request() {
+    let port = free_port();
+    let (child, rx) = slow_backend_for_shutdown("sigterm", port, "600ms");
     let base = format!("http://127.0.0.1:{port}");
     // a fresh connection per request: each either is accepted and answered, or refused
     let client = reqwest::Client::builder()
@@ -637,45 +692,17 @@ async fn sigterm_under_load_drops_no_accepted_request() {
         .build()
         .unwrap();
     let results: Arc<Mutex<Vec<Outcome>>> = Arc::default();
-    let stop_sending = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for _ in 0..50 {
-        let (client, base, results, stop) = (
-            client.clone(),
-            base.clone(),
-            results.clone(),
-            stop_sending.clone(),
-        );
-        workers.push(tokio::spawn(async move {
-            for _ in 0..40 {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                let outcome = match client
-                    .get(format!("{base}/api/slow/sleep/200"))
-                    .send()
-                    .await
-                {
-                    Ok(res) => {
-                        let status = res.status().as_u16();
-                        match res.text().await {
-                            Ok(body) => Ok((status, body)),
-                            Err(e) => Err(format!("cut mid-response: {e}")),
-                        }
-                    }
-                    Err(e) if e.is_connect() => Err("refused".to_owned()),
-                    Err(e) => Err(format!("failed after connecting: {e:?}")),
-                };
-                results.lock().unwrap().push(outcome);
-            }
-        }));
-    }
+    let stop_sending = Arc::new(AtomicBool::new(false));
+    let url = format!("{base}/api/slow/sleep/200");
+    let workers: Vec<_> = (0..50)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            let (results, stop) = (results.clone(), stop_sending.clone());
+            tokio::spawn(send_until_stopped(client, url, results, stop))
+        })
+        .collect();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::process::terminate(&child);
     // during the delay, readiness is 503 and requests are still served
     tokio::time::sleep(Duration::from_millis(150)).await;
     let readiness = client
@@ -689,7 +716,7 @@ async fn sigterm_under_load_drops_no_accepted_request() {
         r#"{"message":"Backend is shuttting down","status":"error"}"#
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop_sending.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop_sending.store(true, Ordering::Relaxed);
     for worker in workers {
         worker.await.unwrap();
     }
@@ -700,17 +727,8 @@ async fn sigterm_under_load_drops_no_accepted_request() {
         .iter()
         .filter(|r| matches!(r, Ok((200, body)) if body == "slept 200 ms"))
         .count();
-    let refused = results
-        .iter()
-        .filter(|r| matches!(r, Err(e) if e == "refused"))
-        .count();
-    let bad: Vec<_> = results
-        .iter()
-        .filter(|r| {
-            !matches!(r, Ok((200, b)) if b == "slept 200 ms")
-                && !matches!(r, Err(e) if e == "refused")
-        })
-        .collect();
+    let refused = results.iter().filter(|r| is_refused(r)).count();
+    let bad = lost(&results, "slept 200 ms");
     assert!(
         bad.is_empty(),
         "{} bad outcomes, e.g. {:?}",
@@ -1176,16 +1194,12 @@ async fn a_header_limit_below_8_kib_is_refused_at_start_up() {
 
 #[backstage::test]
 async fn sigterm_under_keep_alive_load_loses_no_request() {
-    let dir = std::env::temp_dir().join(format!("backstage-keepalive-{}", std::process::id()));
     let port = free_port();
-    let config = format!(
-        "backend:\n  listen: {{ host: 127.0.0.1, port: {port} }}\n  lifecycle:\n    serverShutdownDelay: 1s\n  logger:\n    level: warn\n"
-    );
-    let (child, rx) = spawn_slow(&dir, &config, &[("LOG_LEVEL", "info")]);
-    wait_for(&rx, "Backend started in");
+    // `_rx` lives to the end: while it does, the backend's log lines are read off its stderr.
+    let (child, _rx) = slow_backend_for_shutdown("keepalive", port, "1s");
     let base = format!("http://127.0.0.1:{port}");
     let results: Arc<Mutex<Vec<Outcome>>> = Arc::default();
-    let closing = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let closing = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..50 {
         // One keep-alive client each, as a load balancer or a browser holds them.
@@ -1196,25 +1210,17 @@ async fn sigterm_under_keep_alive_load_loses_no_request() {
         let (base, results, closing) = (base.clone(), results.clone(), closing.clone());
         workers.push(tokio::spawn(async move {
             loop {
-                let outcome = match client.get(format!("{base}/api/slow/sleep/50")).send().await {
-                    Ok(res) => {
-                        if res
-                            .headers()
-                            .get("connection")
-                            .is_some_and(|v| v == "close")
-                        {
-                            closing.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        let status = res.status().as_u16();
-                        res.text()
-                            .await
-                            .map(|body| (status, body))
-                            .map_err(|e| format!("cut mid-response: {e}"))
-                    }
-                    Err(e) if e.is_connect() => Err("refused".to_owned()),
-                    Err(e) => Err(format!("failed after connecting: {e:?}")),
-                };
-                let refused = matches!(&outcome, Err(e) if e == "refused");
+                let response = client.get(format!("{base}/api/slow/sleep/50")).send().await;
+                let says_close = response.as_ref().is_ok_and(|res| {
+                    res.headers()
+                        .get("connection")
+                        .is_some_and(|v| v == "close")
+                });
+                if says_close {
+                    closing.fetch_add(1, Ordering::Relaxed);
+                }
+                let outcome = outcome(response).await;
+                let refused = is_refused(&outcome);
                 results.lock().unwrap().push(outcome);
                 if refused {
                     break;
@@ -1223,24 +1229,14 @@ async fn sigterm_under_keep_alive_load_loses_no_request() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::process::terminate(&child);
     for worker in workers {
         worker.await.unwrap();
     }
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     let results = results.lock().unwrap();
-    let bad: Vec<_> = results
-        .iter()
-        .filter(|r| {
-            !matches!(r, Ok((200, b)) if b == "slept 50 ms")
-                && !matches!(r, Err(e) if e == "refused")
-        })
-        .collect();
+    let bad = lost(&results, "slept 50 ms");
     assert!(
         bad.is_empty(),
         "{} of {} requests lost, e.g. {:?}",
@@ -1249,7 +1245,7 @@ async fn sigterm_under_keep_alive_load_loses_no_request() {
         bad.iter().take(3).collect::<Vec<_>>()
     );
     assert!(
-        closing.load(std::sync::atomic::Ordering::Relaxed) >= 50,
+        closing.load(Ordering::Relaxed) >= 50,
         "responses during the shutdown delay say Connection: close"
     );
 }
