@@ -161,6 +161,12 @@ fn a_new_app_is_laid_out_like_a_backstage_repository() {
         "{main}"
     );
     assert!(main.contains("backstage::start()"), "{main}");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("[profile.dev]\ndebug = \"line-tables-only\"\n")
+            && manifest.contains("[profile.dev.package.\"*\"]\ndebug = false\n"),
+        "line tables for the app's crates, no debug info for dependencies: {manifest}"
+    );
 }
 
 #[test]
