@@ -3,22 +3,28 @@
 //! which calls `backstage::dev::start`), and rebuilt and restarted when its sources, its
 //! migrations or the workspace's `app-config*.yaml` change.
 //!
+//! Changes are found by looking (every [`POLL`]) at the modification time and length of every
+//! file that counts, not through the OS's notifications: it works the same on every file system
+//! (network mounts and containers' bind mounts included), and a plugin's folder is small.
+//!
 //! The server runs in a process group of its own: Ctrl-C (or SIGTERM) reaches this command,
 //! which stops the server with one SIGTERM and waits for its graceful shutdown. A failed build
 //! leaves the old server stopped and waits for the next change.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use notify::{EventKind, RecursiveMode, Watcher};
 use toml_edit::DocumentMut;
 
 use crate::{OpenapiArgs, StartArgs};
 
 /// How long after a change further changes are waited for before restarting.
 const SETTLE: Duration = Duration::from_millis(300);
+/// How often the watched files are looked at.
+const POLL: Duration = Duration::from_millis(250);
 /// How long the server gets to shut down before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -193,30 +199,26 @@ fn watch(package: &Package, bin: &str, args: &[String]) -> Result<(), String> {
     let (tx, rx) = mpsc::channel::<Event>();
     let changes = tx.clone();
     let package_dir = package.dir.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if matches!(event.kind, EventKind::Access(_)) {
-            return;
-        }
-        for path in event.paths {
-            if relevant(&package_dir, &path) {
-                let _ = changes.send(Event::Changed(path));
-            }
-        }
-    })
-    .map_err(|e| format!("cannot watch for changes: {e}"))?;
-    watcher
-        .watch(&package.dir, RecursiveMode::Recursive)
-        .map_err(|e| format!("cannot watch {}: {e}", package.dir.display()))?;
     // The workspace's config files live at its root, above the plugin.
-    if let Some(root) = package
+    let root = package
         .dir
         .ancestors()
         .skip(1)
         .find(|d| d.join("Cargo.toml").exists())
-    {
-        let _ = watcher.watch(root, RecursiveMode::NonRecursive);
-    }
+        .map(Path::to_path_buf);
+    let mut seen = Files::look(&package_dir, root.as_deref());
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(POLL);
+            let now = Files::look(&package_dir, root.as_deref());
+            if let Some(path) = seen.first_difference(&now)
+                && changes.send(Event::Changed(path)).is_err()
+            {
+                return;
+            }
+            seen = now;
+        }
+    });
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -283,6 +285,54 @@ fn settle(rx: &mpsc::Receiver<Event>) {
     }
 }
 
+/// The files whose changes call for a restart, each with its modification time and length.
+struct Files(BTreeMap<PathBuf, (Option<SystemTime>, u64)>);
+
+impl Files {
+    /// The package's files (not build output, version control or editors' scratch files) and
+    /// the workspace root's `app-config*.yaml`. Unreadable folders count as empty.
+    fn look(package_dir: &Path, root: Option<&Path>) -> Files {
+        let mut files = BTreeMap::new();
+        let mut pending = vec![package_dir.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                let Ok(meta) = entry.metadata() else { continue };
+                if !relevant(package_dir, &path) {
+                    continue;
+                }
+                if meta.is_dir() {
+                    pending.push(path);
+                } else {
+                    files.insert(path, (meta.modified().ok(), meta.len()));
+                }
+            }
+        }
+        if let Some(root) = root {
+            for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if let Ok(meta) = entry.metadata()
+                    && meta.is_file()
+                    && relevant(package_dir, &path)
+                {
+                    files.insert(path, (meta.modified().ok(), meta.len()));
+                }
+            }
+        }
+        Files(files)
+    }
+
+    /// A file that is new, gone or changed in `now`.
+    fn first_difference(&self, now: &Files) -> Option<PathBuf> {
+        let changed = now
+            .0
+            .iter()
+            .find(|(path, stamp)| self.0.get(*path) != Some(stamp));
+        let gone = || self.0.keys().find(|path| !now.0.contains_key(*path));
+        changed.map(|(path, _)| path).or_else(gone).cloned()
+    }
+}
+
 /// Whether a change at `path` calls for a restart: sources, manifests, migrations and config,
 /// not build output, version control or editors' scratch files.
 fn relevant(package_dir: &Path, path: &Path) -> bool {
@@ -318,12 +368,10 @@ fn spawn(exe: &Path, args: &[String], dir: &Path) -> Result<Child, String> {
 /// Stops the server with SIGTERM, as a terminal's Ctrl-C would, and kills it when it has not
 /// stopped after [`STOP_TIMEOUT`].
 fn stop(mut child: Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stderr(Stdio::null())
+        .status();
     let deadline = Instant::now() + STOP_TIMEOUT;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -349,5 +397,45 @@ mod tests {
         assert!(!relevant(dir, &dir.join(".git/index")));
         assert!(!relevant(dir, &dir.join("src/lib.rs~")));
         assert!(!relevant(dir, Path::new("/w/Cargo.lock")));
+    }
+
+    #[test]
+    fn a_new_changed_or_removed_file_is_a_difference() {
+        let dir = std::env::temp_dir().join(format!("backstage-watch-{}", std::process::id()));
+        let package = dir.join("plugins/todo-backend");
+        std::fs::create_dir_all(package.join("src")).unwrap();
+        std::fs::create_dir_all(package.join("target/debug")).unwrap();
+        std::fs::write(dir.join("Cargo.toml"), "").unwrap();
+        std::fs::write(package.join("src/lib.rs"), "a").unwrap();
+        let look = || Files::look(&package, Some(&dir));
+        let before = look();
+        assert_eq!(before.first_difference(&look()), None);
+
+        std::fs::write(package.join("target/debug/out"), "x").unwrap();
+        std::fs::write(dir.join("Cargo.lock"), "x").unwrap();
+        assert_eq!(
+            before.first_difference(&look()),
+            None,
+            "build output, lock file"
+        );
+
+        std::fs::write(dir.join("app-config.local.yaml"), "x").unwrap();
+        let config = look();
+        assert_eq!(
+            before.first_difference(&config),
+            Some(dir.join("app-config.local.yaml"))
+        );
+        std::fs::write(package.join("src/lib.rs"), "ab").unwrap();
+        let edited = look();
+        assert_eq!(
+            config.first_difference(&edited),
+            Some(package.join("src/lib.rs"))
+        );
+        std::fs::remove_file(package.join("src/lib.rs")).unwrap();
+        assert_eq!(
+            edited.first_difference(&look()),
+            Some(package.join("src/lib.rs"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
