@@ -29,7 +29,10 @@ fn ui() {
             eprintln!("{line}");
         }
         eprint!("{}", String::from_utf8_lossy(&run.stderr));
-        assert!(run.status.success(), "a compile-fail case failed; see above");
+        assert!(
+            run.status.success(),
+            "a compile-fail case failed; see above"
+        );
         return;
     }
     let cases = trybuild::TestCases::new();
