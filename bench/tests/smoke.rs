@@ -43,7 +43,7 @@ fn the_benchmark_runs_every_scenario_and_reports_what_is_missing() {
             "--no-instructions",
             "--no-scale",
         ])
-        .args(["--duration", "0.3", "--warmup", "0.1", "--rounds", "2"])
+        .args(["--duration", "0.15", "--warmup", "0.05", "--rounds", "2"])
         .args([
             "--concurrency",
             "2",
