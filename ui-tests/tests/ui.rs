@@ -1,40 +1,364 @@
-//! Every compile-time error the DSL promises, with its reviewed `.stderr`. Bless changed
-//! snapshots with `TRYBUILD=overwrite` and review them. The legal surface of each macro (the
-//! cases under `pass/`) is compiled and checked by `tests/pass.rs` instead: with only
-//! compile-fail cases, trybuild checks (`cargo check`) and builds no binaries.
+//! Every compile-time error the DSL promises, with its reviewed `.stderr`: each case under
+//! `fail/` is compiled by rustc against the libraries cargo built for this test, and its
+//! diagnostics must equal the snapshot beside it. Bless changed snapshots with `BLESS=1` and
+//! review them. The legal surface of each macro (the cases under `pass/`) is compiled and
+//! checked by `tests/pass.rs` instead.
+//!
+//! A case is checked as `cargo check` would (`--emit=metadata`: expansion, type and borrow
+//! checking, no code generation). Snapshots are normalized so that they survive edits
+//! elsewhere: paths outside `ui-tests/` become `$WORKSPACE/...`, `$RUST/...` or `$CARGO/...`
+//! without line numbers, "and 12 others" becomes "and $N others", and notes that name the
+//! file rustc wrote a long type name to are left out.
 
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
-/// The compiler flags trybuild gives its two cargo runs (the dependencies, then the cases),
-/// the same for both. trybuild adds `--diagnostic-width=140` to the second run only, and a
-/// change of flags makes cargo check every dependency again: the whole stack twice, half of a
-/// fresh clone's time in this test. Set as `CARGO_ENCODED_RUSTFLAGS`, which cargo prefers to
-/// the flags trybuild passes, they are one set (`\x1f` separates them).
-const RUSTFLAGS: &str =
-    "--cfg\x1ftrybuild\x1f--verbose\x1f-A\x1fdead_code\x1f--diagnostic-width=140";
+/// What cargo gave the compiler of this test: `--extern` and `-L` pairs, then `--rustc PATH`.
+const RUSTC_ARGS: &[&str] = backstage_ui_rustc_args::rustc_args!();
 
 #[test]
-fn ui() {
-    if std::env::var("CARGO_ENCODED_RUSTFLAGS").as_deref() != Ok(RUSTFLAGS) {
-        // This test again, in a process whose environment carries the flags (setting a
-        // variable in this one would need `unsafe`).
-        let run = Command::new(std::env::current_exe().expect("the test binary's path"))
-            .args(["ui", "--exact", "--nocapture", "--test-threads=1"])
-            .env("CARGO_ENCODED_RUSTFLAGS", RUSTFLAGS)
-            .output()
-            .expect("the test binary runs");
-        // trybuild's report; the inner harness's own summary would count this test twice.
-        let report = String::from_utf8_lossy(&run.stdout);
-        for line in report.lines().filter(|l| !l.starts_with("test result:")) {
-            eprintln!("{line}");
+fn compile_fail_cases() {
+    let (rustc, deps) = compiler();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cases = cases(&root.join("fail"));
+    assert!(
+        !cases.is_empty(),
+        "no cases under {}",
+        root.join("fail").display()
+    );
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui");
+    std::fs::create_dir_all(&out).expect("the output folder can be made");
+    let bless = std::env::var_os("BLESS").is_some();
+
+    let queue = Mutex::new(cases.iter());
+    let failures = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                while let Some(case) = next(&queue) {
+                    if let Err(report) = check(case, root, &rustc, &deps, &out, bless) {
+                        failures.lock().expect("no worker panicked").push(report);
+                    }
+                }
+            });
         }
-        eprint!("{}", String::from_utf8_lossy(&run.stderr));
-        assert!(
-            run.status.success(),
-            "a compile-fail case failed; see above"
+    });
+    let failures = failures.into_inner().expect("no worker panicked");
+    assert!(
+        failures.is_empty(),
+        "{} of {} compile-fail cases differ from their snapshots:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+fn next<'a>(queue: &Mutex<std::slice::Iter<'a, PathBuf>>) -> Option<&'a PathBuf> {
+    queue.lock().expect("no worker panicked").next()
+}
+
+/// The compiler that built this test and its crate arguments, without the `--rustc` pair.
+fn compiler() -> (String, Vec<&'static str>) {
+    let mut deps = RUSTC_ARGS.to_vec();
+    let rustc = match deps.iter().position(|arg| *arg == "--rustc") {
+        Some(at) => deps.drain(at..).nth(1).unwrap_or("rustc").to_owned(),
+        None => "rustc".to_owned(),
+    };
+    assert!(
+        deps.iter().any(|arg| arg.starts_with("backstage=")),
+        "this test was not compiled by rustc with `--extern backstage=...` (arguments seen: \
+         {RUSTC_ARGS:?}); run it with `cargo test`"
+    );
+    (rustc, deps)
+}
+
+/// `fail/<macro>/<case>.rs`, sorted.
+fn cases(dir: &Path) -> Vec<PathBuf> {
+    let mut cases = Vec::new();
+    for group in std::fs::read_dir(dir).expect("fail/ can be read").flatten() {
+        let Ok(files) = std::fs::read_dir(group.path()) else {
+            continue;
+        };
+        cases.extend(
+            files
+                .flatten()
+                .map(|file| file.path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "rs")),
         );
-        return;
     }
-    let cases = trybuild::TestCases::new();
-    cases.compile_fail("fail/*/*.rs");
+    cases.sort();
+    cases
+}
+
+/// Compiles one case and compares its normalized diagnostics with `<case>.stderr`.
+fn check(
+    case: &Path,
+    root: &Path,
+    rustc: &str,
+    deps: &[&str],
+    out: &Path,
+    bless: bool,
+) -> Result<(), String> {
+    let relative = case.strip_prefix(root).unwrap_or(case);
+    let workspace = root.parent().unwrap_or(root);
+    let name = relative
+        .with_extension("")
+        .to_string_lossy()
+        .replace(['/', '\\'], "_");
+    let run = Command::new(rustc)
+        // From the workspace's root, where the sources of `backstage` are found under the
+        // relative names cargo compiled them with, so that notes show their code.
+        .current_dir(workspace)
+        .args([
+            "--edition=2024",
+            "--crate-type=bin",
+            "--emit=metadata",
+            "--color=never",
+        ])
+        .args([
+            "--error-format=human",
+            "--diagnostic-width=140",
+            "-A",
+            "dead_code",
+        ])
+        .arg("--remap-path-prefix=ui-tests/fail=fail")
+        .arg(format!("--crate-name={name}"))
+        .arg("-o")
+        .arg(out.join(format!("{name}.rmeta")))
+        .args(deps)
+        .arg(Path::new("ui-tests").join(relative))
+        .output()
+        .map_err(|error| {
+            format!(
+                "{}: rustc ({rustc}) did not run: {error}",
+                relative.display()
+            )
+        })?;
+    let actual = normalize(&String::from_utf8_lossy(&run.stderr), root);
+    let snapshot = case.with_extension("stderr");
+    if run.status.success() {
+        return Err(format!(
+            "{}: compiled, but must not\n{actual}",
+            relative.display()
+        ));
+    }
+    let expected = std::fs::read_to_string(&snapshot).unwrap_or_default();
+    if expected == actual {
+        return Ok(());
+    }
+    if bless {
+        std::fs::write(&snapshot, &actual).expect("the snapshot can be written");
+        eprintln!("blessed {}", snapshot.display());
+        return Ok(());
+    }
+    Err(format!(
+        "{}: the diagnostics differ from {} (BLESS=1 writes them)\n{}",
+        relative.display(),
+        snapshot
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        difference(&expected, &actual)
+    ))
+}
+
+/// The two texts line by line, marking lines only in the snapshot `-` and only in the new
+/// output `+` (a plain walk; the texts are short).
+fn difference(expected: &str, actual: &str) -> String {
+    let (old, new): (Vec<_>, Vec<_>) = (expected.lines().collect(), actual.lines().collect());
+    let mut report = String::new();
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        if i < old.len() && j < new.len() && old[i] == new[j] {
+            let _ = writeln!(report, "  {}", old[i]);
+            (i, j) = (i + 1, j + 1);
+        } else if j < new.len() && !old[i..].contains(&new[j]) {
+            let _ = writeln!(report, "+ {}", new[j]);
+            j += 1;
+        } else {
+            let _ = writeln!(report, "- {}", old[i]);
+            i += 1;
+        }
+    }
+    report
+}
+
+/// rustc's output with everything that depends on where things live or on code outside the
+/// case taken out (see the module documentation).
+fn normalize(stderr: &str, root: &Path) -> String {
+    let workspace = root.parent().unwrap_or(root).display().to_string();
+    // Long type names go to a file of a random name; the message keeps the short form.
+    let mut text = stderr
+        .lines()
+        .filter(|line| {
+            !line.contains("the full name for the type has been written to")
+                && !line.contains("consider using `--verbose` to print the full type name")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace(&workspace, "$WORKSPACE");
+    for (marker, name) in [
+        ("/lib/rustlib/src/rust/library/", "$RUST/"),
+        ("/registry/src/", "$CARGO/"),
+    ] {
+        text = shorten(&text, marker, name);
+    }
+    text = shorten_rustc(&text);
+    let mut lines: Vec<String> = Vec::new();
+    for diagnostic in split_diagnostics(&text) {
+        lines.extend(renumber(&diagnostic));
+    }
+    let mut text = lines.join("\n");
+    text = others(&text);
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+/// Every path that contains `marker` (after a space) becomes `name` plus what follows the
+/// marker; for the registry, the index folder after the marker goes too.
+fn shorten(text: &str, marker: &str, name: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let Some(at) = line.find(marker) else {
+                return line.to_owned();
+            };
+            let start = line[..at].rfind(' ').map_or(0, |space| space + 1);
+            let mut rest = &line[at + marker.len()..];
+            if name == "$CARGO/" {
+                rest = rest.split_once('/').map_or(rest, |(_index, rest)| rest);
+            }
+            format!("{}{name}{rest}", &line[..start])
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `/rustc/<commit>/library/` (the standard library's remapped sources) becomes `$RUST/`.
+fn shorten_rustc(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let Some(at) = line.find("/rustc/") else {
+                return line.to_owned();
+            };
+            let rest = &line[at + "/rustc/".len()..];
+            match rest.split_once("/library/") {
+                Some((commit, rest)) if commit.chars().all(|c| c.is_ascii_hexdigit()) => {
+                    format!("{}$RUST/{rest}", &line[..at])
+                }
+                _ => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The output cut before each line that starts a diagnostic (`error`, `warning`), so that
+/// notes stay with the diagnostic they belong to.
+fn split_diagnostics(text: &str) -> Vec<Vec<&str>> {
+    let mut diagnostics: Vec<Vec<&str>> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("error") || line.starts_with("warning") || diagnostics.is_empty() {
+            diagnostics.push(Vec::new());
+        }
+        if let Some(current) = diagnostics.last_mut() {
+            current.push(line);
+        }
+    }
+    diagnostics
+}
+
+/// One diagnostic with the line numbers of files outside the case (not under `fail/`) blanked and
+/// the gutter as wide as the case's own line numbers need: code elsewhere may move.
+fn renumber(diagnostic: &[&str]) -> Vec<String> {
+    let Some(width) = diagnostic.iter().find_map(|line| arrow_width(line)) else {
+        return diagnostic.iter().map(|line| (*line).to_owned()).collect();
+    };
+    let mut outside = false;
+    let mut widest = 1;
+    let mut parsed = Vec::new();
+    for line in diagnostic {
+        let gutter = line.len() > width && line.is_char_boundary(width) && {
+            let (head, rest) = line.split_at(width);
+            head.trim_start().chars().all(|c| c.is_ascii_digit())
+                && (rest.starts_with(' ') || rest.starts_with("-->") || rest.starts_with(":::"))
+        };
+        if !gutter {
+            // A note or help of its own: its suggestions are in the case again.
+            outside = false;
+            parsed.push(None);
+            continue;
+        }
+        let (head, rest) = line.split_at(width);
+        if let Some(path) = rest
+            .strip_prefix("--> ")
+            .or_else(|| rest.strip_prefix("::: "))
+        {
+            outside = !path.starts_with("fail/");
+            if !outside {
+                let number = path.rsplit(':').nth(1).unwrap_or("1");
+                widest = widest.max(number.len());
+            }
+        }
+        let number = head.trim_start();
+        if !number.is_empty() && !outside {
+            widest = widest.max(number.len());
+        }
+        parsed.push(Some((if outside { "" } else { number }, rest, outside)));
+    }
+    diagnostic
+        .iter()
+        .zip(parsed)
+        .map(|(line, parsed)| match parsed {
+            None => (*line).to_owned(),
+            Some((number, rest, outside)) => {
+                let rest = match rest
+                    .strip_prefix("--> ")
+                    .or_else(|| rest.strip_prefix("::: "))
+                {
+                    Some(path) if outside => {
+                        let file = path.split(':').next().unwrap_or(path);
+                        // Sources of the workspace's crates are named relative to its root.
+                        let root = if file.starts_with('$') {
+                            ""
+                        } else {
+                            "$WORKSPACE/"
+                        };
+                        format!("{} {root}{file}", &rest[..3])
+                    }
+                    _ => rest.to_owned(),
+                };
+                format!("{number:>widest$}{rest}")
+            }
+        })
+        .collect()
+}
+
+/// The gutter width of a diagnostic: the spaces before its first `-->`.
+fn arrow_width(line: &str) -> Option<usize> {
+    let trimmed = line.trim_start_matches(' ');
+    trimmed
+        .starts_with("--> ")
+        .then(|| line.len() - trimmed.len())
+}
+
+/// "and 12 others" (how many depends on what is in scope) becomes "and $N others".
+fn others(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.split_once("and ") {
+            Some((head, tail)) if line.trim_end().ends_with(" others") => {
+                let count = tail.trim_end().trim_end_matches(" others");
+                if count.chars().all(|c| c.is_ascii_digit()) {
+                    format!("{head}and $N others")
+                } else {
+                    line.to_owned()
+                }
+            }
+            _ => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
