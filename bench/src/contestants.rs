@@ -347,7 +347,7 @@ impl Setup {
         for (name, value) in &contestant.env {
             command.env(name, value);
         }
-        // Both streams to one file: the framework logs to stderr, Node to stdout.
+        // Both streams to one file: log lines and whatever goes to stderr.
         let stdout = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let stderr = stdout.try_clone().map_err(|e| e.to_string())?;
         command.stdout(stdout).stderr(stderr);

@@ -599,6 +599,17 @@ fn build(root: &Path, args: &[&str], bin: &str) -> PathBuf {
     target_dir().join("debug").join(bin)
 }
 
+/// Sends each line `from` gives to `to`, on a thread of its own.
+fn forward(from: impl std::io::Read + Send + 'static, to: mpsc::Sender<String>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if to.send(line).is_err() {
+                break;
+            }
+        }
+    });
+}
+
 /// A server process (or `cargo backstage start` running one) and its log.
 struct Server {
     child: Child,
@@ -612,20 +623,16 @@ impl Server {
         let mut child = command
             .env("LOG_LEVEL", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("the server starts");
-        let stderr = child.stderr.take().unwrap();
+        // The server's log lines (stdout) and what `cargo backstage start` says (stderr).
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        forward(stdout, tx.clone());
+        forward(stderr, tx);
         let mut server = Server {
             child,
             lines,

@@ -111,6 +111,9 @@ impl Service for RootLogger {
 /// counted): a burst of this size never blocks a request.
 const QUEUED_LINES: usize = 65_536;
 
+/// The most bytes of lines the log writer gathers before it writes them.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// The log writer's thread, kept until [`flush`]; and how many lines it dropped.
 static WRITER: std::sync::Mutex<
     Option<(
@@ -127,8 +130,9 @@ static WRITER: std::sync::Mutex<
 ///   readable lines otherwise.
 /// - `backend.logger.meta`: fields added to every line; JSON lines carry `service: backstage`
 ///   unless it names another, as Backstage's do.
-/// - Lines are formatted where they happen and written to stderr by a thread of their own, in
-///   batches, off the request path: at most [`QUEUED_LINES`] wait; beyond that a line is
+/// - Lines are formatted where they happen and written to stdout (as Backstage's console
+///   transport writes them) by a thread of their own, in
+///   batches (what waits, up to [`WRITE_BUFFER`] bytes, in one write), off the request path: at most [`QUEUED_LINES`] wait; beyond that a line is
 ///   dropped and counted, and [`flush`] (at shutdown, on a failed start, on a panic) writes
 ///   what waits and reports how many were dropped.
 pub(crate) fn init(config: &crate::config::RootConfig) {
@@ -158,15 +162,20 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
         meta.entry("service".to_owned())
             .or_insert_with(|| "backstage".into());
     }
-    let ansi = !production && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let ansi = !production && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(QUEUED_LINES)
         .lossy(true)
         .thread_name("backstage-log-writer")
-        .finish(std::io::stderr());
+        // The writer drains every line that waits into this buffer and writes it once the
+        // queue is empty: one write per batch, not per line.
+        .finish(std::io::BufWriter::with_capacity(
+            WRITE_BUFFER,
+            std::io::stdout(),
+        ));
     let dropped = writer.error_counter();
     // A log line that cannot be written (the pipe to a log collector closed) is dropped: by
-    // default tracing reports it with `eprintln!`, which panics on that same closed stderr.
+    // default tracing reports it with `eprintln!`, which panics when stderr is closed too.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)

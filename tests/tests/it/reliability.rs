@@ -574,18 +574,18 @@ pub(crate) fn spawn_slow(
     let mut command = Command::new(env!("CARGO_BIN_EXE_slow-backend"));
     command
         .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .env_remove("LOG_LEVEL")
         .env_remove("NODE_ENV");
     for (k, v) in env {
         command.env(k, v);
     }
     let mut child = command.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
                 break;
             }
@@ -1195,7 +1195,7 @@ async fn a_header_limit_below_8_kib_is_refused_at_start_up() {
 #[backstage::test]
 async fn sigterm_under_keep_alive_load_loses_no_request() {
     let port = free_port();
-    // `_rx` lives to the end: while it does, the backend's log lines are read off its stderr.
+    // `_rx` lives to the end: while it does, the backend's log lines are read off its stdout.
     let (child, _rx) = slow_backend_for_shutdown("keepalive", port, "1s");
     let base = format!("http://127.0.0.1:{port}");
     let results: Arc<Mutex<Vec<Outcome>>> = Arc::default();
