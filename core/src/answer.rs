@@ -40,7 +40,7 @@ pub(crate) const JSON_UTF8: HeaderValue =
 pub(crate) fn weak_etag(body: &[u8]) -> HeaderValue {
     use base64::Engine;
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, body);
+    let digest = <sha1::Sha1 as sha1::Digest>::digest(body);
     // `W/"`, at most 16 hex digits, `-`, the 27 characters of a 20-byte hash in base64, `"`.
     let mut tag = [0u8; 48];
     tag[..3].copy_from_slice(b"W/\"");
@@ -54,7 +54,7 @@ pub(crate) fn weak_etag(body: &[u8]) -> HeaderValue {
     tag[at] = b'-';
     at += 1;
     let Ok(27) = base64::engine::general_purpose::STANDARD_NO_PAD
-        .encode_slice(digest.as_ref(), &mut tag[at..at + 27])
+        .encode_slice(digest.as_slice(), &mut tag[at..at + 27])
     else {
         return HeaderValue::from_static("W/\"0-\"");
     };

@@ -114,8 +114,9 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     let Ok(bytes) = serde_json::to_vec(value) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &bytes);
-    let hash = base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_ref());
+    // The same SHA-1 as the framework's (the CPU's SHA instructions where it has them).
+    let digest = <sha1::Sha1 as sha1::Digest>::digest(&bytes);
+    let hash = base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_slice());
     let etag = format!("W/\"{:x}-{}\"", bytes.len(), &hash[..27]);
     let mut response = (status, bytes).into_response();
     let headers = response.headers_mut();
