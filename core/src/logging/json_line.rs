@@ -93,11 +93,16 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.entry(field, |w| write!(w, "{value}"));
+        self.entry(field, |w| {
+            if value < 0 {
+                w.write_char('-')?;
+            }
+            decimal(w, value.unsigned_abs())
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.entry(field, |w| write!(w, "{value}"));
+        self.entry(field, |w| decimal(w, value));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -126,35 +131,77 @@ fn string(writer: &mut impl Write, text: &str) -> fmt::Result {
     writer.write_char('"')
 }
 
-/// Passes text on escaped for the inside of a JSON string, as serde_json escapes it; text
-/// without anything to escape goes on in one piece.
+/// Passes text on escaped for the inside of a JSON string, as serde_json escapes it; the
+/// stretches between escapes go on in one piece.
 struct Escaping<W>(W);
 
 impl<W: Write> Write for Escaping<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut start = 0;
-        for (i, byte) in s.bytes().enumerate() {
-            let escaped = match byte {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x08 => "\\b",
-                0x0c => "\\f",
-                0..=0x1f => "",
-                _ => continue,
-            };
-            self.0.write_str(&s[start..i])?;
-            if escaped.is_empty() {
-                write!(self.0, "\\u00{byte:02x}")?;
-            } else {
-                self.0.write_str(escaped)?;
+        let mut rest = s;
+        while let Some(at) = first_to_escape(rest.as_bytes()) {
+            self.0.write_str(&rest[..at])?;
+            let byte = rest.as_bytes()[at];
+            match byte {
+                b'"' => self.0.write_str("\\\"")?,
+                b'\\' => self.0.write_str("\\\\")?,
+                b'\n' => self.0.write_str("\\n")?,
+                b'\r' => self.0.write_str("\\r")?,
+                b'\t' => self.0.write_str("\\t")?,
+                0x08 => self.0.write_str("\\b")?,
+                0x0c => self.0.write_str("\\f")?,
+                _ => write!(self.0, "\\u00{byte:02x}")?,
             }
-            start = i + 1;
+            // The byte is ASCII: the next one starts a character.
+            rest = &rest[at + 1..];
         }
-        self.0.write_str(&s[start..])
+        self.0.write_str(rest)
     }
+}
+
+/// Where the first byte JSON must escape (a control character, `"` or `\`) is. Eight bytes
+/// are tested at once (a word's bytes below 0x20, or equal to one of the two, flag its high
+/// bit), then the word that has one is searched byte by byte: log lines are mostly text with
+/// nothing to escape.
+fn first_to_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH_BITS: u64 = ONES << 7;
+    let has_zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGH_BITS != 0;
+    let mut from = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let Ok(eight) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(eight);
+        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH_BITS != 0;
+        if control
+            || has_zero_byte(word ^ (ONES * u64::from(b'"')))
+            || has_zero_byte(word ^ (ONES * u64::from(b'\\')))
+        {
+            break;
+        }
+        from += 8;
+    }
+    bytes[from..]
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|at| from + at)
+}
+
+/// `value` in decimal, without the formatting machinery.
+fn decimal(writer: &mut impl Write, value: u64) -> fmt::Result {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = value;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    writer.write_str(std::str::from_utf8(&digits[at..]).map_err(|_| fmt::Error)?)
 }
 
 #[cfg(test)]
@@ -203,5 +250,28 @@ mod tests {
         let mut ours = String::new();
         string(&mut ours, text).unwrap();
         assert_eq!(ours, serde_json::to_string(text).unwrap());
+        // Every byte that needs escaping, at every place within and across eight-byte words.
+        let special = [
+            '"', '\\', '\n', '\u{0}', '\u{1f}', '\u{8}', '\u{c}', ' ', '~', '\u{7f}', 'é',
+        ];
+        for length in 0..20 {
+            for at in 0..length {
+                for c in special {
+                    let text: String = (0..length).map(|i| if i == at { c } else { 'a' }).collect();
+                    let mut ours = String::new();
+                    string(&mut ours, &text).unwrap();
+                    assert_eq!(ours, serde_json::to_string(&text).unwrap(), "{text:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_as_serde_json_writes_them() {
+        for value in [0, 7, 10, 99, 100, 65_535, u64::from(u32::MAX), u64::MAX] {
+            let mut ours = String::new();
+            decimal(&mut ours, value).unwrap();
+            assert_eq!(ours, value.to_string());
+        }
     }
 }

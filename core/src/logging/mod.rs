@@ -174,6 +174,11 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
             std::io::stdout(),
         ));
     let dropped = writer.error_counter();
+    let writer = MetaWriter {
+        inner: writer,
+        suffix: meta_suffix(&meta, production).into(),
+        json: production,
+    };
     // A log line that cannot be written (the pipe to a log collector closed) is dropped: by
     // default tracing reports it with `eprintln!`, which panics when stderr is closed too.
     let builder = tracing_subscriber::fmt()
@@ -185,21 +190,13 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
         // Span fields as JSON too: the JSON lines of events inside spans carry them.
         builder
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-            .event_format(WithMeta::new(json_line::JsonLine::default(), &meta, true))
+            .event_format(AuditShape(json_line::JsonLine::default()))
             .try_init()
     } else if ansi {
         // A terminal: tracing-subscriber's own lines, in colour.
-        builder
-            .event_format(WithMeta::new(
-                tracing_subscriber::fmt::format(),
-                &meta,
-                false,
-            ))
-            .try_init()
+        builder.try_init()
     } else {
-        builder
-            .event_format(WithMeta::new(plain::Plain::default(), &meta, false))
-            .try_init()
+        builder.event_format(plain::Plain::default()).try_init()
     };
     if installed.is_ok() {
         *WRITER.lock().unwrap_or_else(|p| p.into_inner()) = Some((guard, dropped));
@@ -253,46 +250,95 @@ fn audit_line(line: &str) -> Option<String> {
     serde_json::to_string(&members).ok()
 }
 
-/// A formatter that appends `backend.logger.meta` to every line.
-struct WithMeta<F> {
-    inner: F,
-    suffix: String,
+/// `backend.logger.meta` as the text that goes at the end of every line: `,"key":"value"`
+/// members for JSON lines, ` key=value` for readable ones.
+fn meta_suffix(meta: &std::collections::BTreeMap<String, serde_json::Value>, json: bool) -> String {
+    meta.iter()
+        .map(|(key, value)| {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if json {
+                format!(
+                    ",{}:{}",
+                    serde_json::Value::String(key.clone()),
+                    serde_json::Value::String(text)
+                )
+            } else {
+                format!(" {key}={text}")
+            }
+        })
+        .collect()
+}
+
+/// The log writer with `backend.logger.meta` put into each line as it is handed over: every
+/// line arrives whole (the formatter writes it into a buffer first), so the meta goes in
+/// before its end with one copy, whatever formatter wrote it.
+struct MetaWriter {
+    inner: tracing_appender::non_blocking::NonBlocking,
+    suffix: Box<str>,
     json: bool,
 }
 
-impl<F> WithMeta<F> {
-    fn new(
-        inner: F,
-        meta: &std::collections::BTreeMap<String, serde_json::Value>,
-        json: bool,
-    ) -> Self {
-        let suffix = meta
-            .iter()
-            .map(|(key, value)| {
-                let text = match value {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                if json {
-                    format!(
-                        ",{}:{}",
-                        serde_json::Value::String(key.clone()),
-                        serde_json::Value::String(text)
-                    )
-                } else {
-                    format!(" {key}={text}")
-                }
-            })
-            .collect();
-        WithMeta {
-            inner,
-            suffix,
-            json,
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for MetaWriter {
+    type Writer = MetaLine<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        MetaLine {
+            inner: self.inner.clone(),
+            meta: self,
         }
     }
 }
 
-impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for WithMeta<F>
+/// One line on its way to the log writer.
+struct MetaLine<'a> {
+    inner: tracing_appender::non_blocking::NonBlocking,
+    meta: &'a MetaWriter,
+}
+
+impl std::io::Write for MetaLine<'_> {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        if self.meta.suffix.is_empty() {
+            return self.inner.write(line);
+        }
+        thread_local! {
+            static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        LINE.with_borrow_mut(|with_meta| {
+            with_meta.clear();
+            with_meta.reserve(line.len() + self.meta.suffix.len());
+            with_meta_put(with_meta, line, self.meta.suffix.as_bytes(), self.meta.json);
+            self.inner.write_all(with_meta)
+        })?;
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// `line` into `out` with `suffix` inside the JSON object (before its closing `}` and the
+/// newline), or before the newline of a readable line, or at the end of a line without one.
+fn with_meta_put(out: &mut Vec<u8>, line: &[u8], suffix: &[u8], json: bool) {
+    let end = match line {
+        [.., b'}', b'\n'] if json => 2,
+        [.., b'\n'] => 1,
+        _ => 0,
+    };
+    let (body, tail) = line.split_at(line.len() - end);
+    out.extend_from_slice(body);
+    out.extend_from_slice(suffix);
+    out.extend_from_slice(tail);
+}
+
+/// JSON lines as the formatter writes them, but audit events ([`AUDIT_TARGET`]) in the shape
+/// of Backstage's auditor.
+struct AuditShape<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for AuditShape<F>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
@@ -304,135 +350,50 @@ where
         mut writer: tracing_subscriber::fmt::format::Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        let audit = self.json && event.metadata().target() == AUDIT_TARGET;
-        if self.suffix.is_empty() && !audit {
-            return self.inner.format_event(ctx, writer, event);
+        if event.metadata().target() != AUDIT_TARGET {
+            return self.0.format_event(ctx, writer, event);
         }
-        if audit {
-            // Rare: formatted whole, reshaped, then written.
-            let mut line = String::new();
-            self.inner.format_event(
-                ctx,
-                tracing_subscriber::fmt::format::Writer::new(&mut line),
-                event,
-            )?;
-            let reshaped = audit_line(&line);
-            let line = reshaped.as_deref().unwrap_or(&line).trim_end_matches('\n');
-            return match line.strip_suffix('}') {
-                Some(open) => writeln!(writer, "{open}{}}}", self.suffix),
-                None => writeln!(writer, "{line}{}", self.suffix),
-            };
-        }
-        // Every other line streams through, its end held back so that the meta goes in
-        // before it: no copy of the line.
-        let mut held = HoldBack::new(&mut writer);
-        self.inner.format_event(
+        // Rare: formatted whole, reshaped, then written.
+        let mut line = String::new();
+        self.0.format_event(
             ctx,
-            tracing_subscriber::fmt::format::Writer::new(&mut held),
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
             event,
         )?;
-        held.finish(&self.suffix, self.json)
-    }
-}
-
-/// A writer that passes everything on but the line's last two characters (`}` and the
-/// newline of a JSON line, or the newline of a readable one), so that the meta can be written
-/// before them.
-struct HoldBack<'w, W: std::fmt::Write> {
-    out: &'w mut W,
-    tail: [Option<char>; 2],
-}
-
-impl<'w, W: std::fmt::Write> HoldBack<'w, W> {
-    fn new(out: &'w mut W) -> Self {
-        HoldBack {
-            out,
-            tail: [None, None],
-        }
-    }
-
-    /// Writes the meta `suffix` before the held-back end: inside the JSON object, or before
-    /// the newline.
-    fn finish(self, suffix: &str, json: bool) -> std::fmt::Result {
-        match self.tail {
-            [Some('}'), Some('\n')] if json => writeln!(self.out, "{suffix}}}"),
-            [first, Some('\n')] => {
-                if let Some(c) = first {
-                    self.out.write_char(c)?;
-                }
-                writeln!(self.out, "{suffix}")
-            }
-            [first, second] => {
-                for c in [first, second].into_iter().flatten() {
-                    self.out.write_char(c)?;
-                }
-                write!(self.out, "{suffix}")
-            }
-        }
-    }
-}
-
-impl<W: std::fmt::Write> std::fmt::Write for HoldBack<'_, W> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let mut from_end = s.char_indices().rev();
-        match (from_end.next(), from_end.next()) {
-            (None, _) => Ok(()),
-            // One character: it is held, and the oldest held one (if two were) goes out.
-            (Some((_, c)), None) => {
-                if let [Some(old), newer] = self.tail {
-                    self.out.write_char(old)?;
-                    self.tail = [newer, Some(c)];
-                } else {
-                    self.tail = [self.tail[1], Some(c)];
-                }
-                Ok(())
-            }
-            // Two or more: everything held goes out, then all of `s` but its last two.
-            (Some((_, last)), Some((at, before))) => {
-                for c in self.tail.iter_mut().filter_map(Option::take) {
-                    self.out.write_char(c)?;
-                }
-                self.out.write_str(&s[..at])?;
-                self.tail = [Some(before), Some(last)];
-                Ok(())
-            }
-        }
+        let reshaped = audit_line(&line);
+        writeln!(
+            writer,
+            "{}",
+            reshaped.as_deref().unwrap_or(&line).trim_end_matches('\n')
+        )
     }
 }
 
 #[cfg(test)]
-mod hold_back_tests {
-    use std::fmt::Write;
+mod meta_tests {
+    use super::with_meta_put;
 
-    use super::HoldBack;
-
-    fn through(chunks: &[&str], suffix: &str, json: bool) -> String {
-        let mut out = String::new();
-        let mut held = HoldBack::new(&mut out);
-        for chunk in chunks {
-            held.write_str(chunk).unwrap();
-        }
-        held.finish(suffix, json).unwrap();
-        out
+    fn put(line: &str, suffix: &str, json: bool) -> String {
+        let mut out = Vec::new();
+        with_meta_put(&mut out, line.as_bytes(), suffix.as_bytes(), json);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
-    fn the_meta_goes_before_the_end_of_the_line_however_it_was_written() {
-        let line = r#"{"level":"INFO","message":"é"}"#.to_owned() + "\n";
+    fn the_meta_goes_before_the_end_of_the_line() {
         let meta = r#","service":"backstage""#;
-        let expected = r#"{"level":"INFO","message":"é","service":"backstage"}"#.to_owned() + "\n";
-        assert_eq!(through(&[&line], meta, true), expected);
-        // In pieces of every size, one character at a time included.
-        let chars: Vec<String> = line.chars().map(String::from).collect();
-        let pieces: Vec<&str> = chars.iter().map(String::as_str).collect();
-        assert_eq!(through(&pieces, meta, true), expected);
-        let (a, b) = line.split_at(line.len() - 1);
-        assert_eq!(through(&[a, b, ""], meta, true), expected);
         assert_eq!(
-            through(&["INFO PONG! plugin=carmen\n"], " region=eu", false),
+            put("{\"level\":\"INFO\",\"message\":\"é\"}\n", meta, true),
+            "{\"level\":\"INFO\",\"message\":\"é\",\"service\":\"backstage\"}\n"
+        );
+        assert_eq!(
+            put("INFO PONG! plugin=carmen\n", " region=eu", false),
             "INFO PONG! plugin=carmen region=eu\n"
         );
-        assert_eq!(through(&["x"], " m", false), "x m");
+        // A readable line that happens to end in `}` keeps it.
+        assert_eq!(put("INFO {a}\n", " m=1", false), "INFO {a} m=1\n");
+        assert_eq!(put("x", " m", false), "x m");
+        assert_eq!(put("", " m", true), " m");
     }
 }
 
