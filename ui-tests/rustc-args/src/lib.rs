@@ -11,6 +11,13 @@ use proc_macro::{Literal, TokenStream};
 
 /// The `--extern NAME=PATH` and `-L KIND=PATH` pairs of this rustc run, then `--rustc`, the
 /// compiler's own path, as string literals in a slice.
+///
+/// ```
+/// const ARGS: &[&str] = backstage_ui_rustc_args::rustc_args!();
+/// // This example was compiled against this crate, so the list names it.
+/// assert!(ARGS.iter().any(|arg| arg.starts_with("backstage_ui_rustc_args=")));
+/// assert!(ARGS.contains(&"--rustc"));
+/// ```
 #[proc_macro]
 pub fn rustc_args(_input: TokenStream) -> TokenStream {
     let mut picked = Vec::new();
