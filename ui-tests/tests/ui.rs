@@ -189,71 +189,62 @@ fn difference(expected: &str, actual: &str) -> String {
 /// case taken out (see the module documentation).
 fn normalize(stderr: &str, root: &Path) -> String {
     let workspace = root.parent().unwrap_or(root).display().to_string();
-    // Long type names go to a file of a random name; the message keeps the short form.
-    let mut text = stderr
+    let text = stderr
         .lines()
+        // Long type names go to a file of a random name; the message keeps the short form.
         .filter(|line| {
             !line.contains("the full name for the type has been written to")
                 && !line.contains("consider using `--verbose` to print the full type name")
         })
+        .map(|line| others(&outside_paths(&line.replace(&workspace, "$WORKSPACE"))))
         .collect::<Vec<_>>()
-        .join("\n")
-        .replace(&workspace, "$WORKSPACE");
-    for (marker, name) in [
-        ("/lib/rustlib/src/rust/library/", "$RUST/"),
-        ("/registry/src/", "$CARGO/"),
-    ] {
-        text = shorten(&text, marker, name);
-    }
-    text = shorten_rustc(&text);
-    let mut lines: Vec<String> = Vec::new();
-    for diagnostic in split_diagnostics(&text) {
-        lines.extend(renumber(&diagnostic));
-    }
-    let mut text = lines.join("\n");
-    text = others(&text);
+        .join("\n");
+    let mut text = split_diagnostics(&text)
+        .iter()
+        .flat_map(|diagnostic| renumber(diagnostic))
+        .collect::<Vec<_>>()
+        .join("\n");
     if !text.ends_with('\n') {
         text.push('\n');
     }
     text
 }
 
-/// Every path that contains `marker` (after a space) becomes `name` plus what follows the
-/// marker; for the registry, the index folder after the marker goes too.
-fn shorten(text: &str, marker: &str, name: &str) -> String {
-    text.lines()
-        .map(|line| {
-            let Some(at) = line.find(marker) else {
-                return line.to_owned();
-            };
-            let start = line[..at].rfind(' ').map_or(0, |space| space + 1);
-            let mut rest = &line[at + marker.len()..];
-            if name == "$CARGO/" {
-                rest = rest.split_once('/').map_or(rest, |(_index, rest)| rest);
-            }
-            format!("{}{name}{rest}", &line[..start])
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// `/rustc/<commit>/library/` (the standard library's remapped sources) becomes `$RUST/`.
-fn shorten_rustc(text: &str) -> String {
-    text.lines()
-        .map(|line| {
-            let Some(at) = line.find("/rustc/") else {
-                return line.to_owned();
-            };
-            let rest = &line[at + "/rustc/".len()..];
-            match rest.split_once("/library/") {
-                Some((commit, rest)) if commit.chars().all(|c| c.is_ascii_hexdigit()) => {
-                    format!("{}$RUST/{rest}", &line[..at])
-                }
-                _ => line.to_owned(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+/// A path into the standard library's sources (installed, or as remapped to
+/// `/rustc/<commit>/library/`) as `$RUST/...`, and one into a registry crate's as
+/// `$CARGO/<crate>-<version>/...`.
+fn outside_paths(line: &str) -> String {
+    const INSTALLED: &str = "/lib/rustlib/src/rust/library/";
+    const REGISTRY: &str = "/registry/src/";
+    const REMAPPED: &str = "/rustc/";
+    // The path's first character (after a space, or the line's start).
+    let path_start = |at: usize| line[..at].rfind(' ').map_or(0, |space| space + 1);
+    // Where the path starts, where the part that stays starts, and the name for the rest.
+    let found = if let Some(at) = line.find(INSTALLED) {
+        Some((path_start(at), at + INSTALLED.len(), "$RUST/"))
+    } else if let Some(at) = line.find(REGISTRY) {
+        // The index's own folder goes too.
+        let index = at + REGISTRY.len();
+        line[index..]
+            .find('/')
+            .map(|slash| (path_start(at), index + slash + 1, "$CARGO/"))
+    } else if let Some(at) = line.find(REMAPPED) {
+        let commit = at + REMAPPED.len();
+        line[commit..]
+            .find("/library/")
+            .filter(|&end| {
+                line[commit..commit + end]
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit())
+            })
+            .map(|end| (at, commit + end + "/library/".len(), "$RUST/"))
+    } else {
+        None
+    };
+    match found {
+        Some((start, rest, name)) => format!("{}{name}{}", &line[..start], &line[rest..]),
+        None => line.to_owned(),
+    }
 }
 
 /// The output cut before each line that starts a diagnostic (`error`, `warning`), so that
@@ -346,19 +337,16 @@ fn arrow_width(line: &str) -> Option<usize> {
 }
 
 /// "and 12 others" (how many depends on what is in scope) becomes "and $N others".
-fn others(text: &str) -> String {
-    text.lines()
-        .map(|line| match line.split_once("and ") {
-            Some((head, tail)) if line.trim_end().ends_with(" others") => {
-                let count = tail.trim_end().trim_end_matches(" others");
-                if count.chars().all(|c| c.is_ascii_digit()) {
-                    format!("{head}and $N others")
-                } else {
-                    line.to_owned()
-                }
+fn others(line: &str) -> String {
+    match line.split_once("and ") {
+        Some((head, tail)) if line.trim_end().ends_with(" others") => {
+            let count = tail.trim_end().trim_end_matches(" others");
+            if count.chars().all(|c| c.is_ascii_digit()) {
+                format!("{head}and $N others")
+            } else {
+                line.to_owned()
             }
-            _ => line.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+        }
+        _ => line.to_owned(),
+    }
 }

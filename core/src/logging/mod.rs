@@ -131,10 +131,10 @@ static WRITER: std::sync::Mutex<
 /// - `backend.logger.meta`: fields added to every line; JSON lines carry `service: backstage`
 ///   unless it names another, as Backstage's do.
 /// - Lines are formatted where they happen and written to stdout (as Backstage's console
-///   transport writes them) by a thread of their own, in
-///   batches (what waits, up to [`WRITE_BUFFER`] bytes, in one write), off the request path: at most [`QUEUED_LINES`] wait; beyond that a line is
-///   dropped and counted, and [`flush`] (at shutdown, on a failed start, on a panic) writes
-///   what waits and reports how many were dropped.
+///   transport writes them) by a thread of their own, in batches (what waits, up to
+///   [`WRITE_BUFFER`] bytes, in one write), off the request path: at most [`QUEUED_LINES`]
+///   wait; beyond that a line is dropped and counted, and [`flush`] (at shutdown, on a failed
+///   start, on a panic) writes what waits and reports how many were dropped.
 pub(crate) fn init(config: &crate::config::RootConfig) {
     let level = std::env::var("LOG_LEVEL")
         .ok()
