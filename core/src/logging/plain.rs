@@ -123,21 +123,67 @@ impl Fields<'_, '_> {
             self.result = self.writer.write_char(' ');
         }
     }
+
+    /// Writes ` name=` and then the value with `value`, unless writing failed before or the
+    /// field is one of a `log` record's (written by the bridge already). Values whose `Debug`
+    /// text is known go through here without the formatting machinery.
+    fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        let name = field.name();
+        if self.result.is_err() || name.starts_with("log.") {
+            return;
+        }
+        self.separate();
+        if self.result.is_err() {
+            return;
+        }
+        let writer = &mut *self.writer;
+        self.result = (|| {
+            writer.write_str(name.strip_prefix("r#").unwrap_or(name))?;
+            writer.write_char('=')?;
+            value(writer)
+        })();
+    }
 }
 
 impl Visit for Fields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.record_debug(field, &format_args!("{value}"));
-        } else if value
-            .bytes()
-            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+            if self.result.is_err() {
+                return;
+            }
+            self.separate();
+            if self.result.is_ok() {
+                self.result = Escaping(&mut *self.writer).write_str(value);
+            }
+        } else if super::json_line::printable(value.as_bytes())
+            && super::json_line::first_to_escape(value.as_bytes()).is_none()
         {
             // Nothing `Debug` would escape: quoted as it is.
-            self.record_debug(field, &format_args!("\"{value}\""));
+            self.field(field, |w| {
+                w.write_char('"')?;
+                w.write_str(value)?;
+                w.write_char('"')
+            });
         } else {
             self.record_debug(field, &value);
         }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |w| super::json_line::decimal(w, value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, |w| {
+            if value < 0 {
+                w.write_char('-')?;
+            }
+            super::json_line::decimal(w, value.unsigned_abs())
+        });
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, |w| w.write_str(if value { "true" } else { "false" }));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -156,25 +202,17 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.result.is_err() {
-            return;
-        }
-        let name = field.name();
-        // Fields of `log` records, written by the bridge already.
-        if name.starts_with("log.") {
-            return;
-        }
-        self.separate();
-        if self.result.is_err() {
-            return;
-        }
-        self.result = match name {
-            "message" => write!(Escaping(&mut *self.writer), "{value:?}"),
-            name => {
-                let name = name.strip_prefix("r#").unwrap_or(name);
-                write!(self.writer, "{name}={value:?}")
+        if field.name() == "message" {
+            if self.result.is_err() {
+                return;
             }
-        };
+            self.separate();
+            if self.result.is_ok() {
+                self.result = write!(Escaping(&mut *self.writer), "{value:?}");
+            }
+        } else {
+            self.field(field, |w| write!(w, "{value:?}"));
+        }
     }
 }
 
@@ -210,9 +248,10 @@ struct Escaping<W>(W);
 impl<W: Write> Write for Escaping<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         // C1 controls start with the byte 0xC2 in UTF-8.
-        if !s
-            .bytes()
-            .any(|b| matches!(b, 0x1b | 0x07 | 0x08 | 0x0c | 0x7f | 0xc2))
+        if super::json_line::printable(s.as_bytes())
+            || !s
+                .bytes()
+                .any(|b| matches!(b, 0x1b | 0x07 | 0x08 | 0x0c | 0x7f | 0xc2))
         {
             return self.0.write_str(s);
         }

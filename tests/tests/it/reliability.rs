@@ -28,6 +28,11 @@ impl Rel {
         body.to_string().len().to_string()
     }
 
+    #[route(post, "/raw", auth = "unauthenticated")]
+    async fn raw(&self, body: axum::body::Bytes) -> String {
+        body.len().to_string()
+    }
+
     #[route(get, "/fail", auth = "unauthenticated")]
     async fn fail(&self) -> Result<&'static str> {
         Err(Error::input("no"))
@@ -82,6 +87,31 @@ async fn oversized_bodies_get_413_without_being_read() {
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+}
+
+/// A chunked body (no length to refuse it by) of `size` bytes to `path`; the status line.
+fn post_chunked(address: std::net::SocketAddr, path: &str, size: usize) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n{size:x}\r\n{}\r\n0\r\n\r\n",
+        "x".repeat(size)
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+// Blocking socket I/O below: the server needs threads of its own.
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axums_own_body_extractors_have_the_configured_limit() {
+    let backend = rel(json!({ "backend": { "server": { "maxRequestBodySize": "1kb" } } })).await;
+    let address = backend.backend().local_addr();
+    let small = tokio::task::spawn_blocking(move || post_chunked(address, "/api/rel/raw", 100));
+    assert_eq!(small.await.unwrap(), "HTTP/1.1 200 OK");
+    // Under axum's own default (2 MB), but over the configured limit.
+    let big = tokio::task::spawn_blocking(move || post_chunked(address, "/api/rel/raw", 4000));
+    assert_eq!(big.await.unwrap(), "HTTP/1.1 413 Payload Too Large");
 }
 
 /// The resident memory of process `pid`, in kB.
