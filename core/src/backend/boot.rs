@@ -179,7 +179,6 @@ pub(super) async fn boot(
         })
         .collect();
     backend.plugin_instances = instances.clone();
-    let body_limit = backend.shared.policies.body_limit;
     let extension_points = linked_extension_points();
     let pending: Arc<Mutex<BTreeSet<&'static str>>> =
         Arc::new(Mutex::new(plugins.iter().map(|p| p.id).collect()));
@@ -196,7 +195,6 @@ pub(super) async fn boot(
                     extension_points,
                     instances,
                     policies,
-                    body_limit,
                 )
                 .await;
                 pending
@@ -342,7 +340,6 @@ async fn boot_plugin(
     extension_points: &[&ExtensionPointRegistration],
     instances: &PluginInstances,
     policies: &BootPolicies,
-    body_limit: usize,
 ) -> Result<Router> {
     let ctx = ServiceContext {
         registry,
@@ -426,11 +423,12 @@ async fn boot_plugin(
         router = catch_router_panic("the OpenAPI document", || router.merge(openapi))?;
     }
     // An unknown path, or a known path with another method: the path policies first, then 404
-    // NotFoundError (Backstage's Express routers answer a wrong method with 404 too).
+    // NotFoundError (Backstage's Express routers answer a wrong method with 404 too). The body
+    // limit is set where requests are dispatched (one layer around the router, not one around
+    // each route).
     let fallback_gate = gate.clone();
     let method_gate = gate;
     Ok(router
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .fallback(move |request: axum::extract::Request| fallback_gate.clone().not_found(request))
         .method_not_allowed_fallback(move |request: axum::extract::Request| {
             method_gate.clone().not_found(request)

@@ -14,6 +14,8 @@ use axum::response::Response;
 use tower::{Layer, ServiceExt};
 use tower_http::compression::predicate::{Predicate, SizeAbove};
 
+use crate::answer::JSON_UTF8;
+
 /// The smallest answer that is compressed, as the `compression` middleware's `threshold`.
 const THRESHOLD: u16 = 1024;
 
@@ -42,7 +44,8 @@ pub(crate) async fn compress(accept: Option<HeaderValue>, response: Response) ->
         }));
     let mut request = http::Request::new(());
     request.headers_mut().insert(ACCEPT_ENCODING, accept);
-    match service.oneshot(request).await {
+    // Boxed: the layer's future is large, and most answers never get here.
+    match Box::pin(service.oneshot(request)).await {
         Ok(compressed) => compressed.map(Body::new),
         Err(never) => match never {},
     }
@@ -68,6 +71,10 @@ fn essence(headers: &HeaderMap) -> Option<&str> {
 /// The `compressible` package's answer for the common types: text, JSON, XML, JavaScript and
 /// forms.
 fn compressible(headers: &HeaderMap) -> bool {
+    // The type of the framework's own JSON answers, recognised without parsing.
+    if headers.get(CONTENT_TYPE) == Some(&JSON_UTF8) {
+        return true;
+    }
     let Some(essence) = essence(headers) else {
         return false;
     };

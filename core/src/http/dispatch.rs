@@ -15,7 +15,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use serde::Serialize;
-use tower::{Service, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
 use super::cors::{self, Answer};
 use super::json::{BodyLimit, Conditional, JSON_UTF8, json_response, weak_etag};
@@ -108,10 +108,14 @@ impl Shared {
             }
             if let Some(ip) = peer {
                 for limit in &limits {
-                    match limit.hit(ip).await {
+                    // Boxed, as the other rate-limit calls: a store's future is large, and would
+                    // otherwise make every request's future as large, limits or not.
+                    match Box::pin(limit.hit(ip)).await {
                         Verdict::Allowed => {}
                         Verdict::Limited => {
-                            break 'response too_many_requests(limit.retry_after(ip).await);
+                            break 'response too_many_requests(
+                                Box::pin(limit.retry_after(ip)).await,
+                            );
                         }
                         Verdict::StoreFailed => {
                             break 'response Error::service_unavailable(
@@ -169,7 +173,7 @@ impl Shared {
                 if (limit.skip_successful && status.as_u16() < 400)
                     || (limit.skip_failed && status.as_u16() >= 400)
                 {
-                    limit.forget(ip).await;
+                    Box::pin(limit.forget(ip)).await;
                 }
             }
         }
@@ -274,8 +278,13 @@ impl Shared {
             None if path.starts_with("/api/") => {
                 // Hold the request while plugins start, up to the pause timeout.
                 let mut started = self.started.clone();
-                let _ = tokio::time::timeout(self.policies.startup_pause, started.wait_for(|s| *s))
-                    .await;
+                // Boxed: this wait happens only during start-up, and its future would make every
+                // request's as large.
+                let _ = Box::pin(tokio::time::timeout(
+                    self.policies.startup_pause,
+                    started.wait_for(|s| *s),
+                ))
+                .await;
                 match self.routes.get() {
                     Some(routes) => routes,
                     None => {
@@ -288,12 +297,7 @@ impl Shared {
         };
         let path = request.uri().path();
         let Some(rest) = path.strip_prefix("/api/") else {
-            return routes
-                .root
-                .clone()
-                .oneshot(request)
-                .await
-                .unwrap_or_else(|never| match never {});
+            return self.serve(&routes.root, request).await;
         };
         let (id, mut sub_path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -320,8 +324,15 @@ impl Shared {
             Ok(uri) => *request.uri_mut() = uri,
             Err(_) => return Error::input("the request path is not a valid URI").into_response(),
         }
-        router
-            .clone()
+        self.serve(router, request).await
+    }
+
+    /// `request` served by `router`, with `backend.server.maxRequestBodySize` as the limit of
+    /// axum's body extractors: one layer around the router, not one around each of its routes
+    /// (which would be cloned with the route for every request).
+    async fn serve(&self, router: &axum::Router, request: Request) -> Response {
+        axum::extract::DefaultBodyLimit::max(self.policies.body_limit)
+            .layer(router.clone())
             .oneshot(request)
             .await
             .unwrap_or_else(|never| match never {})
@@ -610,14 +621,13 @@ impl RequestMeta {
             );
             tracing::info!(
                 target: "backstage::http",
+                message = message.as_str(),
                 r#type = "incomingRequest",
                 method = %method,
                 url,
                 status = response.status().as_u16(),
                 remote_address = remote_text(self.remote, &mut [0; 48]),
                 response_time_ms = started.elapsed().as_millis() as u64,
-                "{}",
-                message.as_str(),
             );
         });
     }
