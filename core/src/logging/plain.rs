@@ -124,9 +124,10 @@ impl Fields<'_, '_> {
         }
     }
 
-    /// Writes ` name=` and then the value with `value`, unless writing failed before or the
-    /// field is one of a `log` record's (written by the bridge already). Values whose `Debug`
-    /// text is known go through here without the formatting machinery.
+    /// Writes ` name=` (only the value for the message) and then the value with `value`,
+    /// unless writing failed before or the field is one of a `log` record's (written by the
+    /// bridge already). Values whose `Debug` text is known go through here without the
+    /// formatting machinery.
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
         let name = field.name();
         if self.result.is_err() || name.starts_with("log.") {
@@ -138,8 +139,10 @@ impl Fields<'_, '_> {
         }
         let writer = &mut *self.writer;
         self.result = (|| {
-            writer.write_str(name.strip_prefix("r#").unwrap_or(name))?;
-            writer.write_char('=')?;
+            if name != "message" {
+                writer.write_str(name.strip_prefix("r#").unwrap_or(name))?;
+                writer.write_char('=')?;
+            }
             value(writer)
         })();
     }
@@ -382,6 +385,8 @@ mod tests {
                 tracing::info!("PONG! plugin=carmen");
                 tracing::warn!(target: "backstage::http", r#type = "incomingRequest", status = 200_u16, ok = true, ratio = 0.5, url = "/a \"b\"", method = %"GET", list = ?vec![1, 2], "[t] \"GET /a HTTP/1.1\" 200");
                 tracing::error!(message = "in a field \x1b[31m", code = -3_i64);
+                tracing::info!(message = 5_u64, negative = i64::MIN, yes = true);
+                tracing::info!(message = false, r#type = "plain");
                 let error = Outer(std::io::Error::other("disk \x07 gone"));
                 tracing::debug!(
                     error = &error as &(dyn std::error::Error + 'static),
