@@ -290,7 +290,7 @@ pub(crate) async fn pool(db: &PluginDatabase, cap: Option<u32>) -> Result<AnyPoo
     let in_memory = db.engine == Engine::Sqlite && url.contains("mode=memory");
     let statements = session_statements(db);
     let pool = pool_options::<sqlx::Any>(db, max, in_memory)
-        .min_connections(if in_memory { min.max(1) } else { min })
+        .min_connections(if in_memory { 0 } else { min })
         .after_connect(move |connection, _meta| {
             let statements = statements.clone();
             Box::pin(async move {
@@ -300,6 +300,13 @@ pub(crate) async fn pool(db: &PluginDatabase, cap: Option<u32>) -> Result<AnyPoo
                 Ok(())
             })
         });
+    // An in-memory database cannot fail to open: its pool connects on first use, so a plugin
+    // that queries through the engine's own pool (`Database::fetch_all` and its siblings) has
+    // one connection, and one SQLite thread, not two. It lives while either pool has one open
+    // (neither closes idle ones).
+    if in_memory {
+        return Ok(pool.connect_lazy_with(options));
+    }
     let timeout = Duration::from_millis(db.connect_timeout_millis);
     let pool = match tokio::time::timeout(timeout, pool.connect_with(options)).await {
         Ok(Ok(pool)) => pool,

@@ -726,6 +726,13 @@ impl Holder {
         Ok(Json(row.map(|(t,)| t).unwrap_or_default()))
     }
 
+    /// The open connections of the portable pool and of the engine's own.
+    #[route(get, "/connections", auth = "unauthenticated")]
+    async fn connections(&self) -> Result<String> {
+        let native = self.db.sqlite().await?.map_or(0, |pool| pool.size());
+        Ok(format!("{} {native}", self.db.pool().size()))
+    }
+
     #[route(get, "/hold/{ms}", auth = "unauthenticated")]
     async fn hold(&self, Path(ms): Path<u64>) -> Result<&'static str> {
         let Some(pool) = self.db.sqlite().await? else {
@@ -735,6 +742,26 @@ impl Holder {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok("held")
     }
+}
+
+/// Each SQLite connection is a thread of its own: an in-memory database's portable pool connects
+/// on first use, so a plugin that only queries through the engine's pool holds one.
+#[backstage::test]
+async fn an_in_memory_plugin_querying_the_engines_pool_holds_one_connection() {
+    let backend = TestBackend::builder()
+        .plugin::<Holder>()
+        .config(json!({ "backend": { "database": {
+            "client": "better-sqlite3",
+            "connection": ":memory:",
+        } } }))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(backend.get("/api/holder/read").send().await.text(), "1");
+    assert_eq!(
+        backend.get("/api/holder/connections").send().await.text(),
+        "0 1"
+    );
 }
 
 #[backstage::test(flavor = "multi_thread", worker_threads = 2)]
