@@ -88,10 +88,10 @@ pub use scheduler::Scheduler;
 pub use sqlx;
 pub use url_reader::UrlReader;
 
-/// The memory allocator of every program that links this crate: mimalloc, whose allocations cost
-/// a fraction of the system allocator's (a request allocates a few dozen times). The default
-/// feature `mimalloc` sets it; a program that sets its own `#[global_allocator]` turns the
-/// feature off (`backstage = { version = "0.1", default-features = false }`).
+/// With the feature `mimalloc`, which a backend binary turns on (`cargo backstage new app`'s
+/// does), the program's memory allocator is mimalloc: a request allocates a few dozen times,
+/// and mimalloc's allocations cost a fraction of the system allocator's. Plugin crates leave it
+/// off, so that the program chooses.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
