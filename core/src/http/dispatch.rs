@@ -598,10 +598,11 @@ impl RequestMeta {
         MESSAGE.with_borrow_mut(|message| {
             use std::fmt::Write as _;
             message.clear();
+            message.push('[');
+            let _ = crate::logging::utc(message, std::time::SystemTime::now(), 3);
             let _ = write!(
                 message,
-                "[{}] \"{method} {url} HTTP/{version}\" {} ",
-                humantime::format_rfc3339_millis(std::time::SystemTime::now()),
+                "] \"{method} {url} HTTP/{version}\" {} ",
                 response.status().as_u16(),
             );
             // The body's length: its header when the handler set one, else what the body

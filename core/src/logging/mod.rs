@@ -14,6 +14,8 @@ use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
 mod json_line;
 mod plain;
 
+pub(crate) use plain::utc;
+
 /// The `logger` service of one plugin: every line carries `plugin=<id>`.
 ///
 /// ```

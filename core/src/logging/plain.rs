@@ -65,28 +65,55 @@ pub(super) fn from_log(metadata: &tracing::Metadata<'_>) -> bool {
 
 /// The current time as `2026-01-02T03:04:05.123456Z`.
 pub(super) fn timestamp(writer: &mut impl Write) -> fmt::Result {
-    let now = std::time::SystemTime::now()
+    utc(writer, std::time::SystemTime::now(), 6)
+}
+
+/// `time` in UTC as `2026-01-02T03:04:05`, then `.` and the first `digits` digits of its
+/// fraction of a second (at most 9; none, without the dot, for 0), then `Z`. The date and time
+/// of day are written once per second per thread, and copied until the second changes.
+pub(crate) fn utc(
+    writer: &mut impl Write,
+    time: std::time::SystemTime,
+    digits: u32,
+) -> fmt::Result {
+    thread_local! {
+        static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+    }
+    let since = time
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let seconds = now.as_secs();
-    let (year, month, day) = civil(seconds / 86_400);
-    let of_day = seconds % 86_400;
-    let mut text = *b"0000-00-00T00:00:00.000000Z ";
-    let mut put = |at: usize, width: usize, mut value: u64| {
-        for i in (at..at + width).rev() {
-            text[i] = b'0' + (value % 10) as u8;
+    let seconds = since.as_secs();
+    let put = |text: &mut [u8], mut value: u64| {
+        for digit in text.iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
             value /= 10;
         }
     };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, of_day / 3600);
-    put(14, 2, of_day / 60 % 60);
-    put(17, 2, of_day % 60);
-    put(20, 6, u64::from(now.subsec_micros()));
+    let (cached, mut text) = SECOND.get();
+    if cached != seconds {
+        text = *b"0000-00-00T00:00:00";
+        let (year, month, day) = civil(seconds / 86_400);
+        let of_day = seconds % 86_400;
+        put(&mut text[0..4], year);
+        put(&mut text[5..7], month);
+        put(&mut text[8..10], day);
+        put(&mut text[11..13], of_day / 3600);
+        put(&mut text[14..16], of_day / 60 % 60);
+        put(&mut text[17..19], of_day % 60);
+        SECOND.set((seconds, text));
+    }
     // Only ASCII digits and separators were written.
-    writer.write_str(std::str::from_utf8(&text[..27]).map_err(|_| fmt::Error)?)
+    writer.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)?;
+    let digits = digits.min(9);
+    if digits > 0 {
+        let mut fraction = *b".000000000";
+        let value = u64::from(since.subsec_nanos()) / 10_u64.pow(9 - digits);
+        put(&mut fraction[1..=digits as usize], value);
+        writer.write_str(
+            std::str::from_utf8(&fraction[..=digits as usize]).map_err(|_| fmt::Error)?,
+        )?;
+    }
+    writer.write_char('Z')
 }
 
 /// The year, month and day of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
@@ -424,6 +451,25 @@ mod tests {
         // The same second (unless the two calls straddle one).
         assert_eq!(out[..19], theirs[..19], "{out} vs {theirs}");
         assert!(out.ends_with('Z') && out.as_bytes()[19] == b'.', "{out}");
+    }
+
+    #[test]
+    fn times_read_as_humantimes_rfc3339_as_the_second_changes() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let base = UNIX_EPOCH + Duration::new(1_795_000_000, 123_456_789);
+        // Forward, back, across days and leap years: the per-thread second must follow.
+        for offset in [0, 1, 0, 59, 86_400, 86_400 * 366 * 3, 1, 0] {
+            let time = base + Duration::from_secs(offset);
+            let ours = |digits| {
+                let mut out = String::new();
+                utc(&mut out, time, digits).unwrap();
+                out
+            };
+            assert_eq!(ours(0), humantime::format_rfc3339_seconds(time).to_string());
+            assert_eq!(ours(3), humantime::format_rfc3339_millis(time).to_string());
+            assert_eq!(ours(6), humantime::format_rfc3339_micros(time).to_string());
+            assert_eq!(ours(9), humantime::format_rfc3339_nanos(time).to_string());
+        }
     }
 
     #[test]
