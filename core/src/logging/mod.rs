@@ -13,6 +13,7 @@ use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
 
 mod json_line;
 mod plain;
+mod text;
 
 pub(crate) use plain::utc;
 

@@ -178,15 +178,9 @@ impl Fields<'_, '_> {
 impl Visit for Fields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            if self.result.is_err() {
-                return;
-            }
-            self.separate();
-            if self.result.is_ok() {
-                self.result = Escaping(&mut *self.writer).write_str(value);
-            }
-        } else if super::json_line::printable(value.as_bytes())
-            && super::json_line::first_to_escape(value.as_bytes()).is_none()
+            self.field(field, |w| Escaping(w).write_str(value));
+        } else if super::text::printable(value.as_bytes())
+            && super::text::first_to_escape(value.as_bytes()).is_none()
         {
             // Nothing `Debug` would escape: quoted as it is.
             self.field(field, |w| {
@@ -200,7 +194,7 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, |w| super::json_line::decimal(w, value));
+        self.field(field, |w| super::text::decimal(w, value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -208,7 +202,7 @@ impl Visit for Fields<'_, '_> {
             if value < 0 {
                 w.write_char('-')?;
             }
-            super::json_line::decimal(w, value.unsigned_abs())
+            super::text::decimal(w, value.unsigned_abs())
         });
     }
 
@@ -233,13 +227,7 @@ impl Visit for Fields<'_, '_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
-            if self.result.is_err() {
-                return;
-            }
-            self.separate();
-            if self.result.is_ok() {
-                self.result = write!(Escaping(&mut *self.writer), "{value:?}");
-            }
+            self.field(field, |w| write!(Escaping(w), "{value:?}"));
         } else {
             self.field(field, |w| write!(w, "{value:?}"));
         }
@@ -278,7 +266,7 @@ struct Escaping<W>(W);
 impl<W: Write> Write for Escaping<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         // C1 controls start with the byte 0xC2 in UTF-8.
-        if super::json_line::printable(s.as_bytes())
+        if super::text::printable(s.as_bytes())
             || !s
                 .bytes()
                 .any(|b| matches!(b, 0x1b | 0x07 | 0x08 | 0x0c | 0x7f | 0xc2))

@@ -89,17 +89,28 @@ async fn oversized_bodies_get_413_without_being_read() {
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
 }
 
-/// A chunked body (no length to refuse it by) of `size` bytes to `path`; the status line.
-fn post_chunked(address: std::net::SocketAddr, path: &str, size: usize) -> String {
+/// Sends `request` as it is (it should ask for `connection: close`) and returns the status line
+/// of the answer.
+fn status_line(address: std::net::SocketAddr, request: &str) -> String {
     let mut stream = TcpStream::connect(address).unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n{size:x}\r\n{}\r\n0\r\n\r\n",
-        "x".repeat(size)
-    );
-    let _ = stream.write_all(head.as_bytes());
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(request.as_bytes());
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     response.lines().next().unwrap_or_default().to_owned()
+}
+
+/// A chunked body (no length to refuse it by) of `size` bytes to `path`; the status line.
+fn post_chunked(address: std::net::SocketAddr, path: &str, size: usize) -> String {
+    status_line(
+        address,
+        &format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n{size:x}\r\n{}\r\n0\r\n\r\n",
+            "x".repeat(size)
+        ),
+    )
 }
 
 // Blocking socket I/O below: the server needs threads of its own.
@@ -1180,18 +1191,13 @@ async fn idle_sockets_cannot_hold_every_connection_slot() {
 fn headers_over_the_limit_get_431() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let exchange = |backend: &TestBackend, header_bytes: usize| {
-        let mut stream = TcpStream::connect(backend.backend().local_addr()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let request = format!(
-            "GET /api/rel/sleep/1 HTTP/1.1\r\nhost: x\r\nx-filler: {}\r\nconnection: close\r\n\r\n",
-            "a".repeat(header_bytes)
-        );
-        let _ = stream.write_all(request.as_bytes());
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
-        response.lines().next().unwrap_or_default().to_owned()
+        status_line(
+            backend.backend().local_addr(),
+            &format!(
+                "GET /api/rel/sleep/1 HTTP/1.1\r\nhost: x\r\nx-filler: {}\r\nconnection: close\r\n\r\n",
+                "a".repeat(header_bytes)
+            ),
+        )
     };
     let backend = runtime.block_on(rel(json!({})));
     assert!(exchange(&backend, 15_000).starts_with("HTTP/1.1 200"));
