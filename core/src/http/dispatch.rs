@@ -47,6 +47,28 @@ pub(crate) struct Dispatcher {
     pub(crate) shared: Arc<Shared>,
 }
 
+/// A body announced as larger than the limit is read and dropped before the 413 when it is at
+/// most this many times the limit; a larger one is refused from its headers alone.
+const DRAINED_BODIES: u64 = 4;
+
+/// How long reading a refused body may take before the connection is closed instead.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and drops `body`, at most `length` bytes and for at most [`DRAIN_TIME`]; what is left
+/// unread then closes the connection.
+async fn drain(body: Body, length: u64) {
+    let read = async {
+        let mut body = body;
+        let mut read = 0_u64;
+        while read <= length
+            && let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await
+        {
+            read += frame.data_ref().map_or(0, |data| data.len() as u64);
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read).await;
+}
+
 /// Marks the answer to a path or method no route of a plugin serves (its auth policy's
 /// refusal, or Backstage's not-found answer with an empty body): it carries no `Allow`.
 #[derive(Clone, Copy)]
@@ -132,6 +154,13 @@ impl Shared {
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
                 && length > self.policies.body_limit as u64
             {
+                // Read what was announced, when it is within reach, before answering: a client
+                // still sending its body would otherwise meet a closed connection and never read
+                // the answer (Node reads and drops the rest of a refused body too).
+                if length <= DRAINED_BODIES * self.policies.body_limit as u64 {
+                    // Boxed: rare, and it would make every request's future larger.
+                    Box::pin(drain(request.into_body(), length)).await;
+                }
                 break 'response Error::new(
                     crate::error::ErrorKind::PayloadTooLarge,
                     "request entity too large",
@@ -193,7 +222,7 @@ impl Shared {
             cors::append_vary(response.headers_mut(), "Accept-Encoding");
         }
         if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            // The rest of the body was never read: the connection cannot carry another request.
+            // The rest of a body announced too large is not always read: the connection ends.
             response
                 .headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));

@@ -89,6 +89,37 @@ async fn oversized_bodies_get_413_without_being_read() {
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
 }
 
+// Blocking socket I/O below: the server needs threads of its own.
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_still_sending_a_body_too_large_reads_the_413() {
+    let backend = rel(json!({ "backend": { "server": { "maxRequestBodySize": "1kb" } } })).await;
+    let address = backend.backend().local_addr();
+    let sent = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(b"POST /api/rel/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 3000\r\n\r\n")
+            .unwrap();
+        // The body in pieces, as a slow client sends it: the answer is decided by now, and a
+        // server that closed the connection makes the later writes fail.
+        let mut writes = Vec::new();
+        for _ in 0..3 {
+            writes.push(stream.write_all(&[b' '; 1000]).map_err(|e| e.kind()));
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        let mut response = String::new();
+        let read = stream.read_to_string(&mut response).map_err(|e| e.kind());
+        (writes, read, response)
+    });
+    let (writes, read, response) = sent.await.unwrap();
+    assert_eq!(writes, vec![Ok(()), Ok(()), Ok(())]);
+    assert!(read.is_ok(), "{read:?}");
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("request entity too large"), "{response}");
+}
+
 /// Sends `request` as it is (it should ask for `connection: close`) and returns the status line
 /// of the answer.
 fn status_line(address: std::net::SocketAddr, request: &str) -> String {
