@@ -116,8 +116,7 @@ impl Shared {
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let log_meta = tracing::enabled!(target: "backstage::http", tracing::Level::INFO)
-            .then(|| RequestMeta::of(&request));
+        let log_meta = crate::logging::requests_logged().then(|| RequestMeta::of(&request));
 
         let conditional = Conditional::of(&method, request.headers());
         request
@@ -575,21 +574,17 @@ fn remote_text(ip: Option<std::net::IpAddr>, buffer: &mut [u8; 48]) -> &str {
     std::str::from_utf8(&buffer[..length]).unwrap_or("-")
 }
 
+/// What a request's log line needs from the request, kept while it is served.
 struct RequestMeta {
-    referrer: Option<String>,
-    user_agent: Option<String>,
+    referrer: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
     remote: Option<std::net::IpAddr>,
 }
 
 impl RequestMeta {
     fn of(request: &Request) -> Self {
-        let header = |name| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|v: &HeaderValue| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        // A header value shares the request's bytes: kept without a copy.
+        let header = |name| request.headers().get(name).cloned();
         RequestMeta {
             referrer: header(http::header::REFERER),
             user_agent: header(http::header::USER_AGENT),
@@ -609,57 +604,80 @@ impl RequestMeta {
         response: &Response,
         started: Instant,
     ) {
-        let version = match version {
-            http::Version::HTTP_09 => "0.9",
-            http::Version::HTTP_10 => "1.0",
-            http::Version::HTTP_2 => "2.0",
-            http::Version::HTTP_3 => "3.0",
-            _ => "1.1",
-        };
         let url = redacted(uri.path_and_query().map_or("/", |pq| pq.as_str()));
-        let url = url.as_ref();
-        // The message is written into a reused buffer first and handed over as one string:
-        // formatted through the log line's escaping writer piece by piece, it cost about as
-        // much as the rest of the request.
-        thread_local! {
-            static MESSAGE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        fn text(value: &Option<HeaderValue>) -> &str {
+            value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-")
         }
-        MESSAGE.with_borrow_mut(|message| {
-            use std::fmt::Write as _;
-            message.clear();
-            message.push('[');
-            let _ = crate::logging::utc(message, std::time::SystemTime::now(), 3);
-            let _ = write!(
-                message,
-                "] \"{method} {url} HTTP/{version}\" {} ",
-                response.status().as_u16(),
-            );
-            // The body's length: its header when the handler set one, else what the body
-            // knows (error bodies and health answers are written without the header).
-            let _ = match response.headers().get(CONTENT_LENGTH) {
-                Some(value) => message.write_str(value.to_str().unwrap_or("0")),
-                None => match axum::body::HttpBody::size_hint(response.body()).exact() {
-                    Some(length) => write!(message, "{length}"),
-                    None => message.write_str("-"),
-                },
-            };
-            let _ = write!(
-                message,
-                " \"{}\" \"{}\"",
-                self.referrer.as_deref().unwrap_or("-"),
-                self.user_agent.as_deref().unwrap_or("-"),
-            );
-            tracing::info!(
-                target: "backstage::http",
-                message = message.as_str(),
-                r#type = "incomingRequest",
-                method = %method,
-                url,
-                status = response.status().as_u16(),
-                remote_address = remote_text(self.remote, &mut [0; 48]),
-                response_time_ms = started.elapsed().as_millis() as u64,
-            );
-        });
+        // The body's length: its header when the handler set one, else what the body knows
+        // (error bodies and health answers are written without the header).
+        let mut digits = [0u8; 20];
+        let length = match response.headers().get(CONTENT_LENGTH) {
+            Some(value) => value.to_str().unwrap_or("0"),
+            None => match axum::body::HttpBody::size_hint(response.body()).exact() {
+                Some(length) => crate::logging::digits(length, &mut digits),
+                None => "-",
+            },
+        };
+        let line = AccessLine {
+            time: std::time::SystemTime::now(),
+            method: method.as_str(),
+            url: &url,
+            version: match version {
+                http::Version::HTTP_09 => "0.9",
+                http::Version::HTTP_10 => "1.0",
+                http::Version::HTTP_2 => "2.0",
+                http::Version::HTTP_3 => "3.0",
+                _ => "1.1",
+            },
+            status: response.status().as_u16(),
+            length,
+            referrer: text(&self.referrer),
+            user_agent: text(&self.user_agent),
+        };
+        crate::logging::incoming_request(
+            &line,
+            line.method,
+            line.url,
+            line.status,
+            remote_text(self.remote, &mut [0; 48]),
+            started.elapsed().as_millis() as u64,
+        );
+    }
+}
+
+/// The message of a request's log line, as Backstage's request log writes it: written piece by
+/// piece into the line, with no text of its own.
+struct AccessLine<'a> {
+    time: std::time::SystemTime,
+    method: &'a str,
+    url: &'a str,
+    version: &'static str,
+    status: u16,
+    length: &'a str,
+    referrer: &'a str,
+    user_agent: &'a str,
+}
+
+impl std::fmt::Display for AccessLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        f.write_char('[')?;
+        crate::logging::utc(f, self.time, 3)?;
+        f.write_str("] \"")?;
+        f.write_str(self.method)?;
+        f.write_char(' ')?;
+        f.write_str(self.url)?;
+        f.write_str(" HTTP/")?;
+        f.write_str(self.version)?;
+        f.write_str("\" ")?;
+        f.write_str(crate::logging::digits(self.status.into(), &mut [0; 20]))?;
+        f.write_char(' ')?;
+        f.write_str(self.length)?;
+        f.write_str(" \"")?;
+        f.write_str(self.referrer)?;
+        f.write_str("\" \"")?;
+        f.write_str(self.user_agent)?;
+        f.write_char('"')
     }
 }
 

@@ -127,7 +127,7 @@ impl Visit for Fields<'_, '_> {
 }
 
 /// `text` as a JSON string.
-fn string(writer: &mut impl Write, text: &str) -> fmt::Result {
+pub(super) fn string(writer: &mut impl Write, text: &str) -> fmt::Result {
     writer.write_char('"')?;
     Escaping(&mut *writer).write_str(text)?;
     writer.write_char('"')
@@ -135,7 +135,7 @@ fn string(writer: &mut impl Write, text: &str) -> fmt::Result {
 
 /// Passes text on escaped for the inside of a JSON string, as serde_json escapes it; the
 /// stretches between escapes go on in one piece.
-struct Escaping<W>(W);
+pub(super) struct Escaping<W>(pub(super) W);
 
 impl<W: Write> Write for Escaping<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {

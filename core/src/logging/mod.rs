@@ -3,7 +3,8 @@
 //! [`crate::start`] installs a subscriber that prints readable lines, at the level named by
 //! `LOG_LEVEL` (default `info`; any `tracing` filter works, e.g. `LOG_LEVEL=debug`). A plugin's
 //! [`Logger`] adds `plugin=<id>` to every line. Other subscribers can be installed instead: the
-//! services only emit `tracing` events.
+//! services emit `tracing` events to them (with the backend's own subscriber, the busiest lines
+//! go to its writer directly, in the same text).
 
 use std::fmt::Display;
 use std::sync::Arc;
@@ -11,11 +12,13 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
 
+mod direct;
 mod json_line;
 mod plain;
 mod text;
 
 pub(crate) use plain::utc;
+pub(crate) use text::digits;
 
 /// The `logger` service of one plugin: every line carries `plugin=<id>`.
 ///
@@ -41,22 +44,77 @@ impl Logger {
 
     /// Logs at error level.
     pub fn error(&self, message: impl Display) {
-        tracing::error!(plugin = %self.plugin, "{message}");
+        if tracing::enabled!(tracing::Level::ERROR) && !self.direct(tracing::Level::ERROR, &message)
+        {
+            tracing::error!(plugin = %self.plugin, "{message}");
+        }
     }
 
     /// Logs at warn level.
     pub fn warn(&self, message: impl Display) {
-        tracing::warn!(plugin = %self.plugin, "{message}");
+        if tracing::enabled!(tracing::Level::WARN) && !self.direct(tracing::Level::WARN, &message) {
+            tracing::warn!(plugin = %self.plugin, "{message}");
+        }
     }
 
     /// Logs at info level.
     pub fn info(&self, message: impl Display) {
-        tracing::info!(plugin = %self.plugin, "{message}");
+        if tracing::enabled!(tracing::Level::INFO) && !self.direct(tracing::Level::INFO, &message) {
+            tracing::info!(plugin = %self.plugin, "{message}");
+        }
     }
 
     /// Logs at debug level.
     pub fn debug(&self, message: impl Display) {
-        tracing::debug!(plugin = %self.plugin, "{message}");
+        if tracing::enabled!(tracing::Level::DEBUG) && !self.direct(tracing::Level::DEBUG, &message)
+        {
+            tracing::debug!(plugin = %self.plugin, "{message}");
+        }
+    }
+
+    /// The line straight to the backend's log writer, as the `tracing` events above write it;
+    /// false where it must go through `tracing`.
+    fn direct(&self, level: tracing::Level, message: &impl Display) -> bool {
+        direct::write(level, module_path!(), message, |line| {
+            line.shown("plugin", &self.plugin);
+        })
+    }
+}
+
+/// Whether request lines ([`incoming_request`]) are logged: target `backstage::http`, at info.
+pub(crate) fn requests_logged() -> bool {
+    tracing::enabled!(target: "backstage::http", tracing::Level::INFO)
+}
+
+/// Backstage's line for a request served: `message` is its access-log text, the fields what
+/// Backstage's JSON line carries. For when [`requests_logged`].
+pub(crate) fn incoming_request(
+    message: &dyn Display,
+    method: &str,
+    url: &str,
+    status: u16,
+    remote_address: &str,
+    response_time_ms: u64,
+) {
+    let direct = direct::write(tracing::Level::INFO, "backstage::http", message, |line| {
+        line.text("type", "incomingRequest");
+        line.shown("method", method);
+        line.text("url", url);
+        line.number("status", status.into());
+        line.text("remote_address", remote_address);
+        line.number("response_time_ms", response_time_ms);
+    });
+    if !direct {
+        tracing::info!(
+            target: "backstage::http",
+            message = %message,
+            r#type = "incomingRequest",
+            method = %method,
+            url,
+            status,
+            remote_address,
+            response_time_ms,
+        );
     }
 }
 
@@ -181,26 +239,12 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
         inner: writer,
         suffix: meta_suffix(&meta, production).into(),
         json: production,
+        // Filters on spans and fields (`target[span{field}]=level`) decide per event.
+        direct: !ansi && !level.contains('['),
     };
-    // A log line that cannot be written (the pipe to a log collector closed) is dropped: by
-    // default tracing reports it with `eprintln!`, which panics when stderr is closed too.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(writer)
-        .log_internal_errors(false);
-    let installed = if production {
-        // Span fields as JSON too: the JSON lines of events inside spans carry them.
-        builder
-            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-            .event_format(AuditShape(json_line::JsonLine::default()))
-            .try_init()
-    } else if ansi {
-        // A terminal: tracing-subscriber's own lines, in colour.
-        builder.try_init()
-    } else {
-        builder.event_format(plain::Plain::default()).try_init()
-    };
+    let installed = tracing_subscriber::util::SubscriberInitExt::try_init(subscriber(
+        filter, writer, production, ansi,
+    ));
     if installed.is_ok() {
         *WRITER.lock().unwrap_or_else(|p| p.into_inner()) = Some((guard, dropped));
         let previous = std::panic::take_hook();
@@ -212,6 +256,37 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
                 flush();
             }
         }));
+    }
+}
+
+/// The backend's subscriber: `filter`, then lines in JSON (`production`), in colour (`ansi`)
+/// or plain, written to `writer`.
+fn subscriber(
+    filter: tracing_subscriber::EnvFilter,
+    writer: MetaWriter,
+    production: bool,
+    ansi: bool,
+) -> Box<dyn tracing::Subscriber + Send + Sync> {
+    // A log line that cannot be written (the pipe to a log collector closed) is dropped: by
+    // default tracing reports it with `eprintln!`, which panics when stderr is closed too.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(writer)
+        .log_internal_errors(false);
+    if production {
+        // Span fields as JSON too: the JSON lines of events inside spans carry them.
+        Box::new(
+            builder
+                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                .event_format(AuditShape(json_line::JsonLine::default()))
+                .finish(),
+        )
+    } else if ansi {
+        // A terminal: tracing-subscriber's own lines, in colour.
+        Box::new(builder.finish())
+    } else {
+        Box::new(builder.event_format(plain::Plain::default()).finish())
     }
 }
 
@@ -282,6 +357,16 @@ struct MetaWriter {
     inner: tracing_appender::non_blocking::NonBlocking,
     suffix: Box<str>,
     json: bool,
+    /// Whether [`direct`] lines may skip `tracing`: the lines are plain or JSON, and the filter
+    /// decides by target and level alone.
+    direct: bool,
+}
+
+impl MetaWriter {
+    /// A whole line, meta included, to the log writer (dropped and counted when it is full).
+    fn send(&self, line: &[u8]) {
+        let _ = std::io::Write::write(&mut self.inner.clone(), line);
+    }
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for MetaWriter {
@@ -397,6 +482,109 @@ mod meta_tests {
         assert_eq!(put("INFO {a}\n", " m=1", false), "INFO {a} m=1\n");
         assert_eq!(put("x", " m", false), "x m");
         assert_eq!(put("", " m", true), " m");
+    }
+}
+
+#[cfg(test)]
+mod direct_tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What `lines` logs through the backend's subscriber (JSON or plain, with `meta`, the
+    /// direct way allowed or not, `filter`), timestamps masked; and how many lines went
+    /// directly.
+    fn logged(json: bool, direct: bool, filter: &str, lines: fn()) -> (String, usize) {
+        let buffer = Buffer::default();
+        let (inner, guard) = tracing_appender::non_blocking(buffer.clone());
+        let mut meta = std::collections::BTreeMap::new();
+        meta.insert("region".to_owned(), serde_json::Value::from("eu \"west\""));
+        let writer = MetaWriter {
+            inner,
+            suffix: meta_suffix(&meta, json).into(),
+            json,
+            direct,
+        };
+        let filter = tracing_subscriber::EnvFilter::new(filter);
+        let before = direct::WRITTEN.get();
+        tracing::subscriber::with_default(subscriber(filter, writer, json, false), lines);
+        let written = direct::WRITTEN.get() - before;
+        drop(guard);
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        (plain::mask_timestamps(&text), written)
+    }
+
+    fn lines() {
+        let logger = Logger::for_plugin("carmen");
+        logger.info("PONG!");
+        logger.warn(format_args!(
+            "quote \" backslash \\ newline \n escape \x1b[2J \u{85} é {}",
+            7
+        ));
+        logger.error("");
+        logger.debug("debug");
+        if requests_logged() {
+            incoming_request(
+                &"[2026-11-30T10:31:35.443Z] \"GET /api/carmen/health HTTP/1.1\" 200 15 \"-\" \"x\"y\"",
+                "GET",
+                "/api/carmen/a b?q=\"\\\u{1}é",
+                404,
+                "::1",
+                12,
+            );
+        }
+        let span = tracing::info_span!("request", id = 7);
+        let _inside = span.enter();
+        logger.info("inside a span");
+        if requests_logged() {
+            incoming_request(&"in a span", "POST", "/x", 200, "-", 0);
+        }
+    }
+
+    #[test]
+    fn direct_lines_read_as_the_lines_tracing_writes() {
+        for json in [false, true] {
+            let (direct, written) = logged(json, true, "debug", lines);
+            let (through_tracing, none) = logged(json, false, "debug", lines);
+            assert_eq!(direct, through_tracing);
+            // Five went directly; the two in a span, and all the other way, through tracing.
+            assert_eq!((written, none), (5, 0));
+            assert_eq!(direct.matches("<time>").count(), 7, "{direct}");
+            assert_eq!(direct.matches("region").count(), 7, "{direct}");
+        }
+    }
+
+    #[test]
+    fn the_filter_still_decides_for_direct_lines() {
+        let (text, written) = logged(false, true, "warn", lines);
+        assert_eq!(written, 2, "{text}");
+        assert!(
+            text.contains(" WARN ") && text.contains(" ERROR "),
+            "{text}"
+        );
+        assert!(
+            !text.contains("PONG") && !text.contains("incomingRequest"),
+            "{text}"
+        );
+        let (text, written) = logged(false, true, "info,backstage::http=off", lines);
+        assert_eq!(written, 3, "{text}");
+        assert!(
+            text.contains("PONG") && !text.contains("incomingRequest"),
+            "{text}"
+        );
     }
 }
 

@@ -89,31 +89,44 @@ pub(crate) fn utc(
             value /= 10;
         }
     };
-    let (cached, mut text) = SECOND.get();
+    let (cached, mut date) = SECOND.get();
     if cached != seconds {
-        text = *b"0000-00-00T00:00:00";
+        date = *b"0000-00-00T00:00:00";
         let (year, month, day) = civil(seconds / 86_400);
         let of_day = seconds % 86_400;
-        put(&mut text[0..4], year);
-        put(&mut text[5..7], month);
-        put(&mut text[8..10], day);
-        put(&mut text[11..13], of_day / 3600);
-        put(&mut text[14..16], of_day / 60 % 60);
-        put(&mut text[17..19], of_day % 60);
-        SECOND.set((seconds, text));
+        put(&mut date[0..4], year);
+        put(&mut date[5..7], month);
+        put(&mut date[8..10], day);
+        put(&mut date[11..13], of_day / 3600);
+        put(&mut date[14..16], of_day / 60 % 60);
+        put(&mut date[17..19], of_day % 60);
+        SECOND.set((seconds, date));
     }
-    // Only ASCII digits and separators were written.
-    writer.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)?;
-    let digits = digits.min(9);
+    // The whole stamp in one piece: `.`, up to nine digits and `Z` after the date and time.
+    let mut text = [0u8; 30];
+    text[..19].copy_from_slice(&date);
+    let digits = digits.min(9) as usize;
+    let mut end = 19;
     if digits > 0 {
-        let mut fraction = *b".000000000";
-        let value = u64::from(since.subsec_nanos()) / 10_u64.pow(9 - digits);
-        put(&mut fraction[1..=digits as usize], value);
-        writer.write_str(
-            std::str::from_utf8(&fraction[..=digits as usize]).map_err(|_| fmt::Error)?,
-        )?;
+        let value = u64::from(since.subsec_nanos())
+            / [
+                1,
+                10,
+                100,
+                1_000,
+                10_000,
+                100_000,
+                1_000_000,
+                10_000_000,
+                100_000_000,
+            ][9 - digits];
+        text[19] = b'.';
+        put(&mut text[20..20 + digits], value);
+        end = 20 + digits;
     }
-    writer.write_char('Z')
+    text[end] = b'Z';
+    // Only ASCII digits and separators were written.
+    writer.write_str(std::str::from_utf8(&text[..=end]).map_err(|_| fmt::Error)?)
 }
 
 /// The year, month and day of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
@@ -261,7 +274,7 @@ impl fmt::Display for Sources<'_> {
 /// Passes text on with the terminal control characters a log line must not carry escaped
 /// (ESC, BEL, BS, FF, DEL and the C1 controls), as tracing-subscriber escapes messages; text
 /// without any goes on in one piece.
-struct Escaping<W>(W);
+pub(super) struct Escaping<W>(pub(super) W);
 
 impl<W: Write> Write for Escaping<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
@@ -340,7 +353,7 @@ where
 
 /// `text` with every `2026-01-02T03:04:05.123456Z` replaced by `<time>`.
 #[cfg(test)]
-fn mask_timestamps(text: &str) -> String {
+pub(super) fn mask_timestamps(text: &str) -> String {
     const SHAPE: &[u8; 27] = b"dddd-dd-ddTdd:dd:dd.ddddddZ";
     let bytes = text.as_bytes();
     let mut out = String::new();

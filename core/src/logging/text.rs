@@ -56,7 +56,11 @@ pub(super) fn printable(bytes: &[u8]) -> bool {
 
 /// `value` in decimal.
 pub(super) fn decimal(writer: &mut impl Write, value: u64) -> fmt::Result {
-    let mut digits = [0u8; 20];
+    writer.write_str(digits(value, &mut [0; 20]))
+}
+
+/// `value` in decimal, written at the end of `digits`.
+pub(crate) fn digits(value: u64, digits: &mut [u8; 20]) -> &str {
     let mut at = digits.len();
     let mut rest = value;
     loop {
@@ -68,7 +72,7 @@ pub(super) fn decimal(writer: &mut impl Write, value: u64) -> fmt::Result {
         }
     }
     // Only ASCII digits were written.
-    writer.write_str(std::str::from_utf8(&digits[at..]).map_err(|_| fmt::Error)?)
+    std::str::from_utf8(&digits[at..]).unwrap_or("0")
 }
 
 #[cfg(test)]

@@ -1,0 +1,160 @@
+//! The lines a busy backend writes most, its request lines and its plugins' logger lines,
+//! written straight to the log writer when the backend's own subscriber is the one in use: the
+//! text the line formats ([`super::plain`], [`super::json_line`]) write, without visiting the
+//! fields through `tracing` and passing every piece through a `dyn Write`. Anywhere else
+//! (another subscriber, a test's, an entered span, a filter on fields or spans, colours) the
+//! caller logs through `tracing` instead.
+
+use std::fmt::{self, Write};
+
+use tracing::Level;
+
+use super::{json_line, plain, text};
+
+/// One line being written: its fields after the message, in the line's format.
+pub(crate) struct Line<'a> {
+    text: &'a mut String,
+    json: bool,
+}
+
+impl Line<'_> {
+    /// A text field, as a `&str` value is logged: quoted (`name="value"`), or a JSON string.
+    pub(crate) fn text(&mut self, name: &str, value: &str) {
+        self.name(name);
+        if self.json {
+            let _ = json_line::string(self.text, value);
+        } else if text::printable(value.as_bytes())
+            && text::first_to_escape(value.as_bytes()).is_none()
+        {
+            self.text.push('"');
+            self.text.push_str(value);
+            self.text.push('"');
+        } else {
+            let _ = write!(self.text, "{value:?}");
+        }
+    }
+
+    /// A field logged with `%`: as it displays (`name=value`), or a JSON string.
+    pub(crate) fn shown(&mut self, name: &str, value: &str) {
+        self.name(name);
+        if self.json {
+            let _ = json_line::string(self.text, value);
+        } else {
+            self.text.push_str(value);
+        }
+    }
+
+    /// A number field.
+    pub(crate) fn number(&mut self, name: &str, value: u64) {
+        self.name(name);
+        let _ = text::decimal(self.text, value);
+    }
+
+    fn name(&mut self, name: &str) {
+        if self.json {
+            self.text.push(',');
+            let _ = json_line::string(self.text, name);
+            self.text.push(':');
+        } else {
+            self.text.push(' ');
+            self.text.push_str(name);
+            self.text.push('=');
+        }
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many lines this thread wrote directly (for tests that must know which way a line
+    /// went).
+    pub(super) static WRITTEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Writes a line of `level` and `target` with `message` and then `fields` straight to the
+/// backend's log writer, and says whether it did: where it did not, nothing was written and
+/// the line is the caller's to log through `tracing`. The caller has checked that the level
+/// and target are enabled.
+pub(crate) fn write(
+    level: Level,
+    target: &str,
+    message: impl fmt::Display,
+    fields: impl FnOnce(&mut Line<'_>),
+) -> bool {
+    let mut fields = Some(fields);
+    tracing::dispatcher::get_default(|dispatch| {
+        let Some(writer) = dispatch.downcast_ref::<super::MetaWriter>() else {
+            return false;
+        };
+        if !writer.direct || dispatch.current_span().id().is_some() {
+            return false;
+        }
+        let Some(fields) = fields.take() else {
+            return false;
+        };
+        thread_local! {
+            static TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        TEXT.with(|text| {
+            // Taken already: a message whose `Display` logs. That line goes through tracing.
+            let Ok(mut text) = text.try_borrow_mut() else {
+                return false;
+            };
+            text.clear();
+            let json = writer.json;
+            let _ = start(&mut text, level, target, json, &message);
+            fields(&mut Line {
+                text: &mut text,
+                json,
+            });
+            if json {
+                text.push_str(",\"target\":");
+                let _ = json_line::string(&mut *text, target);
+                text.push_str(&writer.suffix);
+                text.push_str("}\n");
+            } else {
+                text.push_str(&writer.suffix);
+                text.push('\n');
+            }
+            writer.send(text.as_bytes());
+            #[cfg(test)]
+            WRITTEN.set(WRITTEN.get() + 1);
+            true
+        })
+    })
+}
+
+/// The line up to the end of its message.
+fn start(
+    text: &mut String,
+    level: Level,
+    target: &str,
+    json: bool,
+    message: impl fmt::Display,
+) -> fmt::Result {
+    if json {
+        text.push_str("{\"timestamp\":\"");
+        plain::timestamp(text)?;
+        text.push_str(match level {
+            Level::TRACE => "\",\"level\":\"TRACE\",\"message\":\"",
+            Level::DEBUG => "\",\"level\":\"DEBUG\",\"message\":\"",
+            Level::INFO => "\",\"level\":\"INFO\",\"message\":\"",
+            Level::WARN => "\",\"level\":\"WARN\",\"message\":\"",
+            Level::ERROR => "\",\"level\":\"ERROR\",\"message\":\"",
+        });
+        write!(json_line::Escaping(&mut *text), "{message}")?;
+        text.push('"');
+    } else {
+        plain::timestamp(text)?;
+        text.push_str(match level {
+            Level::TRACE => " TRACE ",
+            Level::DEBUG => " DEBUG ",
+            Level::INFO => "  INFO ",
+            Level::WARN => "  WARN ",
+            Level::ERROR => " ERROR ",
+        });
+        text.push_str(target);
+        text.push_str(": ");
+        write!(plain::Escaping(&mut *text), "{message}")?;
+    }
+    Ok(())
+}
