@@ -635,7 +635,7 @@ impl RequestMeta {
             user_agent: text(&self.user_agent),
         };
         crate::logging::incoming_request(
-            &line,
+            &|text| line.write(text),
             line.method,
             line.url,
             line.status,
@@ -658,26 +658,25 @@ struct AccessLine<'a> {
     user_agent: &'a str,
 }
 
-impl std::fmt::Display for AccessLine<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::fmt::Write as _;
-        f.write_char('[')?;
-        crate::logging::utc(f, self.time, 3)?;
-        f.write_str("] \"")?;
-        f.write_str(self.method)?;
-        f.write_char(' ')?;
-        f.write_str(self.url)?;
-        f.write_str(" HTTP/")?;
-        f.write_str(self.version)?;
-        f.write_str("\" ")?;
-        f.write_str(crate::logging::digits(self.status.into(), &mut [0; 20]))?;
-        f.write_char(' ')?;
-        f.write_str(self.length)?;
-        f.write_str(" \"")?;
-        f.write_str(self.referrer)?;
-        f.write_str("\" \"")?;
-        f.write_str(self.user_agent)?;
-        f.write_char('"')
+impl AccessLine<'_> {
+    fn write(&self, text: &mut String) {
+        text.push('[');
+        let _ = crate::logging::utc(text, self.time, 3);
+        text.push_str("] \"");
+        text.push_str(self.method);
+        text.push(' ');
+        text.push_str(self.url);
+        text.push_str(" HTTP/");
+        text.push_str(self.version);
+        text.push_str("\" ");
+        text.push_str(crate::logging::digits(self.status.into(), &mut [0; 20]));
+        text.push(' ');
+        text.push_str(self.length);
+        text.push_str(" \"");
+        text.push_str(self.referrer);
+        text.push_str("\" \"");
+        text.push_str(self.user_agent);
+        text.push('"');
     }
 }
 

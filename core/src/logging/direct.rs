@@ -47,7 +47,11 @@ impl Line<'_> {
     /// A number field.
     pub(crate) fn number(&mut self, name: &str, value: u64) {
         self.name(name);
-        let _ = text::decimal(self.text, value);
+        let mut digits = [0u8; 20];
+        let at = text::digits_at(value, &mut digits);
+        // ASCII digits, one character each.
+        self.text
+            .extend(digits[at..].iter().map(|&d| char::from(d)));
     }
 
     fn name(&mut self, name: &str) {
@@ -70,17 +74,17 @@ thread_local! {
     pub(super) static WRITTEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Writes a line of `level` and `target` with `message` and then `fields` straight to the
-/// backend's log writer, and says whether it did: where it did not, nothing was written and
-/// the line is the caller's to log through `tracing`. The caller has checked that the level
-/// and target are enabled.
+/// Writes a line of `level` and `target`, its message written by `message` and then its
+/// `fields`, straight to the backend's log writer, and says whether it did: where it did not,
+/// nothing was written and the line is the caller's to log through `tracing`. The caller has
+/// checked that the level and target are enabled.
 pub(crate) fn write(
     level: Level,
     target: &str,
-    message: impl fmt::Display,
+    message: impl FnOnce(&mut String),
     fields: impl FnOnce(&mut Line<'_>),
 ) -> bool {
-    let mut fields = Some(fields);
+    let mut parts = Some((message, fields));
     tracing::dispatcher::get_default(|dispatch| {
         let Some(writer) = dispatch.downcast_ref::<super::MetaWriter>() else {
             return false;
@@ -88,7 +92,7 @@ pub(crate) fn write(
         if !writer.direct || dispatch.current_span().id().is_some() {
             return false;
         }
-        let Some(fields) = fields.take() else {
+        let Some((message, fields)) = parts.take() else {
             return false;
         };
         thread_local! {
@@ -101,7 +105,7 @@ pub(crate) fn write(
             };
             text.clear();
             let json = writer.json;
-            let _ = start(&mut text, level, target, json, &message);
+            let _ = start(&mut text, level, target, json, message);
             fields(&mut Line {
                 text: &mut text,
                 json,
@@ -129,7 +133,7 @@ fn start(
     level: Level,
     target: &str,
     json: bool,
-    message: impl fmt::Display,
+    message: impl FnOnce(&mut String),
 ) -> fmt::Result {
     if json {
         text.push_str("{\"timestamp\":\"");
@@ -141,7 +145,13 @@ fn start(
             Level::WARN => "\",\"level\":\"WARN\",\"message\":\"",
             Level::ERROR => "\",\"level\":\"ERROR\",\"message\":\"",
         });
-        write!(json_line::Escaping(&mut *text), "{message}")?;
+        let from = text.len();
+        message(text);
+        // Written as it is, then escaped where it must be (rarely): one pass over the text.
+        if text::first_to_escape(&text.as_bytes()[from..]).is_some() {
+            let raw = text.split_off(from);
+            json_line::Escaping(&mut *text).write_str(&raw)?;
+        }
         text.push('"');
     } else {
         plain::timestamp(text)?;
@@ -154,7 +164,12 @@ fn start(
         });
         text.push_str(target);
         text.push_str(": ");
-        write!(plain::Escaping(&mut *text), "{message}")?;
+        let from = text.len();
+        message(text);
+        if !text::printable(&text.as_bytes()[from..]) {
+            let raw = text.split_off(from);
+            plain::Escaping(&mut *text).write_str(&raw)?;
+        }
     }
     Ok(())
 }

@@ -75,6 +75,10 @@ impl Logger {
     /// The line straight to the backend's log writer, as the `tracing` events above write it;
     /// false where it must go through `tracing`.
     fn direct(&self, level: tracing::Level, message: &impl Display) -> bool {
+        let message = |text: &mut String| {
+            use std::fmt::Write as _;
+            let _ = write!(text, "{message}");
+        };
         direct::write(level, module_path!(), message, |line| {
             line.shown("plugin", &self.plugin);
         })
@@ -86,10 +90,10 @@ pub(crate) fn requests_logged() -> bool {
     tracing::enabled!(target: "backstage::http", tracing::Level::INFO)
 }
 
-/// Backstage's line for a request served: `message` is its access-log text, the fields what
-/// Backstage's JSON line carries. For when [`requests_logged`].
+/// Backstage's line for a request served: `message` writes its access-log text, the fields
+/// are what Backstage's JSON line carries. For when [`requests_logged`].
 pub(crate) fn incoming_request(
-    message: &dyn Display,
+    message: &dyn Fn(&mut String),
     method: &str,
     url: &str,
     status: u16,
@@ -105,9 +109,11 @@ pub(crate) fn incoming_request(
         line.number("response_time_ms", response_time_ms);
     });
     if !direct {
+        let mut text = String::new();
+        message(&mut text);
         tracing::info!(
             target: "backstage::http",
-            message = %message,
+            message = text.as_str(),
             r#type = "incomingRequest",
             method = %method,
             url,
@@ -538,7 +544,9 @@ mod direct_tests {
         logger.debug("debug");
         if requests_logged() {
             incoming_request(
-                &"[2026-11-30T10:31:35.443Z] \"GET /api/carmen/health HTTP/1.1\" 200 15 \"-\" \"x\"y\"",
+                &|text| {
+                    text.push_str("[2026-11-30T10:31:35.443Z] \"GET /api/carmen/health HTTP/1.1\" 200 15 \"-\" \"x\"y\" \x1b é")
+                },
                 "GET",
                 "/api/carmen/a b?q=\"\\\u{1}é",
                 404,
@@ -550,7 +558,14 @@ mod direct_tests {
         let _inside = span.enter();
         logger.info("inside a span");
         if requests_logged() {
-            incoming_request(&"in a span", "POST", "/x", 200, "-", 0);
+            incoming_request(
+                &|text| text.push_str("in a span"),
+                "POST",
+                "/x",
+                200,
+                "-",
+                0,
+            );
         }
     }
 

@@ -77,56 +77,43 @@ pub(crate) fn utc(
     digits: u32,
 ) -> fmt::Result {
     thread_local! {
-        static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+        static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
     let since = time
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let seconds = since.as_secs();
-    let put = |text: &mut [u8], mut value: u64| {
-        for digit in text.iter_mut().rev() {
-            *digit = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    let (cached, mut date) = SECOND.get();
-    if cached != seconds {
-        date = *b"0000-00-00T00:00:00";
+    let date = |seconds: u64, text: &mut String| {
         let (year, month, day) = civil(seconds / 86_400);
         let of_day = seconds % 86_400;
-        put(&mut date[0..4], year);
-        put(&mut date[5..7], month);
-        put(&mut date[8..10], day);
-        put(&mut date[11..13], of_day / 3600);
-        put(&mut date[14..16], of_day / 60 % 60);
-        put(&mut date[17..19], of_day % 60);
-        SECOND.set((seconds, date));
-    }
-    // The whole stamp in one piece: `.`, up to nine digits and `Z` after the date and time.
-    let mut text = [0u8; 30];
-    text[..19].copy_from_slice(&date);
-    let digits = digits.min(9) as usize;
-    let mut end = 19;
+        text.clear();
+        let _ = write!(
+            text,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+            of_day / 3600,
+            of_day / 60 % 60,
+            of_day % 60
+        );
+    };
+    SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != seconds {
+            date(seconds, text);
+            *cached = seconds;
+        }
+        writer.write_str(text)
+    })?;
+    let digits = digits.min(9);
     if digits > 0 {
-        let value = u64::from(since.subsec_nanos())
-            / [
-                1,
-                10,
-                100,
-                1_000,
-                10_000,
-                100_000,
-                1_000_000,
-                10_000_000,
-                100_000_000,
-            ][9 - digits];
-        text[19] = b'.';
-        put(&mut text[20..20 + digits], value);
-        end = 20 + digits;
+        writer.write_char('.')?;
+        let nanos = since.subsec_nanos();
+        // The first `digits` of the nine, one character at a time.
+        let mut unit = 100_000_000;
+        for _ in 0..digits {
+            writer.write_char(char::from(b'0' + (nanos / unit % 10) as u8))?;
+            unit /= 10;
+        }
     }
-    text[end] = b'Z';
-    // Only ASCII digits and separators were written.
-    writer.write_str(std::str::from_utf8(&text[..=end]).map_err(|_| fmt::Error)?)
+    writer.write_char('Z')
 }
 
 /// The year, month and day of a day counted from 1970-01-01 (Howard Hinnant's algorithm).

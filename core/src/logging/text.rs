@@ -61,6 +61,13 @@ pub(super) fn decimal(writer: &mut impl Write, value: u64) -> fmt::Result {
 
 /// `value` in decimal, written at the end of `digits`.
 pub(crate) fn digits(value: u64, digits: &mut [u8; 20]) -> &str {
+    let at = digits_at(value, digits);
+    // Only ASCII digits were written.
+    std::str::from_utf8(&digits[at..]).unwrap_or("0")
+}
+
+/// `value`'s decimal digits written at the end of `digits`; where they start.
+pub(super) fn digits_at(value: u64, digits: &mut [u8; 20]) -> usize {
     let mut at = digits.len();
     let mut rest = value;
     loop {
@@ -71,8 +78,7 @@ pub(crate) fn digits(value: u64, digits: &mut [u8; 20]) -> &str {
             break;
         }
     }
-    // Only ASCII digits were written.
-    std::str::from_utf8(&digits[at..]).unwrap_or("0")
+    at
 }
 
 #[cfg(test)]
