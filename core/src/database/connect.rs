@@ -230,7 +230,9 @@ fn connect_error(db: &PluginDatabase, e: &sqlx::Error) -> Error {
 /// What every pool of a plugin shares, on any driver: at most `max` connections, a request
 /// waits `acquireTimeoutMillis` (else `connectTimeoutMillis`) for one, idle ones close after
 /// `idleTimeoutMillis` (an in-memory SQLite database lives only as long as a connection to it:
-/// those are kept).
+/// those are kept). A server's connection is pinged before it is handed out (the server may
+/// have closed it); a SQLite one, a file handle of this process, is not: the ping is a round
+/// trip to the connection's thread on every query.
 pub(crate) fn pool_options<DB: sqlx::Database>(
     db: &PluginDatabase,
     max: u32,
@@ -242,7 +244,8 @@ pub(crate) fn pool_options<DB: sqlx::Database>(
         .unwrap_or(db.connect_timeout_millis);
     let options = sqlx::pool::PoolOptions::<DB>::new()
         .max_connections(max)
-        .acquire_timeout(Duration::from_millis(acquire));
+        .acquire_timeout(Duration::from_millis(acquire))
+        .test_before_acquire(db.engine != Engine::Sqlite);
     if in_memory {
         options.idle_timeout(None).max_lifetime(None)
     } else {

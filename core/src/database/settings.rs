@@ -307,6 +307,20 @@ mod tests {
     }
 
     #[test]
+    fn only_connections_to_a_server_are_pinged_before_use() {
+        let sqlite = for_plugin(&RootConfig::empty(), "carmen").unwrap();
+        let options = super::super::connect::pool_options::<sqlx::Sqlite>(&sqlite, 1, true);
+        assert!(!options.get_test_before_acquire());
+        let pg = read(
+            json!({ "client": "pg", "connection": "postgresql://db" }),
+            "carmen",
+        )
+        .unwrap();
+        let options = super::super::connect::pool_options::<sqlx::Postgres>(&pg, 1, false);
+        assert!(options.get_test_before_acquire());
+    }
+
+    #[test]
     fn plugin_overrides_win() {
         let database = json!({
             "client": "pg",
