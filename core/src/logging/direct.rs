@@ -21,17 +21,11 @@ impl Line<'_> {
     /// A text field, as a `&str` value is logged: quoted (`name="value"`), or a JSON string.
     pub(crate) fn text(&mut self, name: &str, value: &str) {
         self.name(name);
-        if self.json {
-            let _ = json_line::string(self.text, value);
-        } else if text::printable(value.as_bytes())
-            && text::first_to_escape(value.as_bytes()).is_none()
-        {
-            self.text.push('"');
-            self.text.push_str(value);
-            self.text.push('"');
+        let _ = if self.json {
+            json_line::string(self.text, value)
         } else {
-            let _ = write!(self.text, "{value:?}");
-        }
+            plain::quoted(self.text, value)
+        };
     }
 
     /// A field logged with `%`: as it displays (`name=value`), or a JSON string.
@@ -138,13 +132,8 @@ fn start(
     if json {
         text.push_str("{\"timestamp\":\"");
         plain::timestamp(text)?;
-        text.push_str(match level {
-            Level::TRACE => "\",\"level\":\"TRACE\",\"message\":\"",
-            Level::DEBUG => "\",\"level\":\"DEBUG\",\"message\":\"",
-            Level::INFO => "\",\"level\":\"INFO\",\"message\":\"",
-            Level::WARN => "\",\"level\":\"WARN\",\"message\":\"",
-            Level::ERROR => "\",\"level\":\"ERROR\",\"message\":\"",
-        });
+        text.push_str(json_line::level(level));
+        text.push_str(",\"message\":\"");
         let from = text.len();
         message(text);
         // Written as it is, then escaped where it must be (rarely): one pass over the text.
@@ -155,13 +144,7 @@ fn start(
         text.push('"');
     } else {
         plain::timestamp(text)?;
-        text.push_str(match level {
-            Level::TRACE => " TRACE ",
-            Level::DEBUG => " DEBUG ",
-            Level::INFO => "  INFO ",
-            Level::WARN => "  WARN ",
-            Level::ERROR => " ERROR ",
-        });
+        text.push_str(plain::level(level));
         text.push_str(target);
         text.push_str(": ");
         let from = text.len();

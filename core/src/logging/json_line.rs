@@ -50,13 +50,7 @@ where
         }
         writer.write_str("{\"timestamp\":\"")?;
         super::plain::timestamp(&mut writer)?;
-        writer.write_str(match *metadata.level() {
-            Level::TRACE => "\",\"level\":\"TRACE\"",
-            Level::DEBUG => "\",\"level\":\"DEBUG\"",
-            Level::INFO => "\",\"level\":\"INFO\"",
-            Level::WARN => "\",\"level\":\"WARN\"",
-            Level::ERROR => "\",\"level\":\"ERROR\"",
-        })?;
+        writer.write_str(level(*metadata.level()))?;
         let mut fields = Fields {
             writer: &mut writer,
             result: Ok(()),
@@ -66,6 +60,17 @@ where
         writer.write_str(",\"target\":")?;
         string(&mut writer, metadata.target())?;
         writer.write_str("}\n")
+    }
+}
+
+/// The end of the timestamp's string and the level member: `","level":"INFO"`.
+pub(super) fn level(level: Level) -> &'static str {
+    match level {
+        Level::TRACE => "\",\"level\":\"TRACE\"",
+        Level::DEBUG => "\",\"level\":\"DEBUG\"",
+        Level::INFO => "\",\"level\":\"INFO\"",
+        Level::WARN => "\",\"level\":\"WARN\"",
+        Level::ERROR => "\",\"level\":\"ERROR\"",
     }
 }
 

@@ -38,13 +38,7 @@ where
             return self.full.format_event(ctx, writer, event);
         }
         timestamp(&mut writer)?;
-        writer.write_str(match *metadata.level() {
-            Level::TRACE => " TRACE ",
-            Level::DEBUG => " DEBUG ",
-            Level::INFO => "  INFO ",
-            Level::WARN => "  WARN ",
-            Level::ERROR => " ERROR ",
-        })?;
+        writer.write_str(level(*metadata.level()))?;
         writer.write_str(metadata.target())?;
         writer.write_str(": ")?;
         let mut fields = Fields {
@@ -55,6 +49,31 @@ where
         event.record(&mut fields);
         fields.result?;
         writer.write_char('\n')
+    }
+}
+
+/// The level as the line shows it, with the spaces around it.
+pub(super) fn level(level: Level) -> &'static str {
+    match level {
+        Level::TRACE => " TRACE ",
+        Level::DEBUG => " DEBUG ",
+        Level::INFO => "  INFO ",
+        Level::WARN => "  WARN ",
+        Level::ERROR => " ERROR ",
+    }
+}
+
+/// A string field's value as `Debug` writes it: quoted as it is when nothing in it needs
+/// escaping, which is almost always.
+pub(super) fn quoted(writer: &mut impl Write, value: &str) -> fmt::Result {
+    if super::text::printable(value.as_bytes())
+        && super::text::first_to_escape(value.as_bytes()).is_none()
+    {
+        writer.write_char('"')?;
+        writer.write_str(value)?;
+        writer.write_char('"')
+    } else {
+        write!(writer, "{value:?}")
     }
 }
 
@@ -179,17 +198,8 @@ impl Visit for Fields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.field(field, |w| Escaping(w).write_str(value));
-        } else if super::text::printable(value.as_bytes())
-            && super::text::first_to_escape(value.as_bytes()).is_none()
-        {
-            // Nothing `Debug` would escape: quoted as it is.
-            self.field(field, |w| {
-                w.write_char('"')?;
-                w.write_str(value)?;
-                w.write_char('"')
-            });
         } else {
-            self.record_debug(field, &value);
+            self.field(field, |w| quoted(w, value));
         }
     }
 
