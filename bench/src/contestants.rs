@@ -256,6 +256,38 @@ pub(crate) fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The CPUs process `pid` (or `self`) may run on, as Linux lists them (`0-1,3`); empty where
+/// `/proc` does not say.
+pub(crate) fn cpus_allowed(pid: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(|list| list.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
+/// The CPUs of a list such as `0-2,5`, in order; what does not parse is left out.
+pub(crate) fn cpu_set(list: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim) {
+        match part.split_once('-') {
+            Some((first, last)) => {
+                if let (Ok(first), Ok(last)) = (first.parse::<usize>(), last.parse::<usize>()) {
+                    cpus.extend(first..=last);
+                }
+            }
+            None => cpus.extend(part.parse::<usize>().ok()),
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    cpus
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -351,7 +383,21 @@ impl Setup {
         let stdout = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let stderr = stdout.try_clone().map_err(|e| e.to_string())?;
         command.stdout(stdout).stderr(stderr);
-        start(contestant.key, command, port, log).await
+        let server = start(contestant.key, command, port, log).await?;
+        // A server meant to be pinned that shares the load generator's CPUs would measure the
+        // load generator too: refuse to measure it.
+        if let [taskset, _, wanted, ..] = wrapper
+            && taskset == "taskset"
+        {
+            let actual = cpus_allowed(&server.child.id().to_string());
+            if cpu_set(&actual) != cpu_set(wanted) {
+                return Err(format!(
+                    "{} runs on CPUs {actual}, not on CPU {wanted} where it was pinned",
+                    contestant.key
+                ));
+            }
+        }
+        Ok(server)
     }
 
     fn wrapped(&self, wrapper: &[String], program: PathBuf) -> Command {
@@ -435,4 +481,22 @@ pub(crate) fn install_node_packages(dir: &Path) -> Result<(), String> {
         return Err(format!("npm install failed in {}", dir.display()));
     }
     std::fs::write(&marker, package).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_read_as_linux_writes_them() {
+        assert_eq!(cpu_set("0"), [0]);
+        assert_eq!(cpu_set("0-2,5"), [0, 1, 2, 5]);
+        assert_eq!(cpu_set("3,1-2"), [1, 2, 3]);
+        assert_eq!(cpu_set(""), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn this_process_has_cpus_listed() {
+        assert!(!cpu_set(&cpus_allowed("self")).is_empty());
+    }
 }

@@ -82,9 +82,8 @@ fn options() -> Result<Options, String> {
         out: PathBuf::from("target/bench/results.json"),
         build_time: true,
         build: true,
-        pin: (std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
-            && Command::new("taskset").arg("-V").output().is_ok())
-        .then(|| "0".to_owned()),
+        pin: (machine_cores() >= 2 && Command::new("taskset").arg("-V").output().is_ok())
+            .then(|| "0".to_owned()),
         only: None,
         instructions: true,
         scale: true,
@@ -271,7 +270,7 @@ fn pin_self(o: &Options) -> Result<Option<i32>, String> {
         .split(',')
         .filter_map(|c| c.trim().parse().ok())
         .collect();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = machine_cores();
     let others: Vec<String> = (0..cores)
         .filter(|c| !servers.contains(c))
         .map(|c| c.to_string())
@@ -683,7 +682,7 @@ async fn run() -> Result<bool, String> {
     };
 
     let mut report = json!({
-        "machine": machine(),
+        "machine": machine(&o),
         "options": {"duration_s": o.load.duration.as_secs_f64(), "warmup_s": o.load.warmup.as_secs_f64(), "rounds": o.rounds, "concurrency": o.load.concurrency, "servers_pinned_to": o.pin},
         "servers": servers,
         "scenarios": results,
@@ -709,7 +708,7 @@ async fn run() -> Result<bool, String> {
     Ok(complete)
 }
 
-fn machine() -> Value {
+fn machine(o: &Options) -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -719,10 +718,21 @@ fn machine() -> Value {
                 .map(|s| s.trim().to_owned())
         })
         .unwrap_or_default();
-    // A pinned runner sees only its own CPUs; the parent passed the machine's count.
-    let cores = std::env::var("BACKSTAGE_BENCH_CORES")
+    json!({
+        "cpu": cpu,
+        "cores": machine_cores(),
+        "os": std::env::consts::OS,
+        "server_cpus": o.pin.clone().unwrap_or_else(|| "not pinned".to_owned()),
+        "load_generator_cpus": contestants::cpus_allowed("self"),
+    })
+}
+
+/// The machine's CPU count. A runner re-executed on the CPUs left over by the servers sees only
+/// those; its parent passes the machine's count (without it the runner would take itself for a
+/// one-CPU machine and leave the servers unpinned, on its own CPU).
+fn machine_cores() -> usize {
+    std::env::var("BACKSTAGE_BENCH_CORES")
         .ok()
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(0, |n| n.get()));
-    json!({"cpu": cpu, "cores": cores, "os": std::env::consts::OS})
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

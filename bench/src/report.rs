@@ -240,9 +240,11 @@ pub(crate) fn print(r: &Value) {
     let mut out = std::io::stdout().lock();
     let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     let mut lines = vec![format!(
-        "machine: {} ({} cores)",
+        "machine: {} ({} cores); servers on CPU {}, load generator on CPU {}",
         r["machine"]["cpu"].as_str().unwrap_or("?"),
-        r["machine"]["cores"]
+        r["machine"]["cores"],
+        r["machine"]["server_cpus"].as_str().unwrap_or("?"),
+        r["machine"]["load_generator_cpus"].as_str().unwrap_or("?"),
     )];
     lines.push(String::new());
     lines.push(format!(

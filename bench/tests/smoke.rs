@@ -70,6 +70,19 @@ fn the_benchmark_runs_every_scenario_and_reports_what_is_missing() {
         "{}",
         report["missing"]
     );
+    // On a machine of two CPUs or more the servers run on CPU 0 and the load generator on the
+    // others (the runner re-executes itself there and must still pin the servers). Each
+    // server's CPUs are checked as it starts.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus >= 2 && Command::new("taskset").arg("-V").output().is_ok() {
+        let machine = &report["machine"];
+        assert_eq!(machine["server_cpus"], "0", "{machine}");
+        let load = machine["load_generator_cpus"].as_str().unwrap();
+        assert!(
+            !load.is_empty() && load != "0" && !load.starts_with("0-"),
+            "{machine}"
+        );
+    }
     let scenarios = report["scenarios"].as_array().expect("scenarios");
     assert_eq!(scenarios.len(), 6);
     for scenario in scenarios {
