@@ -634,7 +634,9 @@ impl RequestMeta {
             referrer: text(&self.referrer),
             user_agent: text(&self.user_agent),
         };
+        // One clock reading for the line and its message: the same moment.
         crate::logging::incoming_request(
+            line.time,
             &|text| line.write(text),
             line.method,
             line.url,

@@ -68,13 +68,14 @@ thread_local! {
     pub(super) static WRITTEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Writes a line of `level` and `target`, its message written by `message` and then its
-/// `fields`, straight to the backend's log writer, and says whether it did: where it did not,
+/// Writes a line of `level` and `target`, stamped `time`, its message written by `message` and
+/// then its `fields`, straight to the backend's log writer, and says whether it did: where it did not,
 /// nothing was written and the line is the caller's to log through `tracing`. The caller has
 /// checked that the level and target are enabled.
 pub(crate) fn write(
     level: Level,
     target: &str,
+    time: std::time::SystemTime,
     message: impl FnOnce(&mut String),
     fields: impl FnOnce(&mut Line<'_>),
 ) -> bool {
@@ -99,7 +100,7 @@ pub(crate) fn write(
             };
             text.clear();
             let json = writer.json;
-            let _ = start(&mut text, level, target, json, message);
+            let _ = start(&mut text, level, target, json, time, message);
             fields(&mut Line {
                 text: &mut text,
                 json,
@@ -127,11 +128,12 @@ fn start(
     level: Level,
     target: &str,
     json: bool,
+    time: std::time::SystemTime,
     message: impl FnOnce(&mut String),
 ) -> fmt::Result {
     if json {
         text.push_str("{\"timestamp\":\"");
-        plain::timestamp(text)?;
+        plain::utc(text, time, 6)?;
         text.push_str(json_line::level(level));
         text.push_str(",\"message\":\"");
         let from = text.len();
@@ -143,7 +145,7 @@ fn start(
         }
         text.push('"');
     } else {
-        plain::timestamp(text)?;
+        plain::utc(text, time, 6)?;
         text.push_str(plain::level(level));
         text.push_str(target);
         text.push_str(": ");

@@ -16,6 +16,7 @@ mod direct;
 mod json_line;
 mod plain;
 mod text;
+mod writer;
 
 pub(crate) use plain::utc;
 pub(crate) use text::digits;
@@ -79,9 +80,15 @@ impl Logger {
             use std::fmt::Write as _;
             let _ = write!(text, "{message}");
         };
-        direct::write(level, module_path!(), message, |line| {
-            line.shown("plugin", &self.plugin);
-        })
+        direct::write(
+            level,
+            module_path!(),
+            std::time::SystemTime::now(),
+            message,
+            |line| {
+                line.shown("plugin", &self.plugin);
+            },
+        )
     }
 }
 
@@ -90,9 +97,10 @@ pub(crate) fn requests_logged() -> bool {
     tracing::enabled!(target: "backstage::http", tracing::Level::INFO)
 }
 
-/// Backstage's line for a request served: `message` writes its access-log text, the fields
-/// are what Backstage's JSON line carries. For when [`requests_logged`].
+/// Backstage's line for a request served at `time`: `message` writes its access-log text, the
+/// fields are what Backstage's JSON line carries. For when [`requests_logged`].
 pub(crate) fn incoming_request(
+    time: std::time::SystemTime,
     message: &dyn Fn(&mut String),
     method: &str,
     url: &str,
@@ -100,14 +108,20 @@ pub(crate) fn incoming_request(
     remote_address: &str,
     response_time_ms: u64,
 ) {
-    let direct = direct::write(tracing::Level::INFO, "backstage::http", message, |line| {
-        line.text("type", "incomingRequest");
-        line.shown("method", method);
-        line.text("url", url);
-        line.number("status", status.into());
-        line.text("remote_address", remote_address);
-        line.number("response_time_ms", response_time_ms);
-    });
+    let direct = direct::write(
+        tracing::Level::INFO,
+        "backstage::http",
+        time,
+        message,
+        |line| {
+            line.text("type", "incomingRequest");
+            line.shown("method", method);
+            line.text("url", url);
+            line.number("status", status.into());
+            line.text("remote_address", remote_address);
+            line.number("response_time_ms", response_time_ms);
+        },
+    );
     if !direct {
         let mut text = String::new();
         message(&mut text);
@@ -174,20 +188,13 @@ impl Service for RootLogger {
     }
 }
 
-/// How many formatted lines may wait for the log writer before new ones are dropped (and
-/// counted): a burst of this size never blocks a request.
-const QUEUED_LINES: usize = 65_536;
+/// How many bytes of formatted lines may wait for the log writer before new ones are dropped
+/// (and counted): a burst of this size (some 50,000 request lines) never blocks a request.
+const WAITING_BYTES: usize = 8 * 1024 * 1024;
 
-/// The most bytes of lines the log writer gathers before it writes them.
-const WRITE_BUFFER: usize = 64 * 1024;
-
-/// The log writer's thread, kept until [`flush`]; and how many lines it dropped.
-static WRITER: std::sync::Mutex<
-    Option<(
-        tracing_appender::non_blocking::WorkerGuard,
-        tracing_appender::non_blocking::ErrorCounter,
-    )>,
-> = std::sync::Mutex::new(None);
+/// The log writer's thread, kept until [`flush`]; and the writer, for its count of dropped lines.
+static WRITER: std::sync::Mutex<Option<(writer::WriterGuard, writer::LogWriter)>> =
+    std::sync::Mutex::new(None);
 
 /// Installs the default subscriber, unless one is installed already.
 ///
@@ -198,10 +205,10 @@ static WRITER: std::sync::Mutex<
 /// - `backend.logger.meta`: fields added to every line; JSON lines carry `service: backstage`
 ///   unless it names another, as Backstage's do.
 /// - Lines are formatted where they happen and written to stdout (as Backstage's console
-///   transport writes them) by a thread of their own, in batches (what waits, up to
-///   [`WRITE_BUFFER`] bytes, in one write), off the request path: at most [`QUEUED_LINES`]
-///   wait; beyond that a line is dropped and counted, and [`flush`] (at shutdown, on a failed
-///   start, on a panic) writes what waits and reports how many were dropped.
+///   transport writes them) by a thread of their own, in batches (everything that waits, in one
+///   write), off the request path: at most [`WAITING_BYTES`] wait; beyond that a line is
+///   dropped and counted, and [`flush`] (at shutdown, on a failed start, on a panic) writes
+///   what waits and reports how many were dropped.
 pub(crate) fn init(config: &crate::config::RootConfig) {
     let level = std::env::var("LOG_LEVEL")
         .ok()
@@ -230,17 +237,9 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
             .or_insert_with(|| "backstage".into());
     }
     let ansi = !production && std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(QUEUED_LINES)
-        .lossy(true)
-        .thread_name("backstage-log-writer")
-        // The writer drains every line that waits into this buffer and writes it once the
-        // queue is empty: one write per batch, not per line.
-        .finish(std::io::BufWriter::with_capacity(
-            WRITE_BUFFER,
-            std::io::stdout(),
-        ));
-    let dropped = writer.error_counter();
+    let (writer, guard) =
+        writer::LogWriter::start(std::io::stdout(), WAITING_BYTES, "backstage-log-writer");
+    let kept = writer.clone();
     let writer = MetaWriter {
         inner: writer,
         suffix: meta_suffix(&meta, production).into(),
@@ -252,7 +251,7 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
         filter, writer, production, ansi,
     ));
     if installed.is_ok() {
-        *WRITER.lock().unwrap_or_else(|p| p.into_inner()) = Some((guard, dropped));
+        *WRITER.lock().unwrap_or_else(|p| p.into_inner()) = Some((guard, kept));
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             previous(info);
@@ -297,15 +296,17 @@ fn subscriber(
 }
 
 /// Writes the lines that wait, stops the writer, and reports on stderr how many lines were
-/// dropped because it could not keep up. Lines logged afterwards are dropped.
+/// dropped because it could not keep up. Lines logged afterwards are written where they are
+/// logged, without the writer.
 pub(crate) fn flush() {
     let writer = WRITER.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some((guard, dropped)) = writer {
+    if let Some((guard, writer)) = writer {
         drop(guard);
-        let dropped = dropped.dropped_lines();
+        let dropped = writer.dropped();
         if dropped > 0 {
             eprintln!(
-                "{dropped} log lines were dropped: the log writer could not keep up with {QUEUED_LINES} waiting lines"
+                "{dropped} log lines were dropped: the log writer could not keep up with {} MiB of waiting lines",
+                WAITING_BYTES >> 20
             );
         }
     }
@@ -360,7 +361,7 @@ fn meta_suffix(meta: &std::collections::BTreeMap<String, serde_json::Value>, jso
 /// line arrives whole (the formatter writes it into a buffer first), so the meta goes in
 /// before its end with one copy, whatever formatter wrote it.
 struct MetaWriter {
-    inner: tracing_appender::non_blocking::NonBlocking,
+    inner: writer::LogWriter,
     suffix: Box<str>,
     json: bool,
     /// Whether [`direct`] lines may skip `tracing`: the lines are plain or JSON, and the filter
@@ -371,7 +372,7 @@ struct MetaWriter {
 impl MetaWriter {
     /// A whole line, meta included, to the log writer (dropped and counted when it is full).
     fn send(&self, line: &[u8]) {
-        let _ = std::io::Write::write(&mut self.inner.clone(), line);
+        self.inner.send(line);
     }
 }
 
@@ -379,23 +380,20 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for MetaWriter {
     type Writer = MetaLine<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        MetaLine {
-            inner: self.inner.clone(),
-            meta: self,
-        }
+        MetaLine { meta: self }
     }
 }
 
 /// One line on its way to the log writer.
 struct MetaLine<'a> {
-    inner: tracing_appender::non_blocking::NonBlocking,
     meta: &'a MetaWriter,
 }
 
 impl std::io::Write for MetaLine<'_> {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
         if self.meta.suffix.is_empty() {
-            return self.inner.write(line);
+            self.meta.send(line);
+            return Ok(line.len());
         }
         thread_local! {
             static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -404,13 +402,13 @@ impl std::io::Write for MetaLine<'_> {
             with_meta.clear();
             with_meta.reserve(line.len() + self.meta.suffix.len());
             with_meta_put(with_meta, line, self.meta.suffix.as_bytes(), self.meta.json);
-            self.inner.write_all(with_meta)
-        })?;
+            self.meta.send(with_meta);
+        });
         Ok(line.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        Ok(())
     }
 }
 
@@ -515,7 +513,7 @@ mod direct_tests {
     /// directly.
     fn logged(json: bool, direct: bool, filter: &str, lines: fn()) -> (String, usize) {
         let buffer = Buffer::default();
-        let (inner, guard) = tracing_appender::non_blocking(buffer.clone());
+        let (inner, guard) = writer::LogWriter::start(buffer.clone(), 1 << 20, "test-log-writer");
         let mut meta = std::collections::BTreeMap::new();
         meta.insert("region".to_owned(), serde_json::Value::from("eu \"west\""));
         let writer = MetaWriter {
@@ -544,6 +542,7 @@ mod direct_tests {
         logger.debug("debug");
         if requests_logged() {
             incoming_request(
+                std::time::SystemTime::now(),
                 &|text| {
                     text.push_str("[2026-11-30T10:31:35.443Z] \"GET /api/carmen/health HTTP/1.1\" 200 15 \"-\" \"x\"y\" \x1b é")
                 },
@@ -559,6 +558,7 @@ mod direct_tests {
         logger.info("inside a span");
         if requests_logged() {
             incoming_request(
+                std::time::SystemTime::now(),
                 &|text| text.push_str("in a span"),
                 "POST",
                 "/x",
