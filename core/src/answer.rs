@@ -35,9 +35,35 @@ pub(crate) fn json_response(status: StatusCode, bytes: impl Into<Bytes>) -> Resp
 pub(crate) const JSON_UTF8: HeaderValue =
     HeaderValue::from_static("application/json; charset=utf-8");
 
+/// The largest body whose tag each thread keeps (with the body) for the next identical answer.
+const REMEMBERED_BODY: usize = 4096;
+
 /// Express's weak entity tag: `W/"<length in hex>-<first 27 characters of the SHA-1, base64>"`.
-/// Written into a buffer on the stack: this runs for every JSON answer.
+/// This runs for every JSON answer, and the same answer is often sent again (a health check, a
+/// list that did not change): each thread keeps the last body of up to [`REMEMBERED_BODY`]
+/// bytes with its tag, and an identical body gets the tag again without hashing.
 pub(crate) fn weak_etag(body: &[u8]) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<(Vec<u8>, Option<HeaderValue>)> =
+            const { std::cell::RefCell::new((Vec::new(), None)) };
+    }
+    if body.len() > REMEMBERED_BODY {
+        return computed_weak_etag(body);
+    }
+    LAST.with_borrow_mut(|(last, tag)| match tag {
+        Some(tag) if last.as_slice() == body => tag.clone(),
+        _ => {
+            let computed = computed_weak_etag(body);
+            last.clear();
+            last.extend_from_slice(body);
+            *tag = Some(computed.clone());
+            computed
+        }
+    })
+}
+
+/// [`weak_etag`], hashed. Written into a buffer on the stack.
+fn computed_weak_etag(body: &[u8]) -> HeaderValue {
     use base64::Engine;
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = <sha1::Sha1 as sha1::Digest>::digest(body);
@@ -61,4 +87,30 @@ pub(crate) fn weak_etag(body: &[u8]) -> HeaderValue {
     at += 27;
     tag[at] = b'"';
     HeaderValue::from_bytes(&tag[..=at]).unwrap_or(HeaderValue::from_static("W/\"0-\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_tag_is_given_only_to_the_same_body() {
+        let big_a = vec![b'a'; REMEMBERED_BODY + 1];
+        let mut big_b = big_a.clone();
+        big_b[0] = b'b';
+        let bodies: [&[u8]; 8] = [
+            b"{\"n\":1}",
+            b"{\"n\":1}",
+            b"{\"n\":2}",
+            b"{\"n\":1}",
+            b"",
+            &big_a,
+            &big_b,
+            b"{\"n\":2}",
+        ];
+        for body in bodies {
+            assert_eq!(weak_etag(body), computed_weak_etag(body));
+        }
+        assert_ne!(weak_etag(b"{\"n\":1}"), weak_etag(b"{\"n\":2}"));
+    }
 }
