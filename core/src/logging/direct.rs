@@ -114,7 +114,7 @@ pub(crate) fn write(
                 text.push_str(&writer.suffix);
                 text.push('\n');
             }
-            writer.send(text.as_bytes());
+            writer.inner.send(text.as_bytes());
             #[cfg(test)]
             WRITTEN.set(WRITTEN.get() + 1);
             true

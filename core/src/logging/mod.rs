@@ -192,9 +192,8 @@ impl Service for RootLogger {
 /// (and counted): a burst of this size (some 50,000 request lines) never blocks a request.
 const WAITING_BYTES: usize = 8 * 1024 * 1024;
 
-/// The log writer's thread, kept until [`flush`]; and the writer, for its count of dropped lines.
-static WRITER: std::sync::Mutex<Option<(writer::WriterGuard, writer::LogWriter)>> =
-    std::sync::Mutex::new(None);
+/// The log writer's thread, kept until [`flush`].
+static WRITER: std::sync::Mutex<Option<writer::WriterGuard>> = std::sync::Mutex::new(None);
 
 /// Installs the default subscriber, unless one is installed already.
 ///
@@ -239,7 +238,6 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
     let ansi = !production && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let (writer, guard) =
         writer::LogWriter::start(std::io::stdout(), WAITING_BYTES, "backstage-log-writer");
-    let kept = writer.clone();
     let writer = MetaWriter {
         inner: writer,
         suffix: meta_suffix(&meta, production).into(),
@@ -251,7 +249,7 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
         filter, writer, production, ansi,
     ));
     if installed.is_ok() {
-        *WRITER.lock().unwrap_or_else(|p| p.into_inner()) = Some((guard, kept));
+        *WRITER.lock().unwrap_or_else(|p| p.into_inner()) = Some(guard);
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             previous(info);
@@ -300,9 +298,8 @@ fn subscriber(
 /// logged, without the writer.
 pub(crate) fn flush() {
     let writer = WRITER.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some((guard, writer)) = writer {
-        drop(guard);
-        let dropped = writer.dropped();
+    if let Some(guard) = writer {
+        let dropped = guard.stop();
         if dropped > 0 {
             eprintln!(
                 "{dropped} log lines were dropped: the log writer could not keep up with {} MiB of waiting lines",
@@ -369,13 +366,6 @@ struct MetaWriter {
     direct: bool,
 }
 
-impl MetaWriter {
-    /// A whole line, meta included, to the log writer (dropped and counted when it is full).
-    fn send(&self, line: &[u8]) {
-        self.inner.send(line);
-    }
-}
-
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for MetaWriter {
     type Writer = MetaLine<'a>;
 
@@ -392,7 +382,7 @@ struct MetaLine<'a> {
 impl std::io::Write for MetaLine<'_> {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
         if self.meta.suffix.is_empty() {
-            self.meta.send(line);
+            self.meta.inner.send(line);
             return Ok(line.len());
         }
         thread_local! {
@@ -402,7 +392,7 @@ impl std::io::Write for MetaLine<'_> {
             with_meta.clear();
             with_meta.reserve(line.len() + self.meta.suffix.len());
             with_meta_put(with_meta, line, self.meta.suffix.as_bytes(), self.meta.json);
-            self.meta.send(with_meta);
+            self.meta.inner.send(with_meta);
         });
         Ok(line.len())
     }
@@ -491,22 +481,8 @@ mod meta_tests {
 
 #[cfg(test)]
 mod direct_tests {
-    use std::sync::{Arc, Mutex};
-
+    use super::writer::tests::Buffer;
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     /// What `lines` logs through the backend's subscriber (JSON or plain, with `meta`, the
     /// direct way allowed or not, `filter`), timestamps masked; and how many lines went

@@ -116,11 +116,6 @@ impl LogWriter {
             shared.arrived.notify_one();
         }
     }
-
-    /// How many lines were dropped because the writer could not keep up.
-    pub(crate) fn dropped(&self) -> u64 {
-        lock(&self.shared.state).dropped
-    }
 }
 
 impl Shared {
@@ -163,8 +158,15 @@ impl Shared {
     }
 }
 
-impl Drop for WriterGuard {
-    fn drop(&mut self) {
+impl WriterGuard {
+    /// Stops the writer after it has written every line that waits, and says how many lines
+    /// were dropped because it could not keep up.
+    pub(crate) fn stop(mut self) -> u64 {
+        self.finish();
+        lock(&self.shared.state).dropped
+    }
+
+    fn finish(&mut self) {
         lock(&self.shared.state).stopped = true;
         // Wakes the writer whether it sleeps or gathers.
         self.shared.arrived.notify_one();
@@ -174,16 +176,23 @@ impl Drop for WriterGuard {
     }
 }
 
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
+    /// A sink whose bytes the test reads afterwards.
     #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    pub(in crate::logging) struct Buffer(pub(in crate::logging) Arc<Mutex<Vec<u8>>>);
 
     impl Write for Buffer {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -232,7 +241,7 @@ mod tests {
         for thread in threads {
             thread.join().unwrap();
         }
-        drop(guard);
+        let dropped = guard.stop();
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         let mut next = [0; 4];
         for line in text.lines() {
@@ -242,7 +251,7 @@ mod tests {
             next[t] += 1;
         }
         assert_eq!(next, [5_000; 4]);
-        assert_eq!(writer.dropped(), 0);
+        assert_eq!(dropped, 0);
     }
 
     #[test]
@@ -260,10 +269,9 @@ mod tests {
         for i in 0..30 {
             writer.send(format!("line {i:03}\n").as_bytes());
         }
-        let dropped = writer.dropped();
         *open.0.lock().unwrap() = true;
         open.1.notify_all();
-        drop(guard);
+        let dropped = guard.stop();
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         let written = text.lines().count() as u64;
         assert_eq!(written + dropped, 31, "{text}");
