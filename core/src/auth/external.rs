@@ -304,19 +304,13 @@ impl ExternalAccess {
         Ok(())
     }
 
-    /// The credentials of an external token, `None` when no external access accepts it.
-    pub(crate) async fn verify(
+    /// The credentials of a signed external token (a legacy secret's or a JWKS issuer's), `None`
+    /// when no external access accepts it. Static tokens are compared before, without a future.
+    pub(crate) async fn verify_signed(
         &self,
-        token: &str,
-        parsed: Option<&Jws<'_>>,
+        jws: &Jws<'_>,
         cache: &JwksCache,
     ) -> Result<Option<Credentials>> {
-        if let Some(creds) = self.statics.verify(token) {
-            return Ok(Some(creds.clone()));
-        }
-        let Some(jws) = parsed else {
-            return Ok(None);
-        };
         let input = jws.signing_input.as_bytes();
         if jws.header.alg == "HS256"
             && jws.claims.sub.as_deref() == Some("backstage-server")

@@ -192,7 +192,8 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         return None;
     }
     let token = rest.trim_start_matches(' ');
-    (!token.is_empty() && !token.chars().any(char::is_whitespace)).then_some(token)
+    // `to_str` let through visible ASCII and tabs only: the whitespace left to find is bytes.
+    (!token.is_empty() && !token.bytes().any(|b| b == b' ' || b == b'\t')).then_some(token)
 }
 
 /// The name of the cookie that carries a user's limited token.
@@ -230,6 +231,8 @@ mod tests {
         assert_eq!(bearer_token(&headers("Bearer")), None);
         assert_eq!(bearer_token(&headers("Bearerabc")), None);
         assert_eq!(bearer_token(&headers("Bearer a b")), None);
+        assert_eq!(bearer_token(&headers("Bearer a\tb")), None);
+        assert_eq!(bearer_token(&headers("Bearer ab\t")), None);
         assert_eq!(bearer_token(&HeaderMap::new()), None);
     }
 }

@@ -160,6 +160,30 @@ impl BackstageAuthenticator {
         }
     }
 
+    /// An external token: a static token is compared here and answered at once; a signed one
+    /// is checked against the legacy secrets and JWKS issuers in a boxed future.
+    fn verify_external<'a>(
+        &'a self,
+        token: &'a str,
+        parsed: Option<Jws<'a>>,
+    ) -> BoxFuture<'a, Result<Credentials>> {
+        let external = &self.shared.external;
+        if let Some(creds) = external.statics.verify(token) {
+            return Box::pin(std::future::ready(Ok(creds.clone())));
+        }
+        let Some(jws) = parsed else {
+            return Box::pin(std::future::ready(Err(Error::authentication(
+                "Illegal token",
+            ))));
+        };
+        Box::pin(async move {
+            match external.verify_signed(&jws, &self.shared.jwks).await? {
+                Some(creds) => Ok(creds),
+                None => Err(Error::authentication("Illegal token")),
+            }
+        })
+    }
+
     async fn verify_plugin(&self, jws: &Jws<'_>) -> Result<Credentials> {
         let Some(sub) = jws.claims.sub.as_deref() else {
             return Err(Error::authentication(
@@ -399,48 +423,47 @@ fn encode<T: Serialize>(value: &T) -> Option<String> {
 }
 
 impl Authenticator for BackstageAuthenticator {
+    /// Decides synchronously which check a token needs, and boxes only that check's future: a
+    /// static token (the common service caller) is answered without an async state machine, and
+    /// no request pays for the size of the JWKS lookup it does not make.
     fn authenticate<'a>(
         &'a self,
         token: &'a str,
         options: AuthenticateOptions,
     ) -> BoxFuture<'a, Result<Credentials>> {
-        Box::pin(async move {
-            if token.len() > jws::MAX_TOKEN_BYTES {
-                return Err(Error::authentication("Illegal token"));
-            }
-            let parsed = jws::decode(token);
-            if let Some(jws) = &parsed {
-                match jws.header.typ.as_deref() {
-                    Some(PLUGIN_TYP) => return self.verify_plugin(jws).await,
-                    Some(USER_TYP) => return self.verify_user(token, jws).await,
-                    Some(LIMITED_USER_TYP) => {
-                        let creds = self.verify_user(token, jws).await?;
+        if token.len() > jws::MAX_TOKEN_BYTES {
+            return Box::pin(std::future::ready(Err(Error::authentication(
+                "Illegal token",
+            ))));
+        }
+        let parsed = jws::decode(token);
+        if let Some(jws) = parsed {
+            match jws.header.typ.as_deref() {
+                Some(PLUGIN_TYP) => return Box::pin(async move { self.verify_plugin(&jws).await }),
+                Some(USER_TYP) => {
+                    return Box::pin(async move { self.verify_user(token, &jws).await });
+                }
+                Some(LIMITED_USER_TYP) => {
+                    return Box::pin(async move {
+                        let creds = self.verify_user(token, &jws).await?;
                         if !options.allow_limited_access {
                             return Err(Error::authentication("Illegal limited user token"));
                         }
-                        return Ok(creds);
-                    }
-                    _ if jws
-                        .claims
-                        .aud
-                        .as_ref()
-                        .is_some_and(|aud| aud.contains(USER_AUD)) =>
-                    {
-                        return self.verify_user(token, jws).await;
-                    }
-                    _ => {}
+                        Ok(creds)
+                    });
                 }
+                _ if jws
+                    .claims
+                    .aud
+                    .as_ref()
+                    .is_some_and(|aud| aud.contains(USER_AUD)) =>
+                {
+                    return Box::pin(async move { self.verify_user(token, &jws).await });
+                }
+                _ => return self.verify_external(token, Some(jws)),
             }
-            match self
-                .shared
-                .external
-                .verify(token, parsed.as_ref(), &self.shared.jwks)
-                .await?
-            {
-                Some(creds) => Ok(creds),
-                None => Err(Error::authentication("Illegal token")),
-            }
-        })
+        }
+        self.verify_external(token, None)
     }
 
     fn plugin_request_token<'a>(
