@@ -6,15 +6,18 @@
 //! they are, without a compression wrapper around their body.
 
 use std::convert::Infallible;
+use std::future::Ready;
 
 use axum::body::Body;
 use axum::http::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_TYPE, HeaderMap};
 use axum::http::{Extensions, HeaderValue, StatusCode, Version};
 use axum::response::Response;
+use futures_util::future::Either;
 use tower::{Layer, ServiceExt};
 use tower_http::compression::predicate::{Predicate, SizeAbove};
 
 use crate::answer::JSON_UTF8;
+use crate::plugin::BoxFuture;
 
 /// The smallest answer that is compressed, as the `compression` middleware's `threshold`.
 const THRESHOLD: u16 = 1024;
@@ -25,17 +28,29 @@ fn predicate() -> impl Predicate {
 }
 
 /// `response` compressed in the encoding `accept` (the request's `Accept-Encoding`) prefers,
-/// where the `compression` middleware would compress it; else `response` itself.
-pub(crate) async fn compress(accept: Option<HeaderValue>, response: Response) -> Response {
+/// where the `compression` middleware would compress it; else `response` itself. Decided here,
+/// so that an answer sent as it is does not wait in (or make room for) the compressor's future.
+pub(crate) fn compress(
+    accept: Option<HeaderValue>,
+    response: Response,
+) -> Either<Ready<Response>, BoxFuture<'static, Response>> {
     let Some(accept) = accept else {
-        return response;
+        return Either::Left(std::future::ready(response));
     };
     let predicate = predicate();
     if !predicate.should_compress(&response) {
-        return response;
+        return Either::Left(std::future::ready(response));
     }
-    // tower-http's layer over a service that answers with this response, asked by a request
-    // that carries only what the layer reads.
+    Either::Right(Box::pin(compressed_answer(accept, response, predicate)))
+}
+
+/// tower-http's layer over a service that answers with `response`, asked by a request that
+/// carries only what the layer reads.
+async fn compressed_answer(
+    accept: HeaderValue,
+    response: Response,
+    predicate: impl Predicate,
+) -> Response {
     let mut answer = Some(response);
     let service = tower_http::compression::CompressionLayer::new()
         .compress_when(predicate)
@@ -44,8 +59,7 @@ pub(crate) async fn compress(accept: Option<HeaderValue>, response: Response) ->
         }));
     let mut request = http::Request::new(());
     request.headers_mut().insert(ACCEPT_ENCODING, accept);
-    // Boxed: the layer's future is large, and most answers never get here.
-    match Box::pin(service.oneshot(request)).await {
+    match service.oneshot(request).await {
         Ok(compressed) => compressed.map(Body::new),
         Err(never) => match never {},
     }

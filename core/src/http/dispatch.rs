@@ -14,8 +14,9 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderValue};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
+use futures_util::future::Either;
 use serde::Serialize;
-use tower::{Layer, Service, ServiceExt};
+use tower::Service;
 
 use super::cors::{self, Answer};
 use super::json::{BodyLimit, Conditional, JSON_UTF8, json_response, weak_etag};
@@ -172,27 +173,25 @@ impl Shared {
                 ])
                 .into_response();
             }
-            let routed = AssertUnwindSafe(self.route(request)).catch_unwind();
+            // The routed future is made in each arm: one made before the `match` and moved into
+            // the timeout would be stored twice in this (boxed, per-request) future.
             let outcome = match self.policies.request_timeout {
-                Some(limit) => match tokio::time::timeout(limit, routed).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => {
-                        break 'response Error::service_unavailable("Request timed out")
-                            .into_response();
+                Some(limit) => {
+                    let routed = AssertUnwindSafe(self.route(request)).catch_unwind();
+                    match tokio::time::timeout(limit, routed).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => {
+                            break 'response Error::service_unavailable("Request timed out")
+                                .into_response();
+                        }
                     }
-                },
-                None => routed.await,
+                }
+                None => AssertUnwindSafe(self.route(request)).catch_unwind().await,
             };
             match outcome {
-                Ok(response) => response,
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
-                    Error::internal(format!("request handler panicked: {what}")).into_response()
-                }
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(panic) => panicked(panic),
             }
         };
         if let Some(ip) = peer {
@@ -274,7 +273,12 @@ impl Shared {
         found
     }
 
-    async fn route(&self, mut request: Request) -> Response {
+    /// Where `request` goes: an answer known at once (health probes, unknown plugins, shutting
+    /// down), a plugin's router, or, while plugins start, a wait before either. A plain function
+    /// returning a small future, so that the request is not held twice across an `.await`. No
+    /// plugin code runs before the future is polled (axum's router calls its routes' services
+    /// from its future), so the caller's `catch_unwind` on the future sees every panic.
+    fn route(&self, request: Request) -> Routed<'_> {
         let path = request.uri().path();
         let get = matches!(*request.method(), Method::GET | Method::HEAD);
         if get && let Some(probe) = path.strip_prefix("/.backstage/health/v1/") {
@@ -287,45 +291,50 @@ impl Shared {
                         body.as_bytes(),
                     )
                 }
-                _ => return StatusCode::NOT_FOUND.into_response(),
+                _ => return answered(StatusCode::NOT_FOUND.into_response()),
             };
             for (name, value) in &self.policies.health_headers {
                 response.headers_mut().insert(name.clone(), value.clone());
             }
-            return response;
+            return answered(response);
         }
         if path.starts_with("/api/")
             && self
                 .shutting_down
                 .load(std::sync::atomic::Ordering::Acquire)
         {
-            return Error::service_unavailable("Service is shutting down").into_response();
+            return answered(
+                Error::service_unavailable("Service is shutting down").into_response(),
+            );
         }
-        let routes = match self.routes.get() {
-            Some(routes) => routes,
+        match self.routes.get() {
+            Some(routes) => self.dispatch(routes, request),
+            // Boxed: this wait happens only during start-up.
             None if path.starts_with("/api/") => {
-                // Hold the request while plugins start, up to the pause timeout.
-                let mut started = self.started.clone();
-                // Boxed: this wait happens only during start-up, and its future would make every
-                // request's as large.
-                let _ = Box::pin(tokio::time::timeout(
-                    self.policies.startup_pause,
-                    started.wait_for(|s| *s),
-                ))
-                .await;
-                match self.routes.get() {
-                    Some(routes) => routes,
-                    None => {
-                        return Error::service_unavailable("Service has not started up yet")
-                            .into_response();
-                    }
-                }
+                Either::Right(Either::Right(Box::pin(self.route_after_start(request))))
             }
-            None => return StatusCode::NOT_FOUND.into_response(),
-        };
+            None => answered(StatusCode::NOT_FOUND.into_response()),
+        }
+    }
+
+    /// Holds a plugin request while plugins start, up to the pause timeout.
+    async fn route_after_start(&self, request: Request) -> Result<Response, Infallible> {
+        let mut started = self.started.clone();
+        let _ = tokio::time::timeout(self.policies.startup_pause, started.wait_for(|s| *s)).await;
+        match self.routes.get() {
+            Some(routes) => self.dispatch(routes, request).await,
+            None => {
+                Ok(Error::service_unavailable("Service has not started up yet").into_response())
+            }
+        }
+    }
+
+    /// `request` to the root router, or to its plugin's router with the path as the plugin
+    /// sees it.
+    fn dispatch(&self, routes: &Routes, mut request: Request) -> Routed<'_> {
         let path = request.uri().path();
         let Some(rest) = path.strip_prefix("/api/") else {
-            return self.serve(&routes.root, request).await;
+            return self.serve(&routes.root, request);
         };
         let (id, mut sub_path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -342,7 +351,7 @@ impl Shared {
             sub_path = &sub_path[1..];
         }
         let Some(router) = routes.plugins.get(id) else {
-            return StatusCode::NOT_FOUND.into_response();
+            return answered(StatusCode::NOT_FOUND.into_response());
         };
         let rewritten = match request.uri().query() {
             Some(query) => format!("{sub_path}?{query}"),
@@ -350,21 +359,45 @@ impl Shared {
         };
         match Uri::try_from(rewritten) {
             Ok(uri) => *request.uri_mut() = uri,
-            Err(_) => return Error::input("the request path is not a valid URI").into_response(),
+            Err(_) => {
+                return answered(
+                    Error::input("the request path is not a valid URI").into_response(),
+                );
+            }
         }
-        self.serve(router, request).await
+        self.serve(router, request)
     }
 
     /// `request` served by `router`, with `backend.server.maxRequestBodySize` as the limit of
-    /// axum's body extractors: one layer around the router, not one around each of its routes
-    /// (which would be cloned with the route for every request).
-    async fn serve(&self, router: &axum::Router, request: Request) -> Response {
-        axum::extract::DefaultBodyLimit::max(self.policies.body_limit)
-            .layer(router.clone())
-            .oneshot(request)
-            .await
-            .unwrap_or_else(|never| match never {})
+    /// axum's body extractors (put in the request as axum's `DefaultBodyLimit` layer would).
+    fn serve(&self, router: &axum::Router, mut request: Request) -> Routed<'_> {
+        axum::extract::DefaultBodyLimit::max(self.policies.body_limit).apply(&mut request);
+        Either::Right(Either::Left(Service::call(&mut router.clone(), request)))
     }
+}
+
+/// What routing a request gives: an answer known at once, a router's future, or a boxed wait.
+/// Its output is a router's: a `Result` that is never an error.
+type Routed<'a> = Either<
+    std::future::Ready<Result<Response, Infallible>>,
+    Either<
+        axum::routing::future::RouteFuture<Infallible>,
+        BoxFuture<'a, Result<Response, Infallible>>,
+    >,
+>;
+
+fn answered<'a>(response: Response) -> Routed<'a> {
+    Either::Left(std::future::ready(Ok(response)))
+}
+
+/// The answer to a panic while serving a request: 500, with the panic's message when it has one.
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
+    Error::internal(format!("request handler panicked: {what}")).into_response()
 }
 
 #[derive(Serialize)]
