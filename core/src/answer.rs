@@ -3,7 +3,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_TYPE, ETAG, HeaderValue};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, VARY};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -19,16 +19,126 @@ pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Response {
     }
 }
 
-/// `bytes` as a JSON response with `status`, as `res.json` sends it.
+/// `bytes` as a JSON response with `status`, as `res.json` sends it. While a backend's request
+/// is being served on this thread, the headers are a copy of its [`AnswerHeaders`] filled in.
 pub(crate) fn json_response(status: StatusCode, bytes: impl Into<Bytes>) -> Response {
     let bytes = bytes.into();
-    let etag = weak_etag(&bytes);
+    let (etag, length) = tags(&bytes);
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, JSON_UTF8);
-    headers.insert(ETAG, etag);
+    let carries_body = !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED);
+    let filled = carries_body
+        .then(|| SERVING.with_borrow(|serving| Some(serving.as_ref()?.json(length, etag.clone()))))
+        .flatten();
+    match filled {
+        Some(headers) => *response.headers_mut() = headers,
+        None => {
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, JSON_UTF8);
+            headers.insert(ETAG, etag);
+        }
+    }
     response
+}
+
+/// The headers a backend's JSON answers are sent with: its security headers, then
+/// `Content-Type`, `Content-Length`, `ETag` and `Vary: Accept-Encoding`, in the order Express
+/// sends them (helmet's at the start, `res.json`'s, then the `compression` middleware's). Each
+/// answer gets a copy with its length and tag put in place; that costs a fraction of adding
+/// those headers and then the nine security headers to every answer.
+pub(crate) struct AnswerHeaders {
+    json: HeaderMap,
+    /// Where `Content-Length` is among the values; `ETag` is the next one.
+    length_at: usize,
+}
+
+impl AnswerHeaders {
+    /// The answer headers of a backend whose security headers are `security`.
+    pub(crate) fn new(security: &HeaderMap) -> AnswerHeaders {
+        // Room to spare: an insert into a map at capacity grows it first, even one that
+        // replaces a value (and a copy keeps this map's table size).
+        let mut json = HeaderMap::with_capacity(security.len() + 4 + ROOM);
+        for (at, (name, value)) in security.iter().enumerate() {
+            // The first value in bytes of its own, which [`Self::started`] knows copies by.
+            let value = match at {
+                0 => HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone()),
+                _ => value.clone(),
+            };
+            json.append(name.clone(), value);
+        }
+        let length_at = json.len() + 1;
+        json.insert(CONTENT_TYPE, JSON_UTF8);
+        json.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        json.insert(ETAG, HeaderValue::from_static("W/\"0-\""));
+        json.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        AnswerHeaders { json, length_at }
+    }
+
+    /// A JSON answer's headers: a copy with `length` and `etag` put in their places (by
+    /// position: no lookups).
+    fn json(&self, length: HeaderValue, etag: HeaderValue) -> HeaderMap {
+        let mut headers = self.json.clone();
+        let mut values = headers.values_mut().skip(self.length_at);
+        if let Some(slot) = values.next() {
+            *slot = length;
+        }
+        if let Some(slot) = values.next() {
+            *slot = etag;
+        }
+        headers
+    }
+
+    /// Whether `headers` started as a copy of these, and so carry the security headers already:
+    /// their first value is this set's first value itself (the same bytes, not equal ones).
+    pub(crate) fn started(&self, headers: &HeaderMap) -> bool {
+        match (self.json.values().next(), headers.values().next()) {
+            // (Empty bytes may all be one static empty slice: never taken as a mark.)
+            (Some(ours), Some(theirs)) => {
+                !ours.is_empty() && std::ptr::eq(ours.as_bytes(), theirs.as_bytes())
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes out the `Vary: Accept-Encoding` that came with the copy, for an answer that turned
+    /// out not to vary with the encoding (a `304`, a `Cache-Control: no-transform`).
+    pub(crate) fn unvary(&self, headers: &mut HeaderMap) {
+        if !self.started(headers) {
+            return;
+        }
+        let ours = self.json.get(VARY).map(HeaderValue::as_bytes);
+        if headers
+            .get(VARY)
+            .map(HeaderValue::as_bytes)
+            .is_some_and(|theirs| ours.is_some_and(|ours| std::ptr::eq(ours, theirs)))
+        {
+            headers.remove(VARY);
+        }
+    }
+}
+
+/// Headers an answer may add to its copy of [`AnswerHeaders`] without the map growing its table.
+const ROOM: usize = 8;
+
+thread_local! {
+    /// The answer headers of the backend whose request this thread is polling.
+    static SERVING: std::cell::RefCell<Option<std::sync::Arc<AnswerHeaders>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `poll` (one poll of a request's future) with `answers` as this thread's answer headers.
+pub(crate) fn serving<R>(answers: &std::sync::Arc<AnswerHeaders>, poll: impl FnOnce() -> R) -> R {
+    struct Restore(Option<std::sync::Arc<AnswerHeaders>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            SERVING.with_borrow_mut(|serving| *serving = previous);
+        }
+    }
+    let _restore = Restore(SERVING.with_borrow_mut(|serving| serving.replace(answers.clone())));
+    poll()
 }
 
 /// Express's `Content-Type` for JSON.
@@ -39,25 +149,34 @@ pub(crate) const JSON_UTF8: HeaderValue =
 const REMEMBERED_BODY: usize = 4096;
 
 /// Express's weak entity tag: `W/"<length in hex>-<first 27 characters of the SHA-1, base64>"`.
-/// This runs for every JSON answer, and the same answer is often sent again (a health check, a
-/// list that did not change): each thread keeps the last body of up to [`REMEMBERED_BODY`]
-/// bytes with its tag, and an identical body gets the tag again without hashing.
 pub(crate) fn weak_etag(body: &[u8]) -> HeaderValue {
+    tags(body).0
+}
+
+/// A body's `ETag` and `Content-Length`.
+type Tags = (HeaderValue, HeaderValue);
+
+/// The body's weak tag and its `Content-Length`. This runs for every JSON answer, and the same
+/// answer is often sent again (a health check, a list that did not change): each thread keeps
+/// the last body of up to [`REMEMBERED_BODY`] bytes with both, and an identical body gets them
+/// again without hashing or formatting.
+fn tags(body: &[u8]) -> Tags {
     thread_local! {
-        static LAST: std::cell::RefCell<(Vec<u8>, Option<HeaderValue>)> =
+        static LAST: std::cell::RefCell<(Vec<u8>, Option<Tags>)> =
             const { std::cell::RefCell::new((Vec::new(), None)) };
     }
+    let computed = || (computed_weak_etag(body), HeaderValue::from(body.len()));
     if body.len() > REMEMBERED_BODY {
-        return computed_weak_etag(body);
+        return computed();
     }
-    LAST.with_borrow_mut(|(last, tag)| match tag {
-        Some(tag) if last.as_slice() == body => tag.clone(),
+    LAST.with_borrow_mut(|(last, tags)| match tags {
+        Some(tags) if last.as_slice() == body => tags.clone(),
         _ => {
-            let computed = computed_weak_etag(body);
+            let fresh = computed();
             last.clear();
             last.extend_from_slice(body);
-            *tag = Some(computed.clone());
-            computed
+            *tags = Some(fresh.clone());
+            fresh
         }
     })
 }
@@ -92,6 +211,71 @@ fn computed_weak_etag(body: &[u8]) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn security() -> HeaderMap {
+        let mut security = HeaderMap::new();
+        security.insert(
+            "content-security-policy",
+            HeaderValue::from_str("default-src 'self'").unwrap(),
+        );
+        security.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
+        security
+    }
+
+    #[test]
+    fn json_answers_being_served_carry_the_backends_headers_in_expresss_order() {
+        let answers = Arc::new(AnswerHeaders::new(&security()));
+        for body in [&b"{\"a\":1}"[..], b"[]", b"{\"a\":1}", b"[1,2,3]"] {
+            let response = serving(&answers, || json_response(StatusCode::OK, body.to_vec()));
+            let headers = response.headers();
+            let names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    "content-security-policy",
+                    "x-frame-options",
+                    "content-type",
+                    "content-length",
+                    "etag",
+                    "vary"
+                ]
+            );
+            assert_eq!(headers[CONTENT_LENGTH], body.len().to_string().as_str());
+            assert_eq!(headers[ETAG], computed_weak_etag(body));
+            assert_eq!(headers[CONTENT_TYPE], JSON_UTF8);
+            assert_eq!(headers[VARY], "Accept-Encoding");
+            assert!(answers.started(headers));
+        }
+        // Outside a request, and for answers without a body: only `res.json`'s own headers.
+        let alone = json_response(StatusCode::OK, &b"[]"[..]);
+        assert!(!answers.started(alone.headers()));
+        assert_eq!(alone.headers().len(), 2);
+        let empty = serving(&answers, || json_response(StatusCode::NO_CONTENT, &b""[..]));
+        assert!(!answers.started(empty.headers()));
+        assert!(empty.headers().get(CONTENT_LENGTH).is_none());
+    }
+
+    #[test]
+    fn equal_headers_are_not_taken_for_the_backends_own() {
+        let answers = AnswerHeaders::new(&security());
+        // The same names and values, made apart: the security headers are still to be added.
+        assert!(!answers.started(&security()));
+        assert!(!answers.started(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn only_the_copys_own_vary_is_taken_out() {
+        let answers = Arc::new(AnswerHeaders::new(&security()));
+        let mut response = serving(&answers, || json_response(StatusCode::OK, &b"[]"[..]));
+        answers.unvary(response.headers_mut());
+        assert!(response.headers().get(VARY).is_none());
+        let mut own = serving(&answers, || json_response(StatusCode::OK, &b"[]"[..]));
+        own.headers_mut()
+            .insert(VARY, HeaderValue::from_str("Accept-Encoding").unwrap());
+        answers.unvary(own.headers_mut());
+        assert_eq!(own.headers()[VARY], "Accept-Encoding");
+    }
 
     #[test]
     fn a_remembered_tag_is_given_only_to_the_same_body() {

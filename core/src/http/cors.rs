@@ -200,17 +200,34 @@ pub(crate) fn apply(
         response_headers.insert(name, value);
     }
     if let Some(vary) = vary {
-        append_vary(response_headers, vary);
+        // The `cors` middleware runs before the route: its token comes before the answer's.
+        add_vary(response_headers, vary, Place::First);
     }
 }
 
-/// Adds `token` to `Vary` unless it is there already (or `Vary` is `*`), in one header as the
-/// `vary` package writes it: `Origin, Accept-Encoding`.
+/// Where a token goes in a `Vary` that has others.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    First,
+    Last,
+}
+
+/// Adds `token` at the end of `Vary` unless it is there already (or `Vary` is `*`), in one
+/// header as the `vary` package writes it: `Origin, Accept-Encoding`.
 pub(crate) fn append_vary(headers: &mut HeaderMap, token: &'static str) {
-    if !headers.contains_key(header::VARY) {
-        // The common case, without allocating.
-        headers.insert(header::VARY, HeaderValue::from_static(token));
-        return;
+    add_vary(headers, token, Place::Last);
+}
+
+fn add_vary(headers: &mut HeaderMap, token: &'static str, place: Place) {
+    let mut values = headers.get_all(header::VARY).iter();
+    match (values.next(), values.next()) {
+        // The common cases, without allocating: no `Vary` yet, or this token alone.
+        (None, _) => {
+            headers.insert(header::VARY, HeaderValue::from_static(token));
+            return;
+        }
+        (Some(only), None) if only.as_bytes().eq_ignore_ascii_case(token.as_bytes()) => return,
+        _ => {}
     }
     let existing: Vec<String> = headers
         .get_all(header::VARY)
@@ -226,10 +243,10 @@ pub(crate) fn append_vary(headers: &mut HeaderMap, token: &'static str) {
     {
         return;
     }
-    let value = if existing.is_empty() {
-        token.to_owned()
-    } else {
-        format!("{}, {token}", existing.join(", "))
+    let value = match (existing.is_empty(), place) {
+        (true, _) => token.to_owned(),
+        (false, Place::Last) => format!("{}, {token}", existing.join(", ")),
+        (false, Place::First) => format!("{token}, {}", existing.join(", ")),
     };
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert(header::VARY, value);
@@ -354,10 +371,26 @@ mod tests {
         append_vary(&mut headers, "Origin");
         append_vary(&mut headers, "Accept-Encoding");
         append_vary(&mut headers, "origin");
+        append_vary(&mut headers, "accept-encoding");
         assert_eq!(headers[header::VARY], "Origin, Accept-Encoding");
         headers.insert(header::VARY, HeaderValue::from_static("*"));
         append_vary(&mut headers, "Origin");
         assert_eq!(headers[header::VARY], "*");
+    }
+
+    #[test]
+    fn the_cors_token_goes_before_the_answers_own() {
+        let mut response = Response::new(axum::body::Body::empty());
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        apply(&mut response, Vec::new(), Some("Origin"));
+        assert_eq!(response.headers()[header::VARY], "Origin, Accept-Encoding");
+        apply(&mut response, Vec::new(), Some("Origin"));
+        assert_eq!(response.headers()[header::VARY], "Origin, Accept-Encoding");
+        let mut fresh = Response::new(axum::body::Body::empty());
+        apply(&mut fresh, Vec::new(), Some("Origin"));
+        assert_eq!(fresh.headers()[header::VARY], "Origin");
     }
 
     #[test]

@@ -91,8 +91,17 @@ impl Service<Request> for Dispatcher {
             .get(http::header::ACCEPT_ENCODING)
             .cloned();
         Box::pin(async move {
-            let response = shared.handle(request).await;
-            Ok(super::compression::compress(accept, response).await)
+            let answers = shared.policies.answers.clone();
+            let mut work = std::pin::pin!(async move {
+                let response = shared.handle(request).await;
+                super::compression::compress(accept, response).await
+            });
+            // Every poll: the JSON answers made while it runs start from this backend's headers.
+            let response = std::future::poll_fn(|cx| {
+                crate::answer::serving(&answers, || work.as_mut().poll(cx))
+            })
+            .await;
+            Ok(response)
         })
     }
 }
@@ -218,6 +227,8 @@ impl Shared {
         }
         if super::compression::varies(response.headers()) {
             cors::append_vary(response.headers_mut(), "Accept-Encoding");
+        } else {
+            self.policies.answers.unvary(response.headers_mut());
         }
         if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of a body announced too large is not always read: the connection ends.
@@ -236,6 +247,9 @@ impl Shared {
     /// copied (no hashing) and the answer's few headers go on top, replacing a default of the
     /// same name; on the wire the security headers come first, as helmet's do in Express.
     fn secure(&self, response: &mut Response) {
+        if self.policies.answers.started(response.headers()) {
+            return;
+        }
         let own = std::mem::replace(
             response.headers_mut(),
             self.policies.security_headers.clone(),

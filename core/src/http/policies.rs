@@ -18,6 +18,8 @@ pub(crate) struct HttpPolicies {
     /// Backstage's security headers, as a map every answer starts from (room left for the
     /// answer's own headers).
     pub(crate) security_headers: http::HeaderMap,
+    /// What JSON answers start with: the security headers and `res.json`'s.
+    pub(crate) answers: std::sync::Arc<crate::answer::AnswerHeaders>,
     pub(crate) health_headers: Vec<(HeaderName, HeaderValue)>,
     /// Requests with a larger body get 413.
     pub(crate) body_limit: usize,
@@ -43,13 +45,15 @@ impl HttpPolicies {
         lifecycle: &LifecycleSection,
         config: &RootConfig,
     ) -> Result<Self> {
+        let security = {
+            let list = security_headers(config)?;
+            let mut map = http::HeaderMap::with_capacity(list.len() + 8);
+            map.extend(list);
+            map
+        };
         Ok(HttpPolicies {
-            security_headers: {
-                let list = security_headers(config)?;
-                let mut map = http::HeaderMap::with_capacity(list.len() + 8);
-                map.extend(list);
-                map
-            },
+            answers: std::sync::Arc::new(crate::answer::AnswerHeaders::new(&security)),
+            security_headers: security,
             health_headers: header_list(config, "backend.health.headers")?,
             body_limit: server
                 .max_request_body_size

@@ -42,6 +42,14 @@ impl Rel {
     async fn big(&self) -> Json<Vec<String>> {
         Json((0..200).map(|i| format!("item {i}")).collect())
     }
+
+    #[route(get, "/no-transform", auth = "unauthenticated")]
+    async fn no_transform(&self) -> impl IntoResponse {
+        (
+            [(backstage::axum::http::header::CACHE_CONTROL, "no-transform")],
+            Json(vec!["same"; 300]),
+        )
+    }
 }
 
 async fn rel(config: serde_json::Value) -> TestBackend {
@@ -462,6 +470,18 @@ async fn answers_are_compressed_as_the_client_prefers() {
     // An unknown path answers without a body or a type: nothing to vary.
     let missing = backend.get("/nothing").send().await;
     assert_eq!(missing.header("vary"), None);
+    // Nor does JSON the route says not to transform: sent as it is, without `Vary`.
+    let kept = backend
+        .get("/api/rel/no-transform")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await;
+    assert_eq!(kept.header("content-encoding"), None);
+    assert_eq!(kept.header("vary"), None);
+    assert_eq!(
+        kept.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
 }
 
 #[backstage::test]
@@ -482,6 +502,9 @@ async fn json_answers_carry_etags_and_fresh_copies_get_304() {
     assert_eq!(again.status(), 304);
     assert_eq!(again.text(), "");
     assert_eq!(again.header("content-type"), None);
+    // Express's `compression` sees no type on a 304, so it adds no `Vary`.
+    assert_eq!(again.header("vary"), None);
+    assert_eq!(again.header("x-frame-options"), Some("SAMEORIGIN"));
     let reload = backend
         .get("/api/rel/big")
         .header("if-none-match", &etag)
