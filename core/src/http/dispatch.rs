@@ -129,9 +129,13 @@ impl Shared {
         let log_meta = crate::logging::requests_logged().then(|| RequestMeta::of(&request));
 
         let conditional = Conditional::of(&method, request.headers());
-        request
-            .extensions_mut()
-            .insert(BodyLimit(self.policies.body_limit));
+        // The body limit, for the extractors that read a body: a request without one (most
+        // `GET`s) is spared the two entries, and their requests' extension map its growth.
+        if !axum::body::HttpBody::is_end_stream(request.body()) {
+            request
+                .extensions_mut()
+                .insert(BodyLimit(self.policies.body_limit));
+        }
         let limits = self.rate_limits_for(uri.path());
         let mut response = 'response: {
             if let Some(refusal) = malformed(&request) {
@@ -383,9 +387,12 @@ impl Shared {
     }
 
     /// `request` served by `router`, with `backend.server.maxRequestBodySize` as the limit of
-    /// axum's body extractors (put in the request as axum's `DefaultBodyLimit` layer would).
+    /// axum's body extractors (put in the request as axum's `DefaultBodyLimit` layer would, when
+    /// it has a body to limit).
     fn serve(&self, router: &axum::Router, mut request: Request) -> Routed<'_> {
-        axum::extract::DefaultBodyLimit::max(self.policies.body_limit).apply(&mut request);
+        if !axum::body::HttpBody::is_end_stream(request.body()) {
+            axum::extract::DefaultBodyLimit::max(self.policies.body_limit).apply(&mut request);
+        }
         Either::Right(Either::Left(Service::call(&mut router.clone(), request)))
     }
 }

@@ -33,6 +33,11 @@ impl Rel {
         body.len().to_string()
     }
 
+    #[route(post, "/json", auth = "unauthenticated")]
+    async fn json_body(&self, Json(body): Json<serde_json::Value>) -> String {
+        body.to_string().len().to_string()
+    }
+
     #[route(get, "/fail", auth = "unauthenticated")]
     async fn fail(&self) -> Result<&'static str> {
         Err(Error::input("no"))
@@ -131,6 +136,15 @@ async fn a_client_still_sending_a_body_too_large_reads_the_413() {
 /// Sends `request` as it is (it should ask for `connection: close`) and returns the status line
 /// of the answer.
 fn status_line(address: std::net::SocketAddr, request: &str) -> String {
+    exchange(address, request)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The whole response to `request`, sent on a connection of its own.
+fn exchange(address: std::net::SocketAddr, request: &str) -> String {
     let mut stream = TcpStream::connect(address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -138,7 +152,7 @@ fn status_line(address: std::net::SocketAddr, request: &str) -> String {
     let _ = stream.write_all(request.as_bytes());
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    response.lines().next().unwrap_or_default().to_owned()
+    response
 }
 
 /// A chunked body (no length to refuse it by) of `size` bytes to `path`; the status line.
@@ -162,6 +176,23 @@ async fn axums_own_body_extractors_have_the_configured_limit() {
     // Under axum's own default (2 MB), but over the configured limit.
     let big = tokio::task::spawn_blocking(move || post_chunked(address, "/api/rel/raw", 4000));
     assert_eq!(big.await.unwrap(), "HTTP/1.1 413 Payload Too Large");
+    // The framework's `Json` reads with the same limit, and says which in Backstage's body.
+    let json_of = |size: usize| {
+        let body = format!("[\"{}\"]", "x".repeat(size - 4));
+        format!(
+            "POST /api/rel/json HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        )
+    };
+    let (small, big) = (json_of(100), json_of(4000));
+    let small = tokio::task::spawn_blocking(move || exchange(address, &small));
+    let small = small.await.unwrap();
+    assert!(small.starts_with("HTTP/1.1 200 OK"), "{small}");
+    assert!(small.ends_with("\r\n\r\n100"), "{small}");
+    let big = tokio::task::spawn_blocking(move || exchange(address, &big));
+    let big = big.await.unwrap();
+    assert!(big.starts_with("HTTP/1.1 413 Payload Too Large"), "{big}");
+    assert!(big.contains(r#""limit":1024"#), "{big}");
 }
 
 /// The resident memory of process `pid`, in kB.
