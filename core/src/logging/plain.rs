@@ -66,9 +66,7 @@ pub(super) fn level(level: Level) -> &'static str {
 /// A string field's value as `Debug` writes it: quoted as it is when nothing in it needs
 /// escaping, which is almost always.
 pub(super) fn quoted(writer: &mut impl Write, value: &str) -> fmt::Result {
-    if super::text::printable(value.as_bytes())
-        && super::text::first_to_escape(value.as_bytes()).is_none()
-    {
+    if super::text::quotable(value.as_bytes()) {
         writer.write_char('"')?;
         writer.write_str(value)?;
         writer.write_char('"')
@@ -121,18 +119,32 @@ pub(crate) fn utc(
         }
         writer.write_str(text)
     })?;
-    let digits = digits.min(9);
-    if digits > 0 {
-        writer.write_char('.')?;
-        let nanos = since.subsec_nanos();
-        // The first `digits` of the nine, one character at a time.
-        let mut unit = 100_000_000;
-        for _ in 0..digits {
-            writer.write_char(char::from(b'0' + (nanos / unit % 10) as u8))?;
-            unit /= 10;
-        }
+    let digits = digits.min(9) as usize;
+    if digits == 0 {
+        return writer.write_char('Z');
     }
-    writer.write_char('Z')
+    // `.`, the first `digits` of the nine (written from the last), and `Z`, written at once.
+    const SCALE: [u32; 10] = [
+        1_000_000_000,
+        100_000_000,
+        10_000_000,
+        1_000_000,
+        100_000,
+        10_000,
+        1_000,
+        100,
+        10,
+        1,
+    ];
+    let mut value = since.subsec_nanos() / SCALE[digits];
+    let mut tail = *b".000000000Z";
+    for at in (1..=digits).rev() {
+        tail[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    tail[digits + 1] = b'Z';
+    // Only ASCII was written.
+    writer.write_str(std::str::from_utf8(&tail[..digits + 2]).unwrap_or("Z"))
 }
 
 /// The year, month and day of a day counted from 1970-01-01 (Howard Hinnant's algorithm).

@@ -54,6 +54,26 @@ pub(super) fn printable(bytes: &[u8]) -> bool {
     chunks.remainder().iter().all(|b| (b' '..=b'~').contains(b))
 }
 
+/// Whether every byte is printable ASCII other than `"` and `\\`: text `Debug` quotes as it is.
+/// One pass, eight bytes at a time.
+pub(super) fn quotable(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
+    for word in words(&mut chunks) {
+        if has_control(word)
+            || word & HIGH_BITS != 0
+            || has_zero_byte(word ^ (ONES * 0x7f))
+            || has_zero_byte(word ^ (ONES * u64::from(b'"')))
+            || has_zero_byte(word ^ (ONES * u64::from(b'\\')))
+        {
+            return false;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .all(|&b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+}
+
 /// `value` in decimal.
 pub(super) fn decimal(writer: &mut impl Write, value: u64) -> fmt::Result {
     writer.write_str(digits(value, &mut [0; 20]))
@@ -85,21 +105,35 @@ pub(super) fn digits_at(value: u64, digits: &mut [u8; 20]) -> usize {
 mod tests {
     use super::*;
 
-    #[test]
-    fn printable_is_printable_ascii_at_every_place() {
-        let special = ['\u{0}', '\u{1f}', '\u{7f}', '\u{80}', 'é', '\x1b'];
+    /// Checks `accepts` on text of every length up to 20: true for printable ASCII other than
+    /// `refused`, false with any of `refused` at any place.
+    fn accepts_exactly(accepts: fn(&[u8]) -> bool, refused: &[char]) {
         for length in 0..20 {
             let plain: String = (0..length)
                 .map(|i| (b' ' + (i * 7 % 95) as u8) as char)
+                .filter(|c| !refused.contains(c))
                 .collect();
-            assert!(printable(plain.as_bytes()), "{plain:?}");
+            assert!(accepts(plain.as_bytes()), "{plain:?}");
             for at in 0..length {
-                for c in special {
+                for &c in refused {
                     let text: String = (0..length).map(|i| if i == at { c } else { '~' }).collect();
-                    assert!(!printable(text.as_bytes()), "{text:?}");
+                    assert!(!accepts(text.as_bytes()), "{text:?}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn printable_is_printable_ascii_at_every_place() {
+        accepts_exactly(
+            printable,
+            &['\u{0}', '\u{1f}', '\u{7f}', '\u{80}', 'é', '\x1b'],
+        );
+    }
+
+    #[test]
+    fn quotable_is_printable_without_quotes_or_backslashes_at_every_place() {
+        accepts_exactly(quotable, &['"', '\\', '\u{0}', '\u{1f}', '\u{7f}', 'é']);
     }
 
     #[test]
