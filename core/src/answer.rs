@@ -29,11 +29,11 @@ pub(crate) fn json_response(status: StatusCode, bytes: impl Into<Bytes>) -> Resp
     let carries_body = !(status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED);
-    let filled = carries_body
-        .then(|| SERVING.with_borrow(|serving| Some(serving.as_ref()?.json(length, etag.clone()))))
+    let answers = carries_body
+        .then(|| SERVING.with_borrow(Option::clone))
         .flatten();
-    match filled {
-        Some(headers) => *response.headers_mut() = headers,
+    match answers {
+        Some(answers) => *response.headers_mut() = answers.json(length, etag),
         None => {
             let headers = response.headers_mut();
             headers.insert(CONTENT_TYPE, JSON_UTF8);
@@ -52,6 +52,9 @@ pub(crate) struct AnswerHeaders {
     json: HeaderMap,
     /// Where `Content-Length` is among the values; `ETag` is the next one.
     length_at: usize,
+    /// Where the value that marks a copy is (the last security header's, in bytes of its own):
+    /// a header no answer has reason to replace or take out, unlike the configurable CSP.
+    mark_at: Option<usize>,
 }
 
 impl AnswerHeaders {
@@ -60,11 +63,17 @@ impl AnswerHeaders {
         // Room to spare: an insert into a map at capacity grows it first, even one that
         // replaces a value (and a copy keeps this map's table size).
         let mut json = HeaderMap::with_capacity(security.len() + 4 + ROOM);
+        // (Empty bytes may all be one static empty slice: never a mark.)
+        let mark_at = security
+            .len()
+            .checked_sub(1)
+            .filter(|&at| security.values().nth(at).is_some_and(|v| !v.is_empty()));
         for (at, (name, value)) in security.iter().enumerate() {
-            // The first value in bytes of its own, which [`Self::started`] knows copies by.
-            let value = match at {
-                0 => HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone()),
-                _ => value.clone(),
+            // The mark in bytes of its own, which [`Self::started`] knows copies by.
+            let value = if Some(at) == mark_at {
+                HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone())
+            } else {
+                value.clone()
             };
             json.append(name.clone(), value);
         }
@@ -73,7 +82,11 @@ impl AnswerHeaders {
         json.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         json.insert(ETAG, HeaderValue::from_static("W/\"0-\""));
         json.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
-        AnswerHeaders { json, length_at }
+        AnswerHeaders {
+            json,
+            length_at,
+            mark_at,
+        }
     }
 
     /// A JSON answer's headers: a copy with `length` and `etag` put in their places (by
@@ -91,30 +104,38 @@ impl AnswerHeaders {
     }
 
     /// Whether `headers` started as a copy of these, and so carry the security headers already:
-    /// their first value is this set's first value itself (the same bytes, not equal ones).
+    /// the value where the mark is, is the mark itself (the same bytes, not equal ones).
     pub(crate) fn started(&self, headers: &HeaderMap) -> bool {
-        match (self.json.values().next(), headers.values().next()) {
-            // (Empty bytes may all be one static empty slice: never taken as a mark.)
-            (Some(ours), Some(theirs)) => {
-                !ours.is_empty() && std::ptr::eq(ours.as_bytes(), theirs.as_bytes())
-            }
+        let Some(at) = self.mark_at else {
+            return false;
+        };
+        match (self.json.values().nth(at), headers.values().nth(at)) {
+            (Some(ours), Some(theirs)) => std::ptr::eq(ours.as_bytes(), theirs.as_bytes()),
             _ => false,
         }
     }
 
     /// Takes out the `Vary: Accept-Encoding` that came with the copy, for an answer that turned
-    /// out not to vary with the encoding (a `304`, a `Cache-Control: no-transform`).
+    /// out not to vary with the encoding (a `304`, a `Cache-Control: no-transform`); values the
+    /// answer added after it stay.
     pub(crate) fn unvary(&self, headers: &mut HeaderMap) {
         if !self.started(headers) {
             return;
         }
-        let ours = self.json.get(VARY).map(HeaderValue::as_bytes);
-        if headers
-            .get(VARY)
-            .map(HeaderValue::as_bytes)
-            .is_some_and(|theirs| ours.is_some_and(|ours| std::ptr::eq(ours, theirs)))
+        let Some(ours) = self.json.get(VARY).map(HeaderValue::as_bytes) else {
+            return;
+        };
+        let mut values = headers.get_all(VARY).iter();
+        if !values
+            .next()
+            .is_some_and(|first| std::ptr::eq(ours, first.as_bytes()))
         {
-            headers.remove(VARY);
+            return;
+        }
+        let rest: Vec<HeaderValue> = values.cloned().collect();
+        headers.remove(VARY);
+        for value in rest {
+            headers.append(VARY, value);
         }
     }
 }
@@ -265,6 +286,24 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_is_known_by_its_mark_whatever_the_csp() {
+        let answers = Arc::new(AnswerHeaders::new(&security()));
+        let mut response = serving(&answers, || json_response(StatusCode::OK, &b"[]"[..]));
+        response.headers_mut().insert(
+            "content-security-policy",
+            HeaderValue::from_static("default-src 'none'"),
+        );
+        assert!(answers.started(response.headers()));
+        // A set whose mark would be empty has none: nothing is taken for a copy.
+        let mut empty = HeaderMap::new();
+        empty.insert("content-security-policy", HeaderValue::from_static(""));
+        let answers = Arc::new(AnswerHeaders::new(&empty));
+        let response = serving(&answers, || json_response(StatusCode::OK, &b"[]"[..]));
+        assert!(!answers.started(response.headers()));
+        assert!(!answers.started(&empty));
+    }
+
+    #[test]
     fn only_the_copys_own_vary_is_taken_out() {
         let answers = Arc::new(AnswerHeaders::new(&security()));
         let mut response = serving(&answers, || json_response(StatusCode::OK, &b"[]"[..]));
@@ -275,6 +314,13 @@ mod tests {
             .insert(VARY, HeaderValue::from_str("Accept-Encoding").unwrap());
         answers.unvary(own.headers_mut());
         assert_eq!(own.headers()[VARY], "Accept-Encoding");
+        let mut added = serving(&answers, || json_response(StatusCode::OK, &b"[]"[..]));
+        added
+            .headers_mut()
+            .append(VARY, HeaderValue::from_static("Cookie"));
+        answers.unvary(added.headers_mut());
+        let left: Vec<_> = added.headers().get_all(VARY).iter().collect();
+        assert_eq!(left, ["Cookie"]);
     }
 
     #[test]

@@ -190,7 +190,7 @@ impl Shared {
             // the timeout would be stored twice in this (boxed, per-request) future.
             let outcome = match self.policies.request_timeout {
                 Some(limit) => {
-                    let routed = AssertUnwindSafe(self.route(request)).catch_unwind();
+                    let routed = AssertUnwindSafe(self.route_guarded(request)).catch_unwind();
                     match tokio::time::timeout(limit, routed).await {
                         Ok(outcome) => outcome,
                         Err(_) => {
@@ -199,7 +199,11 @@ impl Shared {
                         }
                     }
                 }
-                None => AssertUnwindSafe(self.route(request)).catch_unwind().await,
+                None => {
+                    AssertUnwindSafe(self.route_guarded(request))
+                        .catch_unwind()
+                        .await
+                }
             };
             match outcome {
                 Ok(Ok(response)) => response,
@@ -226,13 +230,16 @@ impl Shared {
         if let Some(conditional) = conditional {
             conditional.apply(&mut response);
         }
+        // Decided before CORS adds its token, which would hide the answer headers' own `Vary`.
+        let varies = super::compression::varies(response.headers());
+        if !varies {
+            self.policies.answers.unvary(response.headers_mut());
+        }
         if let Answer::Simple(headers, vary) = cors {
             cors::apply(&mut response, headers, vary);
         }
-        if super::compression::varies(response.headers()) {
+        if varies {
             cors::append_vary(response.headers_mut(), "Accept-Encoding");
-        } else {
-            self.policies.answers.unvary(response.headers_mut());
         }
         if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of a body announced too large is not always read: the connection ends.
@@ -291,11 +298,17 @@ impl Shared {
         found
     }
 
+    /// [`Self::route`], with a panic while routing answered as a handler's panic is: axum's
+    /// router runs plugin code before its future is polled (it clones the matched route's
+    /// service, and a handler's captures with it).
+    fn route_guarded(&self, request: Request) -> Routed<'_> {
+        std::panic::catch_unwind(AssertUnwindSafe(|| self.route(request)))
+            .unwrap_or_else(|panic| answered(panicked(panic)))
+    }
+
     /// Where `request` goes: an answer known at once (health probes, unknown plugins, shutting
     /// down), a plugin's router, or, while plugins start, a wait before either. A plain function
-    /// returning a small future, so that the request is not held twice across an `.await`. No
-    /// plugin code runs before the future is polled (axum's router calls its routes' services
-    /// from its future), so the caller's `catch_unwind` on the future sees every panic.
+    /// returning a small future, so that the request is not held twice across an `.await`.
     fn route(&self, request: Request) -> Routed<'_> {
         let path = request.uri().path();
         let get = matches!(*request.method(), Method::GET | Method::HEAD);

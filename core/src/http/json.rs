@@ -52,7 +52,7 @@ use crate::error::{Error, ErrorKind};
 pub struct Json<T>(pub T);
 
 /// The body limit a request's JSON body is read with: `backend.server.maxRequestBodySize`,
-/// which the backend puts in every request's extensions.
+/// which the backend puts in the extensions of every request that has a body.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BodyLimit(pub(crate) usize);
 

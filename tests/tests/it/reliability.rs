@@ -423,6 +423,23 @@ async fn cors_follows_backend_cors() {
     );
     assert_eq!(res.header("access-control-expose-headers"), Some("x-total"));
     assert_eq!(res.header("vary"), Some("Origin, Accept-Encoding"));
+    // A fresh copy of JSON from an allowed origin: 304, varying by origin only (no type left
+    // for `compression` to vary on), as Express answers it.
+    let cors_get = |etag: Option<String>| {
+        let request = backend
+            .get("/api/rel/big")
+            .header("origin", "http://localhost:3000");
+        match etag {
+            Some(etag) => request.header("if-none-match", &etag),
+            None => request,
+        }
+    };
+    let first = cors_get(None).send().await;
+    assert_eq!(first.header("vary"), Some("Origin, Accept-Encoding"));
+    let etag = first.header("etag").expect("an ETag").to_owned();
+    let fresh = cors_get(Some(etag)).send().await;
+    assert_eq!(fresh.status(), 304);
+    assert_eq!(fresh.header("vary"), Some("Origin"));
 
     let without = rel(json!({})).await;
     let res = without

@@ -1,6 +1,7 @@
 //! The wire contract over real HTTP: mount points, auth, error bodies, health, headers.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::support::*;
 use backstage::Backend;
@@ -16,6 +17,21 @@ pub struct WireTest {
     #[inject]
     router: HttpRouter,
     calls: AtomicUsize,
+    /// Arms the `/hand/clone-panics` route's handler.
+    armed: Arc<AtomicBool>,
+}
+
+/// Captured by a handler: axum clones a route's handler for each request it routes, before the
+/// request's future is polled. Once armed, the next clone panics.
+struct ClonePanics(Arc<AtomicBool>);
+
+impl Clone for ClonePanics {
+    fn clone(&self) -> Self {
+        if self.0.swap(false, Ordering::SeqCst) {
+            panic!("cloned while routing");
+        }
+        ClonePanics(self.0.clone())
+    }
 }
 
 #[derive(Deserialize)]
@@ -34,6 +50,26 @@ impl WireTest {
                 axum::routing::get(|| async { "deeper" }),
             )
             .route(
+                "/hand/clone-panics",
+                axum::routing::get({
+                    let captured = ClonePanics(self.armed.clone());
+                    move || {
+                        let _kept = &captured;
+                        async { "served" }
+                    }
+                }),
+            )
+            .route(
+                "/hand/arm",
+                axum::routing::post({
+                    let armed = self.armed.clone();
+                    move || {
+                        armed.store(true, Ordering::SeqCst);
+                        async { "armed" }
+                    }
+                }),
+            )
+            .route(
                 "/hand/closed",
                 axum::routing::get(|creds: Credentials| async move {
                     match creds.any() {
@@ -43,6 +79,10 @@ impl WireTest {
                 }),
             );
         self.router.use_router(hand_written);
+        self.router
+            .add_auth_policy("/hand/clone-panics", Allow::Unauthenticated)?;
+        self.router
+            .add_auth_policy("/hand/arm", Allow::Unauthenticated)?;
         self.router
             .add_auth_policy("/hand/open", Allow::Unauthenticated)
     }
@@ -509,6 +549,34 @@ async fn unauthenticated_routes_still_verify_credentials_that_are_sent() {
             401
         )
     );
+}
+
+#[tokio::test]
+async fn a_panic_while_routing_answers_500_and_the_server_keeps_serving() {
+    let backend = backend().await;
+    let get = || async {
+        read(
+            client()
+                .get(backend.url("/api/wire-test/hand/clone-panics"))
+                .send()
+                .await
+                .expect("an answer, not a dropped connection"),
+        )
+        .await
+    };
+    assert_eq!(get().await.0, 200);
+    let armed = client()
+        .post(backend.url("/api/wire-test/hand/arm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(armed.status(), 200);
+    let (status, _, body) = get().await;
+    assert_eq!(status, 500);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["name"], "Error");
+    assert!(!body.to_string().contains("cloned while routing"));
+    assert_eq!(get().await.0, 200);
 }
 
 #[tokio::test]
