@@ -244,30 +244,26 @@ fn is_request_line(line: &str) -> bool {
         && (line.contains(" HTTP/1.1\" ") || line.contains(" HTTP/1.1\\\" "))
 }
 
+/// The resident memory of process `pid`, in KiB (0 where `/proc` does not say).
 pub(crate) fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
+    status_field(&pid.to_string(), "VmRSS:")
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
 
 /// The CPUs process `pid` (or `self`) may run on, as Linux lists them (`0-1,3`); empty where
 /// `/proc` does not say.
 pub(crate) fn cpus_allowed(pid: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-                .map(|list| list.trim().to_owned())
-        })
-        .unwrap_or_default()
+    status_field(pid, "Cpus_allowed_list:").unwrap_or_default()
+}
+
+/// The value of the line of `/proc/<pid>/status` that starts with `name`, trimmed.
+fn status_field(pid: &str, name: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map(|value| value.trim().to_owned())
 }
 
 /// The CPUs of a list such as `0-2,5`, in order; what does not parse is left out.

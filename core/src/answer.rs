@@ -29,12 +29,18 @@ pub(crate) fn json_response(status: StatusCode, bytes: impl Into<Bytes>) -> Resp
     let carries_body = !(status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED);
-    let answers = carries_body
-        .then(|| SERVING.with_borrow(Option::clone))
-        .flatten();
-    match answers {
-        Some(answers) => *response.headers_mut() = answers.json(length, etag),
-        None => {
+    // The copy is made inside the thread-local's borrow: no reference count taken per answer.
+    let filled = if carries_body {
+        SERVING.with_borrow(|serving| match serving {
+            Some(answers) => Ok(answers.json(length, etag)),
+            None => Err(etag),
+        })
+    } else {
+        Err(etag)
+    };
+    match filled {
+        Ok(headers) => *response.headers_mut() = headers,
+        Err(etag) => {
             let headers = response.headers_mut();
             headers.insert(CONTENT_TYPE, JSON_UTF8);
             headers.insert(ETAG, etag);
