@@ -1,4 +1,10 @@
 //! The load generator's side: keep-alive HTTP/1 connections, single requests, and timed load.
+//!
+//! Timed load goes through [`Connection`]: the request's bytes written as they are and the
+//! answer read with no more parsing than its status and where its body ends, in the task that
+//! sends. The load generator has one CPU, as the server has; a client that builds header maps
+//! and hands every request to a connection task of its own (hyper's) spends more on an answer
+//! than a fast server does, and would measure itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,14 +29,24 @@ pub(crate) struct Scenario {
 }
 
 impl Scenario {
-    /// The request, ready to send.
-    pub(crate) fn request(&self) -> Result<hyper::Request<Full<Bytes>>, String> {
-        build(
-            self.method,
-            self.path,
-            self.token.as_deref(),
-            self.body.map(|b| Bytes::from_static(b.as_bytes())),
-        )
+    /// The request as bytes on the wire.
+    pub(crate) fn wire(&self) -> Vec<u8> {
+        let mut text = format!(
+            "{} {} HTTP/1.1\r\nhost: 127.0.0.1\r\n",
+            self.method, self.path
+        );
+        if let Some(token) = &self.token {
+            text.push_str(&format!("authorization: Bearer {token}\r\n"));
+        }
+        if let Some(body) = self.body {
+            text.push_str(&format!(
+                "content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+        } else {
+            text.push_str("\r\n");
+        }
+        text.into_bytes()
     }
 }
 
@@ -48,23 +64,155 @@ pub(crate) async fn connect(addr: SocketAddr) -> Result<Sender, String> {
     Ok(sender)
 }
 
-/// Sends `request` on `sender` and reads the whole answer: its status.
-pub(crate) async fn send(
-    sender: &mut Sender,
-    request: hyper::Request<Full<Bytes>>,
-) -> Result<u16, String> {
-    sender.ready().await.map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(status)
+/// A keep-alive HTTP/1.1 connection that sends requests as bytes and reads each answer to its
+/// end: its status line, its headers as far as they say where the body ends, and its body.
+pub(crate) struct Connection {
+    stream: tokio::net::TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Connection {
+    /// A connection to `addr`, with no Nagle delay.
+    pub(crate) async fn open(addr: SocketAddr) -> Result<Connection, String> {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        Ok(Connection {
+            stream,
+            buffer: Vec::with_capacity(16 * 1024),
+        })
+    }
+
+    /// Sends `request` (a whole request, as [`Scenario::wire`] makes it) and reads the answer
+    /// to its end: its status. An answer that ends the connection (`Connection: close`, or a
+    /// body that runs to the end of the stream) is an error: the load is meant to keep its
+    /// connections.
+    pub(crate) async fn exchange(&mut self, request: &[u8], head: bool) -> Result<u16, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.stream
+            .write_all(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.buffer.clear();
+        loop {
+            if let Some(answer) = answer_end(&self.buffer, head)? {
+                if answer.end != self.buffer.len() {
+                    return Err("more bytes than one answer".into());
+                }
+                return Ok(answer.status);
+            }
+            if self.buffer.capacity() - self.buffer.len() < 4096 {
+                self.buffer.reserve(16 * 1024);
+            }
+            let read = self
+                .stream
+                .read_buf(&mut self.buffer)
+                .await
+                .map_err(|e| e.to_string())?;
+            if read == 0 {
+                return Err("the server closed the connection".into());
+            }
+        }
+    }
+}
+
+/// A whole answer at the start of a buffer: its status and where it ends.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct AnswerEnd {
+    pub(crate) status: u16,
+    pub(crate) end: usize,
+}
+
+/// Where the answer at the start of `bytes` ends, once all of it is there (`None` until then);
+/// `head` for the answer to a `HEAD` request, which has no body whatever its headers say.
+pub(crate) fn answer_end(bytes: &[u8], head: bool) -> Result<Option<AnswerEnd>, String> {
+    let Some(headers_end) = find(bytes, b"\r\n\r\n", 0).map(|at| at + 4) else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(&bytes[..headers_end])
+        .map_err(|_| "an answer's head is not UTF-8".to_owned())?;
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| {
+            line.strip_prefix("HTTP/1.1 ")
+                .or(line.strip_prefix("HTTP/1.0 "))
+        })
+        .and_then(|rest| rest.get(..3)?.parse::<u16>().ok())
+        .ok_or_else(|| format!("not an HTTP/1 status line: {:?}", text.lines().next()))?;
+    let mut length = None;
+    let mut chunked = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(
+                value
+                    .parse::<usize>()
+                    .map_err(|_| format!("content-length {value:?}"))?,
+            );
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.eq_ignore_ascii_case("chunked");
+        } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
+            return Err(format!("answered {status} with Connection: close"));
+        }
+    }
+    if head || status == 204 || status == 304 || (100..200).contains(&status) {
+        return Ok(Some(AnswerEnd {
+            status,
+            end: headers_end,
+        }));
+    }
+    let end = match (chunked, length) {
+        (true, _) => chunked_end(bytes, headers_end)?,
+        (false, Some(length)) => Some(headers_end + length).filter(|&end| end <= bytes.len()),
+        (false, None) => {
+            return Err(format!(
+                "answered {status} with a body that runs to the end of the connection"
+            ));
+        }
+    };
+    Ok(end.map(|end| AnswerEnd { status, end }))
+}
+
+/// Where a chunked body starting at `at` ends (after its last chunk and trailers).
+fn chunked_end(bytes: &[u8], mut at: usize) -> Result<Option<usize>, String> {
+    loop {
+        let Some(line_end) = find(bytes, b"\r\n", at) else {
+            return Ok(None);
+        };
+        let size_text = std::str::from_utf8(&bytes[at..line_end])
+            .ok()
+            .map(|line| line.split(';').next().unwrap_or("").trim())
+            .ok_or_else(|| "a chunk size is not text".to_owned())?;
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| format!("chunk size {size_text:?}"))?;
+        if size == 0 {
+            // Trailers, if any, end with an empty line.
+            let mut line = line_end + 2;
+            loop {
+                let Some(next) = find(bytes, b"\r\n", line) else {
+                    return Ok(None);
+                };
+                if next == line {
+                    return Ok(Some(next + 2));
+                }
+                line = next + 2;
+            }
+        }
+        at = line_end + 2 + size + 2;
+        if at > bytes.len() {
+            return Ok(None);
+        }
+    }
+}
+
+/// The first `needle` in `bytes` from `from` on.
+fn find(bytes: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    memchr::memmem::find(bytes.get(from..)?, needle).map(|at| at + from)
 }
 
 /// One request on a fresh connection (set-up and checks only).
@@ -119,6 +267,8 @@ pub(crate) struct Run {
     pub(crate) errors: u64,
     pub(crate) seconds: f64,
     pub(crate) latencies_us: Vec<u32>,
+    /// The share of one CPU the load generator used while it measured (`None` unknown).
+    pub(crate) load_cpu: Option<f64>,
 }
 
 impl Run {
@@ -149,15 +299,17 @@ pub(crate) struct Load {
 /// Drives `scenario` against `addr` with `load.concurrency` keep-alive connections: a warm-up,
 /// then `load.duration` of measured requests. Bounded: every connection stops at the deadline.
 pub(crate) async fn load(addr: SocketAddr, scenario: &Scenario, load: Load) -> Run {
-    let scenario = Arc::new(scenario.clone());
+    let wire: Arc<[u8]> = scenario.wire().into();
+    let head = scenario.method == "HEAD";
+    let expect = scenario.expect;
     let warm_until = Instant::now() + load.warmup;
     let until = warm_until + load.duration;
     let mut tasks = Vec::new();
     for _ in 0..load.concurrency {
-        let scenario = scenario.clone();
+        let wire = wire.clone();
         tasks.push(tokio::spawn(async move {
             let mut run = Run::default();
-            let Ok(mut sender) = connect(addr).await else {
+            let Ok(mut connection) = Connection::open(addr).await else {
                 run.errors += 1;
                 return run;
             };
@@ -166,11 +318,7 @@ pub(crate) async fn load(addr: SocketAddr, scenario: &Scenario, load: Load) -> R
                 if now >= until {
                     break;
                 }
-                let Ok(req) = scenario.request() else {
-                    run.errors += 1;
-                    break;
-                };
-                let outcome = send(&mut sender, req).await;
+                let outcome = connection.exchange(&wire, head).await;
                 if outcome.is_ok() {
                     run.sent += 1;
                 }
@@ -178,7 +326,7 @@ pub(crate) async fn load(addr: SocketAddr, scenario: &Scenario, load: Load) -> R
                     run.requests += 1;
                     run.latencies_us
                         .push(now.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                    if outcome != Ok(scenario.expect) {
+                    if outcome != Ok(expect) {
                         run.errors += 1;
                     }
                 }
@@ -189,6 +337,10 @@ pub(crate) async fn load(addr: SocketAddr, scenario: &Scenario, load: Load) -> R
             run
         }));
     }
+    // The load generator's own CPU time over the measured part: near one whole CPU, the
+    // client rather than the server may be what limits the rate.
+    tokio::time::sleep_until(warm_until.into()).await;
+    let cpu_before = process_cpu_seconds();
     let mut total = Run {
         seconds: load.duration.as_secs_f64(),
         ..Run::default()
@@ -201,5 +353,131 @@ pub(crate) async fn load(addr: SocketAddr, scenario: &Scenario, load: Load) -> R
             total.latencies_us.extend(run.latencies_us);
         }
     }
+    if let (Some(before), Some(after)) = (cpu_before, process_cpu_seconds()) {
+        total.load_cpu = Some((after - before) / warm_until.elapsed().as_secs_f64().max(1e-9));
+    }
     total
+}
+
+/// The CPU time (user and system) this process has used, in seconds; `None` where `/proc`
+/// does not say.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name (in parentheses, which may hold spaces): state is the first
+    // field, user and system time (in ticks of 1/100 s on Linux) the 12th and 13th.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: f64 = fields.next()?.parse().ok()?;
+    let system: f64 = fields.next()?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(bytes: &str) -> Result<Option<AnswerEnd>, String> {
+        answer_end(bytes.as_bytes(), false)
+    }
+
+    #[test]
+    fn an_answer_ends_where_its_length_says() {
+        let answer = "HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}";
+        assert_eq!(
+            end(answer),
+            Ok(Some(AnswerEnd {
+                status: 200,
+                end: answer.len()
+            }))
+        );
+        // Not all there yet: the head alone, half the head, half the body.
+        assert_eq!(end(&answer[..answer.len() - 1]), Ok(None));
+        assert_eq!(end(&answer[..20]), Ok(None));
+        assert_eq!(
+            end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn a_chunked_answer_ends_after_its_last_chunk_and_trailers() {
+        let answer = "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\na;x=y\r\n0123456789\r\n0\r\n\r\n";
+        assert_eq!(
+            end(answer),
+            Ok(Some(AnswerEnd {
+                status: 201,
+                end: answer.len()
+            }))
+        );
+        for cut in [answer.len() - 1, answer.len() - 5, answer.len() - 20, 60] {
+            assert_eq!(end(&answer[..cut]), Ok(None), "cut at {cut}");
+        }
+        let trailers = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\nx-a: b\r\n\r\n";
+        assert_eq!(
+            end(trailers).map(|e| e.map(|e| e.end)),
+            Ok(Some(trailers.len()))
+        );
+        assert!(end("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n").is_err());
+    }
+
+    #[test]
+    fn answers_without_a_body_end_with_their_head() {
+        let head = "HTTP/1.1 304 Not Modified\r\nETag: W/\"1\"\r\n\r\n";
+        assert_eq!(end(head).unwrap().unwrap().end, head.len());
+        let to_head = "HTTP/1.1 200 OK\r\ncontent-length: 15\r\n\r\n";
+        assert_eq!(
+            answer_end(to_head.as_bytes(), true).unwrap().unwrap().end,
+            to_head.len()
+        );
+        assert_eq!(end(to_head), Ok(None));
+    }
+
+    #[test]
+    fn answers_that_would_end_the_connection_or_make_no_sense_are_errors() {
+        assert!(end("HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n").is_err());
+        assert!(end("HTTP/1.1 200 OK\r\n\r\nbody to the end").is_err());
+        assert!(end("SSH-2.0-OpenSSH\r\n\r\n").is_err());
+        assert!(end("HTTP/1.1 200 OK\r\ncontent-length: many\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn a_request_on_the_wire_has_its_headers_and_body() {
+        let scenario = Scenario {
+            name: "post",
+            method: "POST",
+            path: "/api/carmen/items",
+            token: Some("t0k".into()),
+            body: Some("{\"a\":1}"),
+            expect: 201,
+            headline: false,
+        };
+        assert_eq!(
+            String::from_utf8(scenario.wire()).unwrap(),
+            "POST /api/carmen/items HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer t0k\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{\"a\":1}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_carries_answers_one_after_another() {
+        // A server whose answers arrive in pieces: the head, then the body a moment later.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buffer = [0u8; 1024];
+            for status in [200, 404] {
+                let _ = socket.read(&mut buffer).await.unwrap();
+                let head = format!("HTTP/1.1 {status} X\r\ncontent-length: 4\r\n\r\n");
+                socket.write_all(head.as_bytes()).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                socket.write_all(b"body").await.unwrap();
+            }
+        });
+        let mut connection = Connection::open(addr).await.unwrap();
+        let wire = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+        assert_eq!(connection.exchange(wire, false).await, Ok(200));
+        assert_eq!(connection.exchange(wire, false).await, Ok(404));
+        server.await.unwrap();
+        assert!(connection.exchange(wire, false).await.is_err());
+    }
 }

@@ -43,14 +43,16 @@ pub(crate) async fn per_request(
     let mut counts = Vec::new();
     for scenario in scenarios {
         let counted = async {
-            let mut sender = client::connect(server.addr).await?;
+            let mut connection = client::Connection::open(server.addr).await?;
+            let wire = scenario.wire();
+            let head = scenario.method == "HEAD";
             for _ in 0..WARMUP {
-                client::send(&mut sender, scenario.request()?).await?;
+                connection.exchange(&wire, head).await?;
             }
             dumps += 1;
             dump(pid, &numbered(&out, dumps)).await?;
             for i in 0..COUNTED {
-                let status = client::send(&mut sender, scenario.request()?).await?;
+                let status = connection.exchange(&wire, head).await?;
                 if status != scenario.expect {
                     return Err(format!("request {i} answered {status}"));
                 }

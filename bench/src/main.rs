@@ -466,6 +466,7 @@ async fn throughput(
                 "p50_ms": latencies.percentile(0.50),
                 "p99_ms": latencies.percentile(0.99),
                 "errors": runs_of.iter().map(|r| r.errors).sum::<u64>(),
+                "load_generator_cpu": runs_of.iter().filter_map(|r| r.load_cpu).fold(None, |most: Option<f64>, x| Some(most.map_or(x, |m| m.max(x)))),
                 "vs_limit": ratio_to(slot, slot_of("limit")),
                 "vs_equal_work": ratio_to(slot, slot_of("equal-work")),
                 "vs_node": ratio_to(slot, slot_of("node")),

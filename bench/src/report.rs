@@ -3,6 +3,9 @@
 
 use serde_json::{Value, json};
 
+/// A load generator busier than this share of its CPU may be what limits a rate.
+const SATURATED: f64 = 0.9;
+
 pub(crate) const HEALTH: &str = "GET /health (unauthenticated)";
 
 /// The parts that could not be measured, with the reason.
@@ -248,7 +251,7 @@ pub(crate) fn print(r: &Value) {
     )];
     lines.push(String::new());
     lines.push(format!(
-        "{:<36} {:<13} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "{:<36} {:<13} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7}",
         "scenario",
         "contestant",
         "req/s",
@@ -257,8 +260,10 @@ pub(crate) fn print(r: &Value) {
         "/node",
         "p50 ms",
         "p99 ms",
-        "errors"
+        "errors",
+        "client"
     ));
+    let mut saturated = Vec::new();
     for s in r["scenarios"].as_array().into_iter().flatten() {
         let name = s["scenario"].as_str().unwrap_or_default();
         for (key, v) in s["results"].as_object().into_iter().flatten() {
@@ -267,8 +272,12 @@ pub(crate) fn print(r: &Value) {
                     .as_f64()
                     .map_or_else(|| "-".to_owned(), |x| format!("{x:.3}"))
             };
+            let client = v["load_generator_cpu"].as_f64();
+            if client.is_some_and(|busy| busy > SATURATED) {
+                saturated.push(format!("{name} on {key}"));
+            }
             lines.push(format!(
-                "{:<36} {:<13} {:>9.0} {:>8} {:>8} {:>8} {:>8.3} {:>8.3} {:>6}",
+                "{:<36} {:<13} {:>9.0} {:>8} {:>8} {:>8} {:>8.3} {:>8.3} {:>6} {:>7}",
                 name,
                 key,
                 f(&v["rps"]),
@@ -277,9 +286,21 @@ pub(crate) fn print(r: &Value) {
                 ratio("vs_node"),
                 f(&v["p50_ms"]),
                 f(&v["p99_ms"]),
-                v["errors"]
+                v["errors"],
+                client.map_or_else(|| "-".to_owned(), |busy| format!("{:.0}%", busy * 100.0))
             ));
         }
+    }
+    lines.push(
+        "client: the most of its CPU the load generator used in a round (its own, as the server's)"
+            .to_owned(),
+    );
+    if !saturated.is_empty() {
+        lines.push(format!(
+            "note: the load generator used more than {:.0}% of its CPU ({}): there the client, not the server, may set the rate",
+            SATURATED * 100.0,
+            saturated.join("; ")
+        ));
     }
     lines.push(String::new());
     for (key, s) in r["servers"].as_object().into_iter().flatten() {
