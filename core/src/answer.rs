@@ -3,7 +3,9 @@
 
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, VARY};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderMap, HeaderName, HeaderValue, VARY,
+};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -58,9 +60,13 @@ pub(crate) struct AnswerHeaders {
     json: HeaderMap,
     /// Where `Content-Length` is among the values; `ETag` is the next one.
     length_at: usize,
-    /// Where the value that marks a copy is (the last security header's, in bytes of its own):
-    /// a header no answer has reason to replace or take out, unlike the configurable CSP.
-    mark_at: Option<usize>,
+    /// The header whose value marks a copy (the last security header, its value in bytes of
+    /// its own): a header no answer has reason to replace or take out, unlike the configurable
+    /// CSP.
+    mark: Option<(HeaderName, HeaderValue)>,
+    /// The copies' `Content-Type` and `Vary` values (the same bytes).
+    content_type: HeaderValue,
+    vary: HeaderValue,
 }
 
 impl AnswerHeaders {
@@ -74,24 +80,32 @@ impl AnswerHeaders {
             .len()
             .checked_sub(1)
             .filter(|&at| security.values().nth(at).is_some_and(|v| !v.is_empty()));
+        let mut mark = None;
         for (at, (name, value)) in security.iter().enumerate() {
             // The mark in bytes of its own, which [`Self::started`] knows copies by.
             let value = if Some(at) == mark_at {
-                HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone())
+                let own =
+                    HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+                mark = Some((name.clone(), own.clone()));
+                own
             } else {
                 value.clone()
             };
             json.append(name.clone(), value);
         }
         let length_at = json.len() + 1;
-        json.insert(CONTENT_TYPE, JSON_UTF8);
+        let content_type = JSON_UTF8;
+        let vary = HeaderValue::from_static("Accept-Encoding");
+        json.insert(CONTENT_TYPE, content_type.clone());
         json.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         json.insert(ETAG, HeaderValue::from_static("W/\"0-\""));
-        json.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        json.insert(VARY, vary.clone());
         AnswerHeaders {
             json,
             length_at,
-            mark_at,
+            mark,
+            content_type,
+            vary,
         }
     }
 
@@ -112,13 +126,28 @@ impl AnswerHeaders {
     /// Whether `headers` started as a copy of these, and so carry the security headers already:
     /// the value where the mark is, is the mark itself (the same bytes, not equal ones).
     pub(crate) fn started(&self, headers: &HeaderMap) -> bool {
-        let Some(at) = self.mark_at else {
+        let Some((name, ours)) = &self.mark else {
             return false;
         };
-        match (self.json.values().nth(at), headers.values().nth(at)) {
-            (Some(ours), Some(theirs)) => std::ptr::eq(ours.as_bytes(), theirs.as_bytes()),
-            _ => false,
-        }
+        headers
+            .get(name)
+            .is_some_and(|theirs| std::ptr::eq(ours.as_bytes(), theirs.as_bytes()))
+    }
+
+    /// Whether `headers` are a copy of these whose type and `Vary` are still the copy's own
+    /// (the very bytes), that carries the security headers ([`Self::started`]) and says nothing
+    /// of `Cache-Control`: then the answer is JSON, varies with the encoding and says so
+    /// already, and the root service need not work any of that out.
+    pub(crate) fn untouched(&self, headers: &HeaderMap) -> bool {
+        let own = |name, ours: &HeaderValue| {
+            headers
+                .get(name)
+                .is_some_and(|theirs| std::ptr::eq(ours.as_bytes(), theirs.as_bytes()))
+        };
+        self.started(headers)
+            && own(CONTENT_TYPE, &self.content_type)
+            && own(VARY, &self.vary)
+            && !headers.contains_key(CACHE_CONTROL)
     }
 
     /// Takes out the `Vary: Accept-Encoding` that came with the copy, for an answer that turned
@@ -128,9 +157,7 @@ impl AnswerHeaders {
         if !self.started(headers) {
             return;
         }
-        let Some(ours) = self.json.get(VARY).map(HeaderValue::as_bytes) else {
-            return;
-        };
+        let ours = self.vary.as_bytes();
         let mut values = headers.get_all(VARY).iter();
         if !values
             .next()
@@ -281,6 +308,60 @@ mod tests {
         let empty = serving(&answers, || json_response(StatusCode::NO_CONTENT, &b""[..]));
         assert!(!answers.started(empty.headers()));
         assert!(empty.headers().get(CONTENT_LENGTH).is_none());
+    }
+
+    #[test]
+    fn a_copy_is_untouched_until_a_header_is_added_taken_out_or_its_type_or_vary_replaced() {
+        let answers = Arc::new(AnswerHeaders::new(&security()));
+        let copy = || serving(&answers, || json_response(StatusCode::OK, &b"[]"[..]));
+        assert!(answers.untouched(copy().headers()));
+        // Another value of a security header (not the mark's), or another tag: still untouched.
+        let mut response = copy();
+        response.headers_mut().insert(
+            "content-security-policy",
+            HeaderValue::from_static("default-src 'none'"),
+        );
+        response
+            .headers_mut()
+            .insert(ETAG, HeaderValue::from_static("\"v1\""));
+        assert!(answers.untouched(response.headers()));
+
+        type Change = (&'static str, fn(&mut HeaderMap));
+        let changes: [Change; 6] = [
+            ("an added header", |h| {
+                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-transform"));
+            }),
+            ("one taken out and one added", |h| {
+                h.remove("x-frame-options");
+                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-transform"));
+            }),
+            ("the vary taken out and one added", |h| {
+                h.remove(VARY);
+                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-transform"));
+            }),
+            ("another type", |h| {
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            }),
+            ("the vary replaced", |h| {
+                h.insert(VARY, HeaderValue::from_str("Accept-Encoding").unwrap());
+            }),
+            ("the mark taken out", |h| {
+                h.remove("x-frame-options");
+            }),
+        ];
+        for (change, apply) in changes {
+            let mut response = copy();
+            apply(response.headers_mut());
+            assert!(!answers.untouched(response.headers()), "{change}");
+        }
+        // Headers that were never a copy, and a copy's equal made apart.
+        assert!(!answers.untouched(&HeaderMap::new()));
+        let apart: HeaderMap = copy()
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.clone(), HeaderValue::from_bytes(v.as_bytes()).unwrap()))
+            .collect();
+        assert!(!answers.untouched(&apart));
     }
 
     #[test]

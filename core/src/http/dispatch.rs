@@ -230,15 +230,17 @@ impl Shared {
         if let Some(conditional) = conditional {
             conditional.apply(&mut response);
         }
+        // A JSON answer as `res.json` made it: its type, `Vary` and security headers are known.
+        let untouched = self.policies.answers.untouched(response.headers());
         // Decided before CORS adds its token, which would hide the answer headers' own `Vary`.
-        let varies = super::compression::varies(response.headers());
+        let varies = untouched || super::compression::varies(response.headers());
         if !varies {
             self.policies.answers.unvary(response.headers_mut());
         }
         if let Answer::Simple(headers, vary) = cors {
             cors::apply(&mut response, headers, vary);
         }
-        if varies {
+        if varies && !untouched {
             cors::append_vary(response.headers_mut(), "Accept-Encoding");
         }
         if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -247,7 +249,9 @@ impl Shared {
                 .headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
-        self.secure(&mut response);
+        if !untouched {
+            self.secure(&mut response);
+        }
         if let Some(meta) = log_meta {
             meta.log(&method, &uri, version, &response, started);
         }
