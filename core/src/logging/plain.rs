@@ -86,65 +86,74 @@ pub(super) fn timestamp(writer: &mut impl Write) -> fmt::Result {
 }
 
 /// `time` in UTC as `2026-01-02T03:04:05`, then `.` and the first `digits` digits of its
-/// fraction of a second (at most 9; none, without the dot, for 0), then `Z`. The date and time
-/// of day are written once per second per thread, and copied until the second changes.
+/// fraction of a second (at most 9; none, without the dot, for 0), then `Z`. Each thread keeps
+/// the last time it wrote as text (the date and time of day, and all nine digits of the
+/// fraction): a request line, which writes its time twice, and every line of the same second
+/// copy instead of computing.
 pub(crate) fn utc(
     writer: &mut impl Write,
     time: std::time::SystemTime,
     digits: u32,
 ) -> fmt::Result {
     thread_local! {
-        static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+        static LAST: std::cell::RefCell<LastTime> = const {
+            std::cell::RefCell::new(LastTime {
+                seconds: u64::MAX,
+                date: String::new(),
+                nanos: u32::MAX,
+                fraction: String::new(),
+            })
+        };
     }
     let since = time
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let seconds = since.as_secs();
-    let date = |seconds: u64, text: &mut String| {
-        let (year, month, day) = civil(seconds / 86_400);
-        let of_day = seconds % 86_400;
-        text.clear();
-        let _ = write!(
-            text,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-            of_day / 3600,
-            of_day / 60 % 60,
-            of_day % 60
-        );
-    };
-    SECOND.with_borrow_mut(|(cached, text)| {
-        if *cached != seconds {
-            date(seconds, text);
-            *cached = seconds;
-        }
-        writer.write_str(text)
-    })?;
+    let (seconds, nanos) = (since.as_secs(), since.subsec_nanos());
     let digits = digits.min(9) as usize;
-    if digits == 0 {
-        return writer.write_char('Z');
-    }
-    // `.`, the first `digits` of the nine (written from the last), and `Z`, written at once.
-    const SCALE: [u32; 10] = [
-        1_000_000_000,
-        100_000_000,
-        10_000_000,
-        1_000_000,
-        100_000,
-        10_000,
-        1_000,
-        100,
-        10,
-        1,
-    ];
-    let mut value = since.subsec_nanos() / SCALE[digits];
-    let mut tail = *b".000000000Z";
-    for at in (1..=digits).rev() {
-        tail[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
-    tail[digits + 1] = b'Z';
-    // Only ASCII was written.
-    writer.write_str(std::str::from_utf8(&tail[..digits + 2]).unwrap_or("Z"))
+    LAST.with_borrow_mut(|last| {
+        if last.seconds != seconds {
+            let (year, month, day) = civil(seconds / 86_400);
+            let of_day = seconds % 86_400;
+            last.date.clear();
+            let _ = write!(
+                last.date,
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+                of_day / 3600,
+                of_day / 60 % 60,
+                of_day % 60
+            );
+            last.seconds = seconds;
+        }
+        writer.write_str(&last.date)?;
+        if digits == 0 {
+            return writer.write_char('Z');
+        }
+        if last.nanos != nanos {
+            // `.` and nine digits, written from the last.
+            let mut tail = *b".000000000";
+            let mut value = nanos;
+            for digit in tail[1..].iter_mut().rev() {
+                *digit = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+            last.fraction.clear();
+            last.fraction.extend(tail.iter().map(|&b| char::from(b)));
+            last.nanos = nanos;
+        }
+        // ASCII: every index is a character boundary.
+        writer.write_str(last.fraction.get(..=digits).unwrap_or("."))?;
+        writer.write_char('Z')
+    })
+}
+
+/// The last time a thread wrote, as text.
+struct LastTime {
+    seconds: u64,
+    /// `2026-01-02T03:04:05`.
+    date: String,
+    nanos: u32,
+    /// `.` and nine digits.
+    fraction: String,
 }
 
 /// The year, month and day of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
@@ -467,9 +476,21 @@ mod tests {
     fn times_read_as_humantimes_rfc3339_as_the_second_changes() {
         use std::time::{Duration, UNIX_EPOCH};
         let base = UNIX_EPOCH + Duration::new(1_795_000_000, 123_456_789);
-        // Forward, back, across days and leap years: the per-thread second must follow.
-        for offset in [0, 1, 0, 59, 86_400, 86_400 * 366 * 3, 1, 0] {
-            let time = base + Duration::from_secs(offset);
+        // Forward, back, across days and leap years, and within a second: the per-thread
+        // time must follow.
+        for offset in [
+            0,
+            1_000_000_000,
+            0,
+            5,
+            876_543_210,
+            59_000_000_000,
+            86_400_000_000_000,
+            86_400_000_000_000 * 366 * 3,
+            1,
+            0,
+        ] {
+            let time = base + Duration::from_nanos(offset);
             let ours = |digits| {
                 let mut out = String::new();
                 utc(&mut out, time, digits).unwrap();
