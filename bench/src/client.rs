@@ -126,56 +126,105 @@ pub(crate) struct AnswerEnd {
 
 /// Where the answer at the start of `bytes` ends, once all of it is there (`None` until then);
 /// `head` for the answer to a `HEAD` request, which has no body whatever its headers say.
+/// Interim answers (`100 Continue`, `103 Early Hints`) before it are skipped.
 pub(crate) fn answer_end(bytes: &[u8], head: bool) -> Result<Option<AnswerEnd>, String> {
-    let Some(headers_end) = find(bytes, b"\r\n\r\n", 0).map(|at| at + 4) else {
-        return Ok(None);
-    };
-    let text = std::str::from_utf8(&bytes[..headers_end])
-        .map_err(|_| "an answer's head is not UTF-8".to_owned())?;
-    let mut lines = text.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| {
-            line.strip_prefix("HTTP/1.1 ")
-                .or(line.strip_prefix("HTTP/1.0 "))
-        })
-        .and_then(|rest| rest.get(..3)?.parse::<u16>().ok())
-        .ok_or_else(|| format!("not an HTTP/1 status line: {:?}", text.lines().next()))?;
-    let mut length = None;
-    let mut chunked = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
+    let mut start = 0;
+    loop {
+        let Some(head_end) = find(bytes, b"\r\n\r\n", start).map(|at| at + 4) else {
+            return Ok(None);
         };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(
+        let mut lines = bytes[start..head_end - 4].split(|&b| b == b'\n');
+        let status_line = lines.next().unwrap_or_default();
+        let (version, status) = status_of(status_line).ok_or_else(|| {
+            format!(
+                "not an HTTP/1 status line: {:?}",
+                String::from_utf8_lossy(status_line)
+            )
+        })?;
+        let mut length = None;
+        let mut chunked = false;
+        let mut close = version == "1.0";
+        for line in lines {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+            let tokens = || {
                 value
-                    .parse::<usize>()
-                    .map_err(|_| format!("content-length {value:?}"))?,
-            );
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.eq_ignore_ascii_case("chunked");
-        } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
-            return Err(format!("answered {status} with Connection: close"));
+                    .split(|&b| b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .filter(|t| !t.is_empty())
+            };
+            if name.eq_ignore_ascii_case(b"content-length") {
+                length = Some(
+                    std::str::from_utf8(value)
+                        .ok()
+                        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .ok_or_else(|| {
+                            format!("content-length {:?}", String::from_utf8_lossy(value))
+                        })?,
+                );
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                // Chunked when it is the last coding.
+                chunked = tokens()
+                    .next_back()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                if tokens().any(|t| t.eq_ignore_ascii_case(b"close")) {
+                    close = true;
+                } else if tokens().any(|t| t.eq_ignore_ascii_case(b"keep-alive")) {
+                    close = false;
+                }
+            }
         }
-    }
-    if head || status == 204 || status == 304 || (100..200).contains(&status) {
-        return Ok(Some(AnswerEnd {
-            status,
-            end: headers_end,
-        }));
-    }
-    let end = match (chunked, length) {
-        (true, _) => chunked_end(bytes, headers_end)?,
-        (false, Some(length)) => Some(headers_end + length).filter(|&end| end <= bytes.len()),
-        (false, None) => {
+        if (100..200).contains(&status) && status != 101 {
+            start = head_end;
+            continue;
+        }
+        if close || status == 101 {
             return Err(format!(
-                "answered {status} with a body that runs to the end of the connection"
+                "answered {status} and ends the connection (HTTP/{version})"
             ));
         }
+        if head || status == 204 || status == 304 {
+            return Ok(Some(AnswerEnd {
+                status,
+                end: head_end,
+            }));
+        }
+        let end = match (chunked, length) {
+            (true, _) => chunked_end(bytes, head_end)?,
+            (false, Some(length)) => head_end
+                .checked_add(length)
+                .filter(|&end| end <= bytes.len()),
+            (false, None) => {
+                return Err(format!(
+                    "answered {status} with a body that runs to the end of the connection"
+                ));
+            }
+        };
+        return Ok(end.map(|end| AnswerEnd { status, end }));
+    }
+}
+
+/// The version (`1.1` or `1.0`) and status of an HTTP/1 status line: three digits after it.
+fn status_of(line: &[u8]) -> Option<(&'static str, u16)> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let (version, rest) = if let Some(rest) = line.strip_prefix(b"HTTP/1.1 ") {
+        ("1.1", rest)
+    } else {
+        ("1.0", line.strip_prefix(b"HTTP/1.0 ")?)
     };
-    Ok(end.map(|end| AnswerEnd { status, end }))
+    let digits = rest.get(..3)?;
+    if !digits.iter().all(u8::is_ascii_digit) || rest.get(3).is_some_and(|&b| b != b' ') {
+        return None;
+    }
+    let status = digits
+        .iter()
+        .fold(0u16, |status, &d| status * 10 + u16::from(d - b'0'));
+    Some((version, status))
 }
 
 /// Where a chunked body starting at `at` ends (after its last chunk and trailers).
@@ -184,12 +233,17 @@ fn chunked_end(bytes: &[u8], mut at: usize) -> Result<Option<usize>, String> {
         let Some(line_end) = find(bytes, b"\r\n", at) else {
             return Ok(None);
         };
-        let size_text = std::str::from_utf8(&bytes[at..line_end])
+        let size_line = &bytes[at..line_end];
+        let size_text = size_line
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        let size = std::str::from_utf8(size_text)
             .ok()
-            .map(|line| line.split(';').next().unwrap_or("").trim())
-            .ok_or_else(|| "a chunk size is not text".to_owned())?;
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("chunk size {size_text:?}"))?;
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|t| usize::from_str_radix(t, 16).ok())
+            .ok_or_else(|| format!("chunk size {:?}", String::from_utf8_lossy(size_line)))?;
         if size == 0 {
             // Trailers, if any, end with an empty line.
             let mut line = line_end + 2;
@@ -203,10 +257,16 @@ fn chunked_end(bytes: &[u8], mut at: usize) -> Result<Option<usize>, String> {
                 line = next + 2;
             }
         }
-        at = line_end + 2 + size + 2;
-        if at > bytes.len() {
+        let data_end = (line_end + 2)
+            .checked_add(size)
+            .ok_or_else(|| format!("chunk size {size} is too large"))?;
+        let Some(after) = bytes.get(data_end..).and_then(|rest| rest.get(..2)) else {
             return Ok(None);
+        };
+        if after != b"\r\n" {
+            return Err("a chunk's data does not end with CRLF".into());
         }
+        at = data_end + 2;
     }
 }
 
@@ -267,7 +327,7 @@ pub(crate) struct Run {
     pub(crate) errors: u64,
     pub(crate) seconds: f64,
     pub(crate) latencies_us: Vec<u32>,
-    /// The share of one CPU the load generator used while it measured (`None` unknown).
+    /// The share of its CPUs the load generator used while it measured (`None` unknown).
     pub(crate) load_cpu: Option<f64>,
 }
 
@@ -354,7 +414,10 @@ pub(crate) async fn load(addr: SocketAddr, scenario: &Scenario, load: Load) -> R
         }
     }
     if let (Some(before), Some(after)) = (cpu_before, process_cpu_seconds()) {
-        total.load_cpu = Some((after - before) / warm_until.elapsed().as_secs_f64().max(1e-9));
+        // Of the CPUs it may run on (those the benchmark pinned it to).
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let wall = warm_until.elapsed().as_secs_f64().max(1e-9);
+        total.load_cpu = Some((after - before) / wall / cpus);
     }
     total
 }
@@ -364,11 +427,25 @@ pub(crate) async fn load(addr: SocketAddr, scenario: &Scenario, load: Load) -> R
 fn process_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // After the command name (in parentheses, which may hold spaces): state is the first
-    // field, user and system time (in ticks of 1/100 s on Linux) the 12th and 13th.
+    // field, user and system time (in clock ticks) the 12th and 13th.
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
     let user: f64 = fields.next()?.parse().ok()?;
     let system: f64 = fields.next()?.parse().ok()?;
-    Some((user + system) / 100.0)
+    Some((user + system) / clock_ticks())
+}
+
+/// Clock ticks per second, as `getconf CLK_TCK` says (100 on Linux wherever it does not).
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok()?.trim().parse().ok())
+            .filter(|&ticks: &f64| ticks > 0.0)
+            .unwrap_or(100.0)
+    })
 }
 
 #[cfg(test)]
@@ -433,10 +510,45 @@ mod tests {
 
     #[test]
     fn answers_that_would_end_the_connection_or_make_no_sense_are_errors() {
-        assert!(end("HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n").is_err());
-        assert!(end("HTTP/1.1 200 OK\r\n\r\nbody to the end").is_err());
-        assert!(end("SSH-2.0-OpenSSH\r\n\r\n").is_err());
-        assert!(end("HTTP/1.1 200 OK\r\ncontent-length: many\r\n\r\n").is_err());
+        for answer in [
+            "HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
+            "HTTP/1.1 200 OK\r\n\r\nbody to the end",
+            "SSH-2.0-OpenSSH\r\n\r\n",
+            "HTTP/1.1 +12 OK\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: many\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\nhello",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n",
+            // A size that would wrap around, and data longer than its size.
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nffffffffffffffec\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert!(end(answer).is_err(), "{answer:?}");
+        }
+        let kept = "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\ncontent-length: 2\r\n\r\nok";
+        assert_eq!(end(kept).unwrap().unwrap().end, kept.len());
+    }
+
+    #[test]
+    fn interim_answers_are_skipped_and_other_codings_before_chunked_are_allowed() {
+        let answer = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 201 Created\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+        assert_eq!(
+            end(answer),
+            Ok(Some(AnswerEnd {
+                status: 201,
+                end: answer.len()
+            }))
+        );
+        assert_eq!(end(&answer[..30]), Ok(None));
+        // Header values need not be UTF-8.
+        let mut latin =
+            b"HTTP/1.1 200 OK\r\nx-name: caf\xe9\r\ncontent-length: 1\r\n\r\n!".to_vec();
+        assert_eq!(answer_end(&latin, false).unwrap().unwrap().end, latin.len());
+        latin.pop();
+        assert_eq!(answer_end(&latin, false), Ok(None));
     }
 
     #[test]

@@ -292,12 +292,12 @@ pub(crate) fn print(r: &Value) {
         }
     }
     lines.push(
-        "client: the most of its CPU the load generator used in a round (its own, as the server's)"
+        "client: the most of its CPUs the load generator used in a round (on CPUs other than the servers')"
             .to_owned(),
     );
     if !saturated.is_empty() {
         lines.push(format!(
-            "note: the load generator used more than {:.0}% of its CPU ({}): there the client, not the server, may set the rate",
+            "note: the load generator used more than {:.0}% of its CPUs ({}): there the client, not the server, may set the rate",
             SATURATED * 100.0,
             saturated.join("; ")
         ));

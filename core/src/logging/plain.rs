@@ -500,6 +500,12 @@ mod tests {
             assert_eq!(ours(3), humantime::format_rfc3339_millis(time).to_string());
             assert_eq!(ours(6), humantime::format_rfc3339_micros(time).to_string());
             assert_eq!(ours(9), humantime::format_rfc3339_nanos(time).to_string());
+            // Every other number of digits is the nine cut short; more than nine are nine.
+            let nanos = humantime::format_rfc3339_nanos(time).to_string();
+            for digits in 1..=9 {
+                assert_eq!(ours(digits), format!("{}Z", &nanos[..20 + digits as usize]));
+            }
+            assert_eq!(ours(12), nanos);
         }
     }
 
