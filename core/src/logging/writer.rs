@@ -15,10 +15,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 /// How long the writer lets lines gather after the first one before it writes them.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A batch this large is written without waiting for the rest of [`GATHER`].
-const BATCH: usize = 64 * 1024;
+const BATCH: usize = 256 * 1024;
 
 /// A batch buffer that grew past this in a burst is not kept.
 const KEPT_CAPACITY: usize = 1024 * 1024;
