@@ -161,16 +161,16 @@ fn a_new_app_is_laid_out_like_a_backstage_repository() {
         "{main}"
     );
     assert!(main.contains("backstage::start()"), "{main}");
-    // The program chooses the allocator: the backend turns mimalloc on, plugin crates do not.
+    // The program chooses the allocator: the backend turns jemalloc on, plugin crates do not.
     let backend = std::fs::read_to_string(root.join("packages/backend/Cargo.toml")).unwrap();
     assert!(
-        backend.contains("backstage = { workspace = true, features = [\"mimalloc\"] }"),
+        backend.contains("backstage = { workspace = true, features = [\"jemalloc\"] }"),
         "{backend}"
     );
     for plugin in ["todo-backend", "todo-backend-module-audit"] {
         let manifest =
             std::fs::read_to_string(root.join(format!("plugins/{plugin}/Cargo.toml"))).unwrap();
-        assert!(!manifest.contains("mimalloc"), "{plugin}: {manifest}");
+        assert!(!manifest.contains("jemalloc"), "{plugin}: {manifest}");
     }
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     assert!(
