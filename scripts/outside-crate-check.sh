@@ -193,3 +193,16 @@ async fn plugins_reach_plugins_over_https_with_the_systems_roots() {
 RUST
 cd "$dir"
 BACKSTAGE_REPO="$repo" SSL_CERT_FILE="$repo/tests/fixtures/test-cert.pem" cargo test --quiet
+
+# A program that turns on both allocators stops at compile time with a message that says to
+# choose one (checked, not built: the message is all that matters).
+if both="$(cargo check --quiet --features backstage/jemalloc,backstage/mimalloc 2>&1)"; then
+  echo "outside-crate-check: the features jemalloc and mimalloc together compiled" >&2
+  exit 1
+fi
+if ! grep -q "each choose the program's allocator: turn on one of them" <<<"$both"; then
+  echo "outside-crate-check: the features jemalloc and mimalloc together failed otherwise:" >&2
+  echo "$both" >&2
+  exit 1
+fi
+echo "both allocators: refused with the compile error that names the choice"
