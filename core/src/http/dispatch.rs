@@ -605,7 +605,6 @@ fn redacted(url: &str) -> std::borrow::Cow<'_, str> {
     format!("{path}?{}", query.join("&")).into()
 }
 
-/// What the request line needs from the request, taken before the request is consumed.
 /// The client's address in a request line (`-` when unknown), written into `buffer`: IPv4
 /// without `fmt`'s padding machinery, as it is on every line.
 fn remote_text(ip: Option<std::net::IpAddr>, buffer: &mut [u8; 48]) -> &str {
@@ -700,7 +699,7 @@ impl RequestMeta {
                 http::Version::HTTP_3 => "3.0",
                 _ => "1.1",
             },
-            status: response.status().as_u16(),
+            status: response.status(),
             length,
             referrer: text(&self.referrer),
             user_agent: text(&self.user_agent),
@@ -711,7 +710,7 @@ impl RequestMeta {
             &|text| line.write(text),
             line.method,
             line.url,
-            line.status,
+            line.status.as_u16(),
             remote_text(self.remote, &mut [0; 48]),
             started.elapsed().as_millis() as u64,
         );
@@ -725,7 +724,7 @@ struct AccessLine<'a> {
     method: &'a str,
     url: &'a str,
     version: &'static str,
-    status: u16,
+    status: StatusCode,
     length: &'a str,
     referrer: &'a str,
     user_agent: &'a str,
@@ -742,7 +741,7 @@ impl AccessLine<'_> {
         text.push_str(" HTTP/");
         text.push_str(self.version);
         text.push_str("\" ");
-        text.push_str(crate::logging::digits(self.status.into(), &mut [0; 20]));
+        text.push_str(self.status.as_str());
         text.push(' ');
         text.push_str(self.length);
         text.push_str(" \"");

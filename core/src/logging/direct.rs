@@ -38,14 +38,31 @@ impl Line<'_> {
         }
     }
 
+    /// A text field whose value has nothing to escape in either format (an HTTP token, an IP
+    /// address): as [`Line::text`] writes it, without looking for what to escape.
+    pub(crate) fn clean_text(&mut self, name: &str, value: &str) {
+        self.name(name);
+        debug_assert!(text::quotable(value.as_bytes()), "{value:?}");
+        self.text.push('"');
+        self.text.push_str(value);
+        self.text.push('"');
+    }
+
+    /// A field logged with `%` whose value has nothing to escape in either format (an HTTP
+    /// token): as [`Line::shown`] writes it, without looking for what to escape.
+    pub(crate) fn clean_shown(&mut self, name: &str, value: &str) {
+        if self.json {
+            self.clean_text(name, value);
+        } else {
+            self.name(name);
+            self.text.push_str(value);
+        }
+    }
+
     /// A number field.
     pub(crate) fn number(&mut self, name: &str, value: u64) {
         self.name(name);
-        let mut digits = [0u8; 20];
-        let at = text::digits_at(value, &mut digits);
-        // ASCII digits, one character each.
-        self.text
-            .extend(digits[at..].iter().map(|&d| char::from(d)));
+        self.text.push_str(text::digits(value, &mut [0; 20]));
     }
 
     fn name(&mut self, name: &str) {

@@ -98,7 +98,8 @@ pub(crate) fn requests_logged() -> bool {
 }
 
 /// Backstage's line for a request served at `time`: `message` writes its access-log text, the
-/// fields are what Backstage's JSON line carries. For when [`requests_logged`].
+/// fields are what Backstage's JSON line carries. For when [`requests_logged`]. `method` is an
+/// HTTP method's text and `remote_address` an IP address or `-`.
 pub(crate) fn incoming_request(
     time: std::time::SystemTime,
     message: &dyn Fn(&mut String),
@@ -114,11 +115,13 @@ pub(crate) fn incoming_request(
         time,
         message,
         |line| {
-            line.text("type", "incomingRequest");
-            line.shown("method", method);
+            // The method is an HTTP token and the address an IP address or `-`: neither has
+            // anything to escape.
+            line.clean_text("type", "incomingRequest");
+            line.clean_shown("method", method);
             line.text("url", url);
             line.number("status", status.into());
-            line.text("remote_address", remote_address);
+            line.clean_text("remote_address", remote_address);
             line.number("response_time_ms", response_time_ms);
         },
     );
