@@ -141,12 +141,15 @@ impl Backend {
 
     async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> Result<()> {
         signal.await;
-        tracing::info!("Shutting down");
-        // A second signal while shutting down means: stop now.
+        // A second signal while shutting down means: stop now. Listened for before the line
+        // that says the backend is shutting down, so that a signal sent on seeing it counts.
         let second = shutdown_signal();
+        tracing::info!("Shutting down");
         tokio::spawn(async move {
             second.await;
             eprintln!("Second signal: exiting at once");
+            // The log lines that wait for the writer go out first, unless stdout is stuck.
+            crate::logging::flush_within(std::time::Duration::from_secs(1));
             std::process::exit(130);
         });
         self.stop().await

@@ -312,6 +312,20 @@ pub(crate) fn flush() {
     }
 }
 
+/// [`flush`], waited for at most `limit`: for an exit that must not hang on a stuck stdout.
+pub(crate) fn flush_within(limit: std::time::Duration) {
+    let (done, flushed) = std::sync::mpsc::channel();
+    let flushing = std::thread::Builder::new()
+        .name("backstage-log-flush".to_owned())
+        .spawn(move || {
+            flush();
+            let _ = done.send(());
+        });
+    if flushing.is_ok() {
+        let _ = flushed.recv_timeout(limit);
+    }
+}
+
 /// The target of audit events ([`crate::auditor`]); their JSON lines take Backstage's shape.
 pub(crate) const AUDIT_TARGET: &str = "backstage::audit";
 

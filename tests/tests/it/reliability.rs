@@ -893,6 +893,33 @@ async fn sigterm_under_load_drops_no_accepted_request() {
 }
 
 #[backstage::test]
+async fn a_second_signal_exits_at_once_and_writes_the_waiting_log_lines_first() {
+    let port = free_port();
+    let (child, rx) = slow_backend_for_shutdown("second-signal", port, "10s");
+    crate::process::terminate(&child);
+    wait_for(&rx, "Shutting down");
+    // Requests are still served during the shutdown delay; the lines of the last ones wait
+    // for the log writer (which gathers lines for a while) when the second signal comes.
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/slow/sleep/0");
+    let mut served = 0;
+    for _ in 0..20 {
+        let res = client.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        served += 1;
+    }
+    crate::process::terminate(&child);
+    let output = child.wait_with_output().unwrap();
+    // At once: not after the 10 s delay and the rest of the shutdown.
+    assert_eq!(output.status.code(), Some(130));
+    let logged = rx
+        .iter()
+        .filter(|line| line.contains(r#""GET /api/slow/sleep/0 HTTP/1.1" 200"#))
+        .count();
+    assert_eq!(logged, served, "request log lines");
+}
+
+#[backstage::test]
 async fn a_handler_that_always_panics_does_not_hurt_the_others() {
     let dir = std::env::temp_dir().join(format!("backstage-panics-{}", std::process::id()));
     let port = free_port();
