@@ -170,7 +170,10 @@ fn a_new_app_is_laid_out_like_a_backstage_repository() {
     for plugin in ["todo-backend", "todo-backend-module-audit"] {
         let manifest =
             std::fs::read_to_string(root.join(format!("plugins/{plugin}/Cargo.toml"))).unwrap();
-        assert!(!manifest.contains("jemalloc"), "{plugin}: {manifest}");
+        assert!(
+            !manifest.contains("jemalloc") && !manifest.contains("mimalloc"),
+            "{plugin}: {manifest}"
+        );
     }
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     assert!(

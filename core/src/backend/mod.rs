@@ -147,9 +147,9 @@ impl Backend {
         tracing::info!("Shutting down");
         tokio::spawn(async move {
             second.await;
-            eprintln!("Second signal: exiting at once");
             // The log lines that wait for the writer go out first, unless stdout is stuck.
             crate::logging::flush_within(std::time::Duration::from_secs(1));
+            eprintln!("Second signal: exiting at once");
             std::process::exit(130);
         });
         self.stop().await

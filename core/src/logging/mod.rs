@@ -300,15 +300,20 @@ fn subscriber(
 /// dropped because it could not keep up. Lines logged afterwards are written where they are
 /// logged, without the writer.
 pub(crate) fn flush() {
-    let writer = WRITER.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(guard) = writer {
-        let dropped = guard.stop();
-        if dropped > 0 {
-            eprintln!(
-                "{dropped} log lines were dropped: the log writer could not keep up with {} MiB of waiting lines",
-                WAITING_BYTES >> 20
-            );
-        }
+    // Held until the writer has stopped: a flush at the same time (a second signal during a
+    // failed start's flush) waits for this one instead of finding nothing to do. Not held
+    // while reporting: a panic there (stderr closed) flushes again from the panic hook.
+    let dropped = {
+        let mut writer = WRITER.lock().unwrap_or_else(|p| p.into_inner());
+        writer.take().map(writer::WriterGuard::stop)
+    };
+    if let Some(dropped) = dropped
+        && dropped > 0
+    {
+        eprintln!(
+            "{dropped} log lines were dropped: the log writer could not keep up with {} MiB of waiting lines",
+            WAITING_BYTES >> 20
+        );
     }
 }
 
@@ -597,3 +602,49 @@ mod direct_tests {
 }
 
 crate::plugin::register!(root RootLogger, Logger);
+
+#[cfg(test)]
+mod flush_tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex, mpsc};
+
+    /// A log that signals when a write begins and takes a while to finish it.
+    struct Slow {
+        began: mpsc::Sender<()>,
+        written: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Slow {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let _ = self.began.send(());
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            self.written.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_flush_during_a_flush_returns_once_the_lines_are_written() {
+        let (began, beginning) = mpsc::channel();
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sink = Slow {
+            began,
+            written: written.clone(),
+        };
+        let (writer, guard) = writer::LogWriter::start(sink, 1 << 20, "test-flush-writer");
+        *WRITER.lock().unwrap() = Some(guard);
+        writer.send(b"the last line\n");
+        // The first flush (a failed start's, say) is writing through a slow log ...
+        let first = std::thread::spawn(flush);
+        beginning.recv().unwrap();
+        // ... when a second one (a second signal's) comes: it returns only after the line is out.
+        flush();
+        assert_eq!(written.lock().unwrap().as_slice(), b"the last line\n");
+        first.join().unwrap();
+    }
+}
