@@ -707,7 +707,7 @@ impl RequestMeta {
         // One clock reading for the line and its message: the same moment.
         crate::logging::incoming_request(
             line.time,
-            &|text| line.write(text),
+            &|message| line.write(message),
             line.method,
             line.url,
             line.status.as_u16(),
@@ -731,24 +731,26 @@ struct AccessLine<'a> {
 }
 
 impl AccessLine<'_> {
-    fn write(&self, text: &mut String) {
-        text.push('[');
-        let _ = crate::logging::utc(text, self.time, 3);
-        text.push_str("] \"");
-        text.push_str(self.method);
-        text.push(' ');
-        text.push_str(self.url);
-        text.push_str(" HTTP/");
-        text.push_str(self.version);
-        text.push_str("\" ");
-        text.push_str(self.status.as_str());
-        text.push(' ');
-        text.push_str(self.length);
-        text.push_str(" \"");
-        text.push_str(self.referrer);
-        text.push_str("\" \"");
-        text.push_str(self.user_agent);
-        text.push('"');
+    /// The method, version and status are the line's own (an HTTP token and digits); the URL,
+    /// length and headers come from the exchange and are escaped where the line needs it.
+    fn write(&self, message: &mut crate::logging::Message<'_>) {
+        message.own("[");
+        message.time(self.time, 3);
+        message.own_quoted("] \"", "] \\\"");
+        message.own(self.method);
+        message.own(" ");
+        message.text(self.url);
+        message.own(" HTTP/");
+        message.own(self.version);
+        message.own_quoted("\" ", "\\\" ");
+        message.own(self.status.as_str());
+        message.own(" ");
+        message.text(self.length);
+        message.own_quoted(" \"", " \\\"");
+        message.text(self.referrer);
+        message.own_quoted("\" \"", "\\\" \\\"");
+        message.text(self.user_agent);
+        message.own_quoted("\"", "\\\"");
     }
 }
 

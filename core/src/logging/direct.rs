@@ -65,6 +65,8 @@ impl Line<'_> {
         self.text.push_str(text::digits(value, &mut [0; 20]));
     }
 
+    // Inlined: each call site knows its name's length, and pushes it without a call.
+    #[inline(always)]
     fn name(&mut self, name: &str) {
         if self.json {
             self.text.push(',');
@@ -74,6 +76,85 @@ impl Line<'_> {
             self.text.push(' ');
             self.text.push_str(name);
             self.text.push('=');
+        }
+    }
+}
+
+/// How a message's text goes into its line.
+#[derive(Clone, Copy, PartialEq)]
+enum Escape {
+    /// As it is: for a message handed to `tracing`, whose formatter escapes it.
+    Raw,
+    /// Terminal control characters escaped, as readable lines carry them: written as it is
+    /// and looked at once, as a whole, when the message is done (it rarely has any).
+    Plain,
+    /// Escaped for the inside of a JSON string.
+    Json,
+}
+
+/// A line's message being written: the pieces of the message's own making go in as they are
+/// (a `"` escaped in JSON lines); in JSON lines, text from elsewhere is escaped piece by piece
+/// as it comes, so that the message's own quotes do not send the whole of it through the
+/// escaping.
+pub(crate) struct Message<'a> {
+    text: &'a mut String,
+    escape: Escape,
+}
+
+impl<'a> Message<'a> {
+    /// A message written as it is into `text`, for `tracing` to escape.
+    pub(crate) fn raw(text: &'a mut String) -> Self {
+        Message {
+            text,
+            escape: Escape::Raw,
+        }
+    }
+
+    /// Text of the message's own making with nothing to escape in any format: digits, an HTTP
+    /// token, punctuation other than `"` and `\`.
+    #[inline]
+    pub(crate) fn own(&mut self, own: &str) {
+        debug_assert!(text::quotable(own.as_bytes()), "{own:?}");
+        self.text.push_str(own);
+    }
+
+    /// Text of the message's own making with quotes in it: `plain` as it is, `json` the same
+    /// with each `"` escaped, for JSON lines.
+    #[inline]
+    pub(crate) fn own_quoted(&mut self, plain: &str, json: &str) {
+        debug_assert_eq!(plain.replace('"', "\\\""), json);
+        self.text.push_str(if self.escape == Escape::Json {
+            json
+        } else {
+            plain
+        });
+    }
+
+    /// Text from elsewhere (a URL, a header), escaped where the line's format needs it.
+    #[inline]
+    pub(crate) fn text(&mut self, value: &str) {
+        if self.escape == Escape::Json && text::first_to_escape(value.as_bytes()).is_some() {
+            let _ = json_line::Escaping(&mut *self.text).write_str(value);
+        } else {
+            self.text.push_str(value);
+        }
+    }
+
+    /// `time` as a line's timestamp writes it, with `digits` digits of its fraction.
+    pub(crate) fn time(&mut self, time: std::time::SystemTime, digits: u32) {
+        let _ = plain::utc(&mut *self.text, time, digits);
+    }
+
+    /// What `value` displays, escaped where the line's format needs it.
+    pub(crate) fn display(&mut self, value: &dyn std::fmt::Display) {
+        let from = self.text.len();
+        let _ = write!(self.text, "{value}");
+        // Written as it is, then escaped where it must be (rarely): one pass over the text.
+        if self.escape == Escape::Json
+            && text::first_to_escape(&self.text.as_bytes()[from..]).is_some()
+        {
+            let written = self.text.split_off(from);
+            self.text(&written);
         }
     }
 }
@@ -93,7 +174,7 @@ pub(crate) fn write(
     level: Level,
     target: &str,
     time: std::time::SystemTime,
-    message: impl FnOnce(&mut String),
+    message: impl FnOnce(&mut Message<'_>),
     fields: impl FnOnce(&mut Line<'_>),
 ) -> bool {
     let mut parts = Some((message, fields));
@@ -146,20 +227,17 @@ fn start(
     target: &str,
     json: bool,
     time: std::time::SystemTime,
-    message: impl FnOnce(&mut String),
+    message: impl FnOnce(&mut Message<'_>),
 ) -> fmt::Result {
     if json {
         text.push_str("{\"timestamp\":\"");
         plain::utc(text, time, 6)?;
         text.push_str(json_line::level(level));
         text.push_str(",\"message\":\"");
-        let from = text.len();
-        message(text);
-        // Written as it is, then escaped where it must be (rarely): one pass over the text.
-        if text::first_to_escape(&text.as_bytes()[from..]).is_some() {
-            let raw = text.split_off(from);
-            json_line::Escaping(&mut *text).write_str(&raw)?;
-        }
+        message(&mut Message {
+            text,
+            escape: Escape::Json,
+        });
         text.push('"');
     } else {
         plain::utc(text, time, 6)?;
@@ -167,7 +245,10 @@ fn start(
         text.push_str(target);
         text.push_str(": ");
         let from = text.len();
-        message(text);
+        message(&mut Message {
+            text,
+            escape: Escape::Plain,
+        });
         if !text::printable(&text.as_bytes()[from..]) {
             let raw = text.split_off(from);
             plain::Escaping(&mut *text).write_str(&raw)?;

@@ -18,7 +18,7 @@ mod plain;
 mod text;
 mod writer;
 
-pub(crate) use plain::utc;
+pub(crate) use direct::Message;
 pub(crate) use text::digits;
 
 /// The `logger` service of one plugin: every line carries `plugin=<id>`.
@@ -76,15 +76,11 @@ impl Logger {
     /// The line straight to the backend's log writer, as the `tracing` events above write it;
     /// false where it must go through `tracing`.
     fn direct(&self, level: tracing::Level, message: &impl Display) -> bool {
-        let message = |text: &mut String| {
-            use std::fmt::Write as _;
-            let _ = write!(text, "{message}");
-        };
         direct::write(
             level,
             module_path!(),
             std::time::SystemTime::now(),
-            message,
+            |text| text.display(message),
             |line| {
                 line.shown("plugin", &self.plugin);
             },
@@ -102,7 +98,7 @@ pub(crate) fn requests_logged() -> bool {
 /// HTTP method's text and `remote_address` an IP address or `-`.
 pub(crate) fn incoming_request(
     time: std::time::SystemTime,
-    message: &dyn Fn(&mut String),
+    message: &dyn Fn(&mut direct::Message<'_>),
     method: &str,
     url: &str,
     status: u16,
@@ -127,7 +123,7 @@ pub(crate) fn incoming_request(
     );
     if !direct {
         let mut text = String::new();
-        message(&mut text);
+        message(&mut direct::Message::raw(&mut text));
         tracing::info!(
             target: "backstage::http",
             message = text.as_str(),
@@ -541,8 +537,18 @@ mod direct_tests {
         if requests_logged() {
             incoming_request(
                 std::time::SystemTime::now(),
-                &|text| {
-                    text.push_str("[2026-11-30T10:31:35.443Z] \"GET /api/carmen/health HTTP/1.1\" 200 15 \"-\" \"x\"y\" \x1b é")
+                &|message| {
+                    // Each kind of piece, with what needs escaping in the pieces from elsewhere.
+                    message.own("[");
+                    message.time(std::time::UNIX_EPOCH, 3);
+                    message.own_quoted("] \"", "] \\\"");
+                    message.own("GET ");
+                    message.text("/api/carmen/a b?q=\"\\\u{1}é");
+                    message.own_quoted(" HTTP/1.1\" 200 15 \"", " HTTP/1.1\\\" 200 15 \\\"");
+                    message.text("-");
+                    message.own_quoted("\" \"", "\\\" \\\"");
+                    message.text("x\"y\" \x1b é \u{85}");
+                    message.own_quoted("\"", "\\\"");
                 },
                 "GET",
                 "/api/carmen/a b?q=\"\\\u{1}é",
@@ -557,7 +563,7 @@ mod direct_tests {
         if requests_logged() {
             incoming_request(
                 std::time::SystemTime::now(),
-                &|text| text.push_str("in a span"),
+                &|message| message.text("in a span"),
                 "POST",
                 "/x",
                 200,
