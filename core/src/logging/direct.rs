@@ -154,7 +154,7 @@ impl<'a> Message<'a> {
             && text::first_to_escape(&self.text.as_bytes()[from..]).is_some()
         {
             let written = self.text.split_off(from);
-            self.text(&written);
+            let _ = json_line::Escaping(&mut *self.text).write_str(&written);
         }
     }
 }

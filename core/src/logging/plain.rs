@@ -90,7 +90,7 @@ pub(super) fn timestamp(writer: &mut impl Write) -> fmt::Result {
 /// the last time it wrote as text (the date and time of day, and all nine digits of the
 /// fraction): a request line, which writes its time twice, and every line of the same second
 /// copy instead of computing.
-pub(crate) fn utc(
+pub(super) fn utc(
     writer: &mut impl Write,
     time: std::time::SystemTime,
     digits: u32,

@@ -87,7 +87,7 @@ pub(crate) fn digits(value: u64, digits: &mut [u8; 20]) -> &str {
 }
 
 /// `value`'s decimal digits written at the end of `digits`; where they start.
-pub(super) fn digits_at(value: u64, digits: &mut [u8; 20]) -> usize {
+fn digits_at(value: u64, digits: &mut [u8; 20]) -> usize {
     let mut at = digits.len();
     let mut rest = value;
     loop {
