@@ -182,8 +182,36 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+pin_project_lite::pin_project! {
+    /// A request's future, each poll of it made with `answers` as this thread's answer headers:
+    /// the JSON answers made while it runs start from this backend's headers.
+    pub(crate) struct Serving<F> {
+        answers: std::sync::Arc<AnswerHeaders>,
+        #[pin]
+        work: F,
+    }
+}
+
+impl<F> Serving<F> {
+    pub(crate) fn new(answers: std::sync::Arc<AnswerHeaders>, work: F) -> Self {
+        Serving { answers, work }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Serving<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        serving(this.answers, || this.work.poll(cx))
+    }
+}
+
 /// Runs `poll` (one poll of a request's future) with `answers` as this thread's answer headers.
-pub(crate) fn serving<R>(answers: &std::sync::Arc<AnswerHeaders>, poll: impl FnOnce() -> R) -> R {
+fn serving<R>(answers: &std::sync::Arc<AnswerHeaders>, poll: impl FnOnce() -> R) -> R {
     struct Restore(Option<std::sync::Arc<AnswerHeaders>>);
     impl Drop for Restore {
         fn drop(&mut self) {

@@ -245,9 +245,19 @@ where
                 .idle_deadline(accepted, limits)
                 .map_or(recheck, |deadline| deadline.min(recheck)),
         };
+        // The watchdog's sleep and phase are looked at only when they wake the task, not on
+        // each of the connection's own wake-ups (one or more per request).
+        let watchdog = Woken::new(async {
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake.into()) => None,
+                changed = phase.changed() => Some(changed),
+            }
+        });
         tokio::select! {
+            biased;
             _ = connection.as_mut() => return,
-            _ = tokio::time::sleep_until(wake.into()) => {
+            event = watchdog => match event {
+            None => {
                 let idle = activity.in_flight.load(Ordering::Acquire) == 0;
                 match closing_since {
                     Some(since) if idle && since.elapsed() >= LINGER => return,
@@ -263,7 +273,7 @@ where
                     }
                 }
             }
-            changed = phase.changed() => {
+            Some(changed) => {
                 let now = match changed {
                     Ok(()) => *phase.borrow_and_update(),
                     Err(_) => Phase::Aborting,
@@ -286,6 +296,124 @@ where
                     Phase::Aborting => return,
                 }
             }
+            },
         }
+    }
+}
+
+/// A future polled only when it has woken its task (and at its first poll): put next to a
+/// future that wakes the task often, it costs a flag test on each of those wake-ups instead of
+/// a poll. (`tokio::select!` polls every branch on every wake-up.)
+struct Woken<F> {
+    future: Pin<Box<F>>,
+    signal: Arc<Signal>,
+    waker: std::task::Waker,
+}
+
+/// Whether a [`Woken`] future woke, and the task to wake for it.
+struct Signal {
+    woken: AtomicBool,
+    task: futures_util::task::AtomicWaker,
+}
+
+impl std::task::Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<F: Future> Woken<F> {
+    fn new(future: F) -> Self {
+        let signal = Arc::new(Signal {
+            woken: AtomicBool::new(true),
+            task: futures_util::task::AtomicWaker::new(),
+        });
+        Woken {
+            future: Box::pin(future),
+            waker: std::task::Waker::from(signal.clone()),
+            signal,
+        }
+    }
+}
+
+impl<F: Future> Future for Woken<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.signal.task.register(cx.waker());
+        if !self.signal.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let this = &mut *self;
+        this.future
+            .as_mut()
+            .poll(&mut Context::from_waker(&this.waker))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Counts its polls; pending until its waker is used, then ready.
+    struct Counted {
+        polls: Arc<AtomicUsize>,
+        waker: Arc<std::sync::Mutex<Option<std::task::Waker>>>,
+        done: Arc<AtomicBool>,
+    }
+
+    impl Future for Counted {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            self.polls.fetch_add(1, Ordering::SeqCst);
+            if self.done.load(Ordering::SeqCst) {
+                return Poll::Ready(());
+            }
+            *self.waker.lock().unwrap() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    #[test]
+    fn a_woken_future_is_polled_only_when_it_woke_the_task() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let inner_waker = Arc::new(std::sync::Mutex::new(None::<std::task::Waker>));
+        let done = Arc::new(AtomicBool::new(false));
+        let mut woken = std::pin::pin!(Woken::new(Counted {
+            polls: polls.clone(),
+            waker: inner_waker.clone(),
+            done: done.clone(),
+        }));
+        let task_wakes = Arc::new(AtomicUsize::new(0));
+        struct Task(Arc<AtomicUsize>);
+        impl std::task::Wake for Task {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let task = std::task::Waker::from(Arc::new(Task(task_wakes.clone())));
+        let mut cx = Context::from_waker(&task);
+
+        // The first poll reaches the future; the task's other wake-ups do not.
+        assert!(woken.as_mut().poll(&mut cx).is_pending());
+        for _ in 0..5 {
+            assert!(woken.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(polls.load(Ordering::SeqCst), 1);
+
+        // Its own wake-up wakes the task and gets it polled again.
+        done.store(true, Ordering::SeqCst);
+        let waker = inner_waker.lock().unwrap().take().unwrap();
+        waker.wake();
+        assert_eq!(task_wakes.load(Ordering::SeqCst), 1);
+        assert!(woken.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
     }
 }

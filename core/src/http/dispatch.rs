@@ -85,29 +85,24 @@ impl Service<Request> for Dispatcher {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let shared = self.shared.clone();
-        let accept = request
-            .headers()
-            .get(http::header::ACCEPT_ENCODING)
-            .cloned();
-        Box::pin(async move {
-            let answers = shared.policies.answers.clone();
-            let mut work = std::pin::pin!(async move {
-                let response = shared.handle(request).await;
-                super::compression::compress(accept, response).await
-            });
-            // Every poll: the JSON answers made while it runs start from this backend's headers.
-            let response = std::future::poll_fn(|cx| {
-                crate::answer::serving(&answers, || work.as_mut().poll(cx))
-            })
-            .await;
-            Ok(response)
-        })
+        // One future per request, boxed once: it owns what it needs, so no part of the request
+        // is held twice in it (each async layer keeps its own copy of what it was given).
+        let answers = self.shared.policies.answers.clone();
+        Box::pin(crate::answer::Serving::new(
+            answers,
+            Shared::answer(self.shared.clone(), request),
+        ))
     }
 }
 
 impl Shared {
-    async fn handle(&self, mut request: Request) -> Response {
+    /// The answer to `request`, compressed as the client accepts. Owns its `Arc`: the request
+    /// future is this one alone, and holds the request once.
+    async fn answer(self: Arc<Self>, mut request: Request) -> Result<Response, Infallible> {
+        let accept = request
+            .headers()
+            .get(http::header::ACCEPT_ENCODING)
+            .cloned();
         // As Backstage's root router: security headers, then CORS (which answers preflights
         // itself, before logging and rate limits), then compression (outside, in `call`).
         let cors = match &self.policies.cors {
@@ -116,7 +111,7 @@ impl Shared {
         };
         if let Answer::Preflight(mut preflight) = cors {
             self.secure(&mut preflight);
-            return preflight;
+            return Ok(super::compression::compress(accept, preflight).await);
         }
         let started = Instant::now();
         let method = request.method().clone();
@@ -189,11 +184,12 @@ impl Shared {
             // The routed future is made in each arm: one made before the `match` and moved into
             // the timeout would be stored twice in this (boxed, per-request) future.
             let outcome = match self.policies.request_timeout {
+                // The time limit counts from the request's arrival.
                 Some(limit) => {
                     let routed = AssertUnwindSafe(self.route_guarded(request)).catch_unwind();
-                    match tokio::time::timeout(limit, routed).await {
-                        Ok(outcome) => outcome,
-                        Err(_) => {
+                    match Within::new(started.checked_add(limit), routed).await {
+                        Some(outcome) => outcome,
+                        None => {
                             break 'response Error::service_unavailable("Request timed out")
                                 .into_response();
                         }
@@ -255,7 +251,7 @@ impl Shared {
         if let Some(meta) = log_meta {
             meta.log(&method, &uri, version, &response, started);
         }
-        response
+        Ok(super::compression::compress(accept, response).await)
     }
 
     /// Backstage's security headers, where the answer has not set its own. The prebuilt set is
@@ -411,6 +407,51 @@ impl Shared {
             axum::extract::DefaultBodyLimit::max(self.policies.body_limit).apply(&mut request);
         }
         Either::Right(Either::Left(Service::call(&mut router.clone(), request)))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// `future`, or `None` once `deadline` has passed (never without one): tokio's
+    /// `timeout_at`, except that the timer is made only when the future first waits, so an
+    /// answer ready at its first poll (most of them) costs no timer and no clock reading.
+    struct Within<F> {
+        #[pin]
+        future: F,
+        #[pin]
+        timer: Option<tokio::time::Sleep>,
+        deadline: Option<Instant>,
+    }
+}
+
+impl<F> Within<F> {
+    fn new(deadline: Option<Instant>, future: F) -> Self {
+        Within {
+            future,
+            timer: None,
+            deadline,
+        }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Within<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(output) = this.future.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        let Some(deadline) = *this.deadline else {
+            return Poll::Pending;
+        };
+        if this.timer.is_none() {
+            this.timer
+                .set(Some(tokio::time::sleep_until(deadline.into())));
+        }
+        match this.timer.as_pin_mut() {
+            Some(timer) => timer.poll(cx).map(|()| None),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -757,6 +798,40 @@ impl AccessLine<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn within_answers_at_once_without_a_timer_and_ends_a_wait_at_its_deadline() {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        let mut ready = std::pin::pin!(Within::new(Some(deadline), std::future::ready(7)));
+        assert_eq!(ready.as_mut().poll(&mut cx), Poll::Ready(Some(7)));
+        assert!(ready.timer.is_none());
+
+        let mut waiting = std::pin::pin!(Within::new(Some(deadline), std::future::pending::<()>()));
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Pending);
+        assert!(waiting.timer.is_some());
+
+        let started = Instant::now();
+        let limit = std::time::Duration::from_millis(100);
+        let ended = Within::new(Some(started + limit), std::future::pending::<()>()).await;
+        assert_eq!(ended, None);
+        assert!(started.elapsed() >= limit);
+
+        let slow = async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            "done"
+        };
+        assert_eq!(
+            Within::new(Some(Instant::now() + limit), slow).await,
+            Some("done")
+        );
+        let unbounded = Within::new(None, async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            1
+        });
+        assert_eq!(unbounded.await, Some(1));
+    }
 
     #[test]
     fn remote_addresses_read_as_their_display() {

@@ -63,23 +63,22 @@ pub(crate) struct ConnectionSleep {
 impl Future for ConnectionSleep {
     type Output = ();
 
+    /// Reads no clock: the shared `Sleep` says when a deadline has passed. One that fires at
+    /// or after this deadline means this one is due; one armed for an earlier deadline of the
+    /// connection is moved to this one and waited on.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let deadline = tokio::time::Instant::from_std(self.deadline);
-        if tokio::time::Instant::now() >= deadline {
-            return Poll::Ready(());
-        }
         let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
-        let tokio_deadline = deadline;
-        let sleep = armed.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(tokio_deadline)));
-        if sleep.deadline() > tokio_deadline {
-            sleep.as_mut().reset(tokio_deadline);
+        let sleep = armed.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() > deadline {
+            sleep.as_mut().reset(deadline);
         }
-        // Fired for an earlier deadline of this connection: wait on for this one.
         while sleep.as_mut().poll(cx).is_ready() {
-            if tokio::time::Instant::now() >= deadline {
+            if sleep.deadline() >= deadline {
                 return Poll::Ready(());
             }
-            sleep.as_mut().reset(tokio_deadline);
+            // Fired for an earlier deadline of this connection: wait on for this one.
+            sleep.as_mut().reset(deadline);
         }
         Poll::Pending
     }
