@@ -186,7 +186,8 @@ pin_project_lite::pin_project! {
     /// A request's future, each poll of it made with `answers` as this thread's answer headers:
     /// the JSON answers made while it runs start from this backend's headers.
     pub(crate) struct Serving<F> {
-        answers: std::sync::Arc<AnswerHeaders>,
+        // Lent to the thread while a poll runs (no reference counted per poll).
+        answers: Option<std::sync::Arc<AnswerHeaders>>,
         #[pin]
         work: F,
     }
@@ -194,7 +195,10 @@ pin_project_lite::pin_project! {
 
 impl<F> Serving<F> {
     pub(crate) fn new(answers: std::sync::Arc<AnswerHeaders>, work: F) -> Self {
-        Serving { answers, work }
+        Serving {
+            answers: Some(answers),
+            work,
+        }
     }
 }
 
@@ -210,16 +214,17 @@ impl<F: std::future::Future> std::future::Future for Serving<F> {
     }
 }
 
-/// Runs `poll` (one poll of a request's future) with `answers` as this thread's answer headers.
-fn serving<R>(answers: &std::sync::Arc<AnswerHeaders>, poll: impl FnOnce() -> R) -> R {
-    struct Restore(Option<std::sync::Arc<AnswerHeaders>>);
-    impl Drop for Restore {
+/// Runs `poll` (one poll of a request's future) with `answers` as this thread's answer headers:
+/// they trade places with the thread's, and trade back when `poll` returns or panics.
+fn serving<R>(answers: &mut Option<std::sync::Arc<AnswerHeaders>>, poll: impl FnOnce() -> R) -> R {
+    struct Lent<'a>(&'a mut Option<std::sync::Arc<AnswerHeaders>>);
+    impl Drop for Lent<'_> {
         fn drop(&mut self) {
-            let previous = self.0.take();
-            SERVING.with_borrow_mut(|serving| *serving = previous);
+            SERVING.with_borrow_mut(|serving| std::mem::swap(serving, self.0));
         }
     }
-    let _restore = Restore(SERVING.with_borrow_mut(|serving| serving.replace(answers.clone())));
+    SERVING.with_borrow_mut(|serving| std::mem::swap(serving, answers));
+    let _lent = Lent(answers);
     poll()
 }
 
@@ -309,7 +314,9 @@ mod tests {
     fn json_answers_being_served_carry_the_backends_headers_in_expresss_order() {
         let answers = Arc::new(AnswerHeaders::new(&security()));
         for body in [&b"{\"a\":1}"[..], b"[]", b"{\"a\":1}", b"[1,2,3]"] {
-            let response = serving(&answers, || json_response(StatusCode::OK, body.to_vec()));
+            let response = serving(&mut Some(answers.clone()), || {
+                json_response(StatusCode::OK, body.to_vec())
+            });
             let headers = response.headers();
             let names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
             assert_eq!(
@@ -333,7 +340,9 @@ mod tests {
         let alone = json_response(StatusCode::OK, &b"[]"[..]);
         assert!(!answers.started(alone.headers()));
         assert_eq!(alone.headers().len(), 2);
-        let empty = serving(&answers, || json_response(StatusCode::NO_CONTENT, &b""[..]));
+        let empty = serving(&mut Some(answers.clone()), || {
+            json_response(StatusCode::NO_CONTENT, &b""[..])
+        });
         assert!(!answers.started(empty.headers()));
         assert!(empty.headers().get(CONTENT_LENGTH).is_none());
     }
@@ -341,7 +350,11 @@ mod tests {
     #[test]
     fn a_copy_is_untouched_until_its_type_vary_or_mark_change_or_it_says_cache_control() {
         let answers = Arc::new(AnswerHeaders::new(&security()));
-        let copy = || serving(&answers, || json_response(StatusCode::OK, &b"[]"[..]));
+        let copy = || {
+            serving(&mut Some(answers.clone()), || {
+                json_response(StatusCode::OK, &b"[]"[..])
+            })
+        };
         assert!(answers.untouched(copy().headers()));
         // Another value of a security header (not the mark's), or another tag: still untouched.
         let mut response = copy();
@@ -407,7 +420,9 @@ mod tests {
     #[test]
     fn a_copy_is_known_by_its_mark_whatever_the_csp() {
         let answers = Arc::new(AnswerHeaders::new(&security()));
-        let mut response = serving(&answers, || json_response(StatusCode::OK, &b"[]"[..]));
+        let mut response = serving(&mut Some(answers.clone()), || {
+            json_response(StatusCode::OK, &b"[]"[..])
+        });
         response.headers_mut().insert(
             "content-security-policy",
             HeaderValue::from_static("default-src 'none'"),
@@ -417,7 +432,9 @@ mod tests {
         let mut empty = HeaderMap::new();
         empty.insert("content-security-policy", HeaderValue::from_static(""));
         let answers = Arc::new(AnswerHeaders::new(&empty));
-        let response = serving(&answers, || json_response(StatusCode::OK, &b"[]"[..]));
+        let response = serving(&mut Some(answers.clone()), || {
+            json_response(StatusCode::OK, &b"[]"[..])
+        });
         assert!(!answers.started(response.headers()));
         assert!(!answers.started(&empty));
     }
@@ -425,15 +442,21 @@ mod tests {
     #[test]
     fn only_the_copys_own_vary_is_taken_out() {
         let answers = Arc::new(AnswerHeaders::new(&security()));
-        let mut response = serving(&answers, || json_response(StatusCode::OK, &b"[]"[..]));
+        let mut response = serving(&mut Some(answers.clone()), || {
+            json_response(StatusCode::OK, &b"[]"[..])
+        });
         answers.unvary(response.headers_mut());
         assert!(response.headers().get(VARY).is_none());
-        let mut own = serving(&answers, || json_response(StatusCode::OK, &b"[]"[..]));
+        let mut own = serving(&mut Some(answers.clone()), || {
+            json_response(StatusCode::OK, &b"[]"[..])
+        });
         own.headers_mut()
             .insert(VARY, HeaderValue::from_str("Accept-Encoding").unwrap());
         answers.unvary(own.headers_mut());
         assert_eq!(own.headers()[VARY], "Accept-Encoding");
-        let mut added = serving(&answers, || json_response(StatusCode::OK, &b"[]"[..]));
+        let mut added = serving(&mut Some(answers.clone()), || {
+            json_response(StatusCode::OK, &b"[]"[..])
+        });
         added
             .headers_mut()
             .append(VARY, HeaderValue::from_static("Cookie"));

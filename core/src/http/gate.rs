@@ -14,10 +14,17 @@ use crate::plugin::ServiceContext;
 
 /// Checks a plugin's requests against auth policies and leaves the verified credentials in the
 /// request for the [`crate::Credentials`] extractor.
+///
+/// Every route handler takes a copy of it for each request it serves: a copy is one reference
+/// count.
 #[derive(Clone)]
 pub struct Gate {
+    rules: Arc<Rules>,
+}
+
+struct Rules {
     http_auth: HttpAuth,
-    policies: Arc<[PathPolicy]>,
+    policies: Box<[PathPolicy]>,
     /// `backend.auth.dangerouslyDisableDefaultAuthPolicy`: every route is open; credentials
     /// sent are still verified.
     open: bool,
@@ -33,9 +40,11 @@ impl Gate {
             .get_optional("backend.auth.dangerouslyDisableDefaultAuthPolicy")?
             .unwrap_or(false);
         Ok(Gate {
-            http_auth,
-            policies: policies.into(),
-            open,
+            rules: Arc::new(Rules {
+                http_auth,
+                policies: policies.into(),
+                open,
+            }),
         })
     }
 
@@ -57,7 +66,7 @@ impl Gate {
 
     /// Applies the path policies to a request of a hand-written router (or an unknown path).
     pub(crate) async fn check_path(&self, parts: &mut Parts) -> std::result::Result<(), Response> {
-        match policy_for(&self.policies, parts.uri.path()) {
+        match policy_for(&self.rules.policies, parts.uri.path()) {
             Some(Allow::Unauthenticated) => {
                 self.optional(parts).await;
                 Ok(())
@@ -72,7 +81,7 @@ impl Gate {
         parts: &mut Parts,
         allow_limited_access: bool,
     ) -> std::result::Result<(), Response> {
-        if self.open {
+        if self.rules.open {
             self.optional(parts).await;
             return Ok(());
         }
@@ -80,6 +89,7 @@ impl Gate {
             allow_limited_access,
         };
         match self
+            .rules
             .http_auth
             .credentials_with(&parts.headers, options)
             .await
@@ -96,11 +106,16 @@ impl Gate {
     /// the extractor sees as a missing entry (no allocation on the anonymous path).
     async fn optional(&self, parts: &mut Parts) {
         if !parts.headers.contains_key(http::header::AUTHORIZATION)
-            && !self.http_auth.has_default_credentials()
+            && !self.rules.http_auth.has_default_credentials()
         {
             return;
         }
-        let auth = match self.http_auth.optional_credentials(&parts.headers).await {
+        let auth = match self
+            .rules
+            .http_auth
+            .optional_credentials(&parts.headers)
+            .await
+        {
             Ok(creds) => RequestAuth::Verified(creds),
             Err(e) => RequestAuth::Failed(Arc::new((e.kind(), e.message().to_owned()))),
         };

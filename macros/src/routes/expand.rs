@@ -494,7 +494,6 @@ fn route_builder(
     let p = quote!(::backstage::__private);
     let ident = &method.ident;
     let injected = injections(method);
-    let injected_names = injected_names(method);
     let extracted: Vec<usize> = method
         .params
         .iter()
@@ -560,8 +559,6 @@ fn route_builder(
         ),
         None => (quote!(), quote! { #(#extraction)* #call }),
     };
-    let audited_clone =
-        audited.map(|_| quote!(let __auditor = ::core::clone::Clone::clone(&__auditor);));
 
     quote! {
         {
@@ -573,11 +570,9 @@ fn route_builder(
                 #path,
                 #p::axum::routing::on(
                     #p::method_filter(#method_upper),
+                    // axum copies this closure for each request and calls the copy once
+                    // (`FnOnce`): what it captured moves into the request's future.
                     move |request: #p::axum::extract::Request| {
-                        let this = ::core::clone::Clone::clone(&this);
-                        let gate = ::core::clone::Clone::clone(&gate);
-                        #(let #injected_names = ::core::clone::Clone::clone(&#injected_names);)*
-                        #audited_clone
                         async move {
                             let (mut parts, body) = request.into_parts();
                             if let ::core::result::Result::Err(response) = gate.check(#policy, &mut parts).await {
