@@ -253,10 +253,13 @@ where
                 changed = phase.changed() => Some(changed),
             }
         });
-        tokio::select! {
+        let event = tokio::select! {
             biased;
             _ = connection.as_mut() => return,
-            event = watchdog => match event {
+            event = watchdog => event,
+        };
+        match event {
+            // The sleep: an idle deadline, or the end of a close's linger.
             None => {
                 let idle = activity.in_flight.load(Ordering::Acquire) == 0;
                 match closing_since {
@@ -296,7 +299,6 @@ where
                     Phase::Aborting => return,
                 }
             }
-            },
         }
     }
 }

@@ -104,7 +104,7 @@ impl Shared {
             .get(http::header::ACCEPT_ENCODING)
             .cloned();
         // As Backstage's root router: security headers, then CORS (which answers preflights
-        // itself, before logging and rate limits), then compression (outside, in `call`).
+        // itself, before logging and rate limits), then compression (last, here).
         let cors = match &self.policies.cors {
             Some(cors) => cors.answer(&request),
             None => Answer::None,
