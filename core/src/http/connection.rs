@@ -253,10 +253,12 @@ where
                 changed = phase.changed() => Some(changed),
             }
         });
+        // The watchdog first: it is a flag test until it wakes, and a connection that spends
+        // the task's budget on every poll cannot keep it from being seen.
         let event = tokio::select! {
             biased;
-            _ = connection.as_mut() => return,
             event = watchdog => event,
+            _ = connection.as_mut() => return,
         };
         match event {
             // The sleep: an idle deadline, or the end of a close's linger.

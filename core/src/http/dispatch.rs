@@ -438,6 +438,7 @@ impl<F: std::future::Future> std::future::Future for Within<F> {
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let had_budget = tokio::task::coop::has_budget_remaining();
         if let Poll::Ready(output) = this.future.poll(cx) {
             return Poll::Ready(Some(output));
         }
@@ -448,10 +449,17 @@ impl<F: std::future::Future> std::future::Future for Within<F> {
             this.timer
                 .set(Some(tokio::time::sleep_until(deadline.into())));
         }
-        match this.timer.as_pin_mut() {
-            Some(timer) => timer.poll(cx).map(|()| None),
-            None => Poll::Pending,
-        }
+        let Some(timer) = this.timer.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        // As tokio's `timeout`: a future that spent the task's budget does not keep the timer
+        // from being looked at (it would never time out a future that spends it every time).
+        let fired = if had_budget && !tokio::task::coop::has_budget_remaining() {
+            std::pin::Pin::new(&mut tokio::task::coop::unconstrained(timer)).poll(cx)
+        } else {
+            timer.poll(cx)
+        };
+        fired.map(|()| None)
     }
 }
 
@@ -831,6 +839,17 @@ mod tests {
             1
         });
         assert_eq!(unbounded.await, Some(1));
+
+        // A future that spends the task's whole budget on every poll still times out (tokio's
+        // own timeout, outside, is the test's limit).
+        let spender = async {
+            loop {
+                tokio::task::coop::consume_budget().await;
+            }
+        };
+        let bounded = Within::new(Some(Instant::now() + limit), spender);
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), bounded).await;
+        assert_eq!(outcome, Ok(None));
     }
 
     #[test]

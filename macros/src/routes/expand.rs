@@ -539,7 +539,6 @@ fn route_builder(
         Some((event, severity)) => (
             quote! {
                 let __auditor = <#p::Auditor as #p::Inject>::inject(ctx).await?;
-                let __auditor = ::core::clone::Clone::clone(&__auditor);
             },
             quote! {
                 let __event = __auditor.create_event(
