@@ -305,13 +305,16 @@ where
     }
 }
 
-/// A future polled only when it has woken its task (and at its first poll): put next to a
-/// future that wakes the task often, it costs a flag test on each of those wake-ups instead of
-/// a poll. (`tokio::select!` polls every branch on every wake-up.)
-struct Woken<F> {
-    future: Pin<Box<F>>,
-    signal: Arc<Signal>,
-    waker: std::task::Waker,
+pin_project_lite::pin_project! {
+    /// A future polled only when it has woken its task (and at its first poll): put next to a
+    /// future that wakes the task often, it costs a flag test on each of those wake-ups instead
+    /// of a poll. (`tokio::select!` polls every branch on every wake-up.)
+    struct Woken<F> {
+        #[pin]
+        future: F,
+        signal: Arc<Signal>,
+        waker: std::task::Waker,
+    }
 }
 
 /// Whether a [`Woken`] future woke, and the task to wake for it.
@@ -338,7 +341,7 @@ impl<F: Future> Woken<F> {
             task: futures_util::task::AtomicWaker::new(),
         });
         Woken {
-            future: Box::pin(future),
+            future,
             waker: std::task::Waker::from(signal.clone()),
             signal,
         }
@@ -348,15 +351,13 @@ impl<F: Future> Woken<F> {
 impl<F: Future> Future for Woken<F> {
     type Output = F::Output;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.signal.task.register(cx.waker());
-        if !self.signal.woken.swap(false, Ordering::AcqRel) {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        this.signal.task.register(cx.waker());
+        if !this.signal.woken.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }
-        let this = &mut *self;
-        this.future
-            .as_mut()
-            .poll(&mut Context::from_waker(&this.waker))
+        this.future.poll(&mut Context::from_waker(this.waker))
     }
 }
 
