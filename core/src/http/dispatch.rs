@@ -21,6 +21,7 @@ use tower::Service;
 use super::cors::{self, Answer};
 use super::json::{BodyLimit, Conditional, JSON_UTF8, json_response, weak_etag};
 use super::rate_limit::Verdict;
+use super::request_heads::RequestHeads;
 use crate::error::{Error, ErrorReport};
 use crate::lifecycle::RootHealth;
 use crate::plugin::BoxFuture;
@@ -99,10 +100,24 @@ impl Shared {
     /// The answer to `request`, compressed as the client accepts. Owns its `Arc`: the request
     /// future is this one alone, and holds the request once.
     async fn answer(self: Arc<Self>, mut request: Request) -> Result<Response, Infallible> {
-        let accept = request
-            .headers()
-            .get(http::header::ACCEPT_ENCODING)
-            .cloned();
+        let started = Instant::now();
+        let method = request.method().clone();
+        let uri = request.uri().clone();
+        let version = request.version();
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        // What the root service reads of the request's headers, kept before the request goes
+        // to its route.
+        let heads = RequestHeads::of(request.headers());
+        let accept = heads.accept_encoding.cloned();
+        let log_meta = crate::logging::requests_logged().then(|| RequestMeta::of(&heads, peer));
+        let conditional = Conditional::of(&method, &heads);
+        let refusal = malformed(version, &heads);
+        let announced = heads
+            .content_length
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         // As Backstage's root router: security headers, then CORS (which answers preflights
         // itself, before logging and rate limits), then compression (last, here).
         let cors = match &self.policies.cors {
@@ -113,17 +128,6 @@ impl Shared {
             self.secure(&mut preflight);
             return Ok(super::compression::compress(accept, preflight).await);
         }
-        let started = Instant::now();
-        let method = request.method().clone();
-        let uri = request.uri().clone();
-        let version = request.version();
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let log_meta = crate::logging::requests_logged().then(|| RequestMeta::of(&request));
-
-        let conditional = Conditional::of(&method, request.headers());
         // The body limit, for the extractors that read a body: a request without one (most
         // `GET`s) is spared the two entries, and their requests' extension map its growth.
         if !axum::body::HttpBody::is_end_stream(request.body()) {
@@ -133,7 +137,7 @@ impl Shared {
         }
         let limits = self.rate_limits_for(uri.path());
         let mut response = 'response: {
-            if let Some(refusal) = malformed(&request) {
+            if let Some(refusal) = refusal {
                 break 'response refusal;
             }
             if let Some(ip) = peer {
@@ -156,10 +160,7 @@ impl Shared {
                     }
                 }
             }
-            if let Some(length) = request
-                .headers()
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            if let Some(length) = announced
                 && length > self.policies.body_limit as u64
             {
                 // Read what was announced, when it is within reach, before answering: a client
@@ -591,14 +592,11 @@ fn too_many_requests(retry_after: u64) -> Response {
 /// What Node's HTTP parser refuses before Backstage sees a request, refused the same way (an
 /// empty body, the connection closed): an HTTP/1.1 request without exactly one `Host` (400,
 /// RFC 9112), and an `Expect` other than `100-continue` (417).
-fn malformed(request: &Request) -> Option<Response> {
-    let status = if request.version() == http::Version::HTTP_11
-        && request.headers().get_all(http::header::HOST).iter().count() != 1
-    {
+fn malformed(version: http::Version, headers: &RequestHeads<'_>) -> Option<Response> {
+    let status = if version == http::Version::HTTP_11 && headers.hosts != 1 {
         StatusCode::BAD_REQUEST
-    } else if request
-        .headers()
-        .get(http::header::EXPECT)
+    } else if headers
+        .expect
         .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"100-continue"))
     {
         StatusCode::EXPECTATION_FAILED
@@ -630,10 +628,15 @@ const SECRET_PARAMETERS: &[&str] = &[
     "sig",
 ];
 
-/// `url` with the values of [`SECRET_PARAMETERS`] in its query replaced by `[REDACTED]`.
-fn redacted(url: &str) -> std::borrow::Cow<'_, str> {
-    let Some((path, query)) = url.split_once('?') else {
-        return url.into();
+/// The request's path and query, with the values of [`SECRET_PARAMETERS`] in its query
+/// replaced by `[REDACTED]`.
+fn redacted(uri: &Uri) -> std::borrow::Cow<'_, str> {
+    let Some(url) = uri.path_and_query() else {
+        return "/".into();
+    };
+    // The URI knows where its query starts: no search for `?` in the path.
+    let (path, Some(query)) = (url.path(), url.query()) else {
+        return url.as_str().into();
     };
     let secret = |pair: &str| {
         let name = pair.split('=').next().unwrap_or("");
@@ -642,7 +645,7 @@ fn redacted(url: &str) -> std::borrow::Cow<'_, str> {
             .any(|s| s.eq_ignore_ascii_case(name))
     };
     if !query.split('&').any(secret) {
-        return url.into();
+        return url.as_str().into();
     }
     let query: Vec<String> = query
         .split('&')
@@ -654,43 +657,57 @@ fn redacted(url: &str) -> std::borrow::Cow<'_, str> {
     format!("{path}?{}", query.join("&")).into()
 }
 
-/// The client's address in a request line (`-` when unknown), written into `buffer`: IPv4
-/// without `fmt`'s padding machinery, as it is on every line.
-fn remote_text(ip: Option<std::net::IpAddr>, buffer: &mut [u8; 48]) -> &str {
-    use std::io::Write as _;
-    let length = match ip {
-        None => return "-",
-        Some(std::net::IpAddr::V4(ip)) => {
-            let mut at = 0;
+/// The client's address in a request line (`-` when unknown), handed to `line`. Each thread
+/// keeps the last address it wrote as text: a connection's requests, and most of a server's
+/// (from a few proxies or one load balancer), come from the same address. IPv4 is written
+/// without `fmt`'s padding machinery.
+fn with_remote_text<R>(ip: Option<std::net::IpAddr>, line: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static LAST: std::cell::RefCell<(Option<std::net::IpAddr>, String)> =
+            const { std::cell::RefCell::new((None, String::new())) };
+    }
+    let Some(ip) = ip else {
+        return line("-");
+    };
+    LAST.with(|last| match last.try_borrow_mut() {
+        Ok(mut last) => {
+            if last.0 != Some(ip) {
+                last.1.clear();
+                write_ip(&mut last.1, ip);
+                last.0 = Some(ip);
+            }
+            line(&last.1)
+        }
+        // Taken already (a line written while writing a line): written afresh.
+        Err(_) => {
+            let mut text = String::new();
+            write_ip(&mut text, ip);
+            line(&text)
+        }
+    })
+}
+
+fn write_ip(text: &mut String, ip: std::net::IpAddr) {
+    use std::fmt::Write as _;
+    match ip {
+        std::net::IpAddr::V4(ip) => {
             for (i, octet) in ip.octets().into_iter().enumerate() {
                 if i > 0 {
-                    buffer[at] = b'.';
-                    at += 1;
+                    text.push('.');
                 }
-                let digits = [octet / 100, octet / 10 % 10, octet % 10];
-                let skip = if octet >= 100 {
-                    0
-                } else if octet >= 10 {
-                    1
-                } else {
-                    2
-                };
-                for digit in &digits[skip..] {
-                    buffer[at] = b'0' + digit;
-                    at += 1;
+                if octet >= 100 {
+                    text.push(char::from(b'0' + octet / 100));
                 }
+                if octet >= 10 {
+                    text.push(char::from(b'0' + octet / 10 % 10));
+                }
+                text.push(char::from(b'0' + octet % 10));
             }
-            at
         }
-        Some(ip) => {
-            let mut cursor = std::io::Cursor::new(&mut buffer[..]);
-            if write!(cursor, "{ip}").is_err() {
-                return "-";
-            }
-            cursor.position() as usize
+        ip => {
+            let _ = write!(text, "{ip}");
         }
-    };
-    std::str::from_utf8(&buffer[..length]).unwrap_or("-")
+    }
 }
 
 /// What a request's log line needs from the request, kept while it is served.
@@ -701,16 +718,12 @@ struct RequestMeta {
 }
 
 impl RequestMeta {
-    fn of(request: &Request) -> Self {
+    fn of(headers: &RequestHeads<'_>, remote: Option<std::net::IpAddr>) -> Self {
         // A header value shares the request's bytes: kept without a copy.
-        let header = |name| request.headers().get(name).cloned();
         RequestMeta {
-            referrer: header(http::header::REFERER),
-            user_agent: header(http::header::USER_AGENT),
-            remote: request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
+            referrer: headers.referer.cloned(),
+            user_agent: headers.user_agent.cloned(),
+            remote,
         }
     }
 
@@ -723,7 +736,7 @@ impl RequestMeta {
         response: &Response,
         started: Instant,
     ) {
-        let url = redacted(uri.path_and_query().map_or("/", |pq| pq.as_str()));
+        let url = redacted(uri);
         fn text(value: &Option<HeaderValue>) -> &str {
             value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-")
         }
@@ -741,28 +754,25 @@ impl RequestMeta {
             time: std::time::SystemTime::now(),
             method: method.as_str(),
             url: &url,
-            version: match version {
-                http::Version::HTTP_09 => "0.9",
-                http::Version::HTTP_10 => "1.0",
-                http::Version::HTTP_2 => "2.0",
-                http::Version::HTTP_3 => "3.0",
-                _ => "1.1",
-            },
+            version,
             status: response.status(),
             length,
             referrer: text(&self.referrer),
             user_agent: text(&self.user_agent),
         };
+        let response_time_ms = started.elapsed().as_millis() as u64;
         // One clock reading for the line and its message: the same moment.
-        crate::logging::incoming_request(
-            line.time,
-            &|message| line.write(message),
-            line.method,
-            line.url,
-            line.status.as_u16(),
-            remote_text(self.remote, &mut [0; 48]),
-            started.elapsed().as_millis() as u64,
-        );
+        with_remote_text(self.remote, |remote| {
+            crate::logging::incoming_request(
+                line.time,
+                &|message| line.write(message),
+                line.method,
+                line.url,
+                line.status.as_u16(),
+                remote,
+                response_time_ms,
+            )
+        });
     }
 }
 
@@ -772,7 +782,7 @@ struct AccessLine<'a> {
     time: std::time::SystemTime,
     method: &'a str,
     url: &'a str,
-    version: &'static str,
+    version: http::Version,
     status: StatusCode,
     length: &'a str,
     referrer: &'a str,
@@ -789,9 +799,14 @@ impl AccessLine<'_> {
         message.own(self.method);
         message.own(" ");
         message.text(self.url);
-        message.own(" HTTP/");
-        message.own(self.version);
-        message.own_quoted("\" ", "\\\" ");
+        // The version and the quote after it in one piece.
+        match self.version {
+            http::Version::HTTP_09 => message.own_quoted(" HTTP/0.9\" ", " HTTP/0.9\\\" "),
+            http::Version::HTTP_10 => message.own_quoted(" HTTP/1.0\" ", " HTTP/1.0\\\" "),
+            http::Version::HTTP_2 => message.own_quoted(" HTTP/2.0\" ", " HTTP/2.0\\\" "),
+            http::Version::HTTP_3 => message.own_quoted(" HTTP/3.0\" ", " HTTP/3.0\\\" "),
+            _ => message.own_quoted(" HTTP/1.1\" ", " HTTP/1.1\\\" "),
+        }
         message.own(self.status.as_str());
         message.own(" ");
         message.text(self.length);
@@ -863,26 +878,40 @@ mod tests {
             "fe80::1",
         ] {
             let ip: std::net::IpAddr = ip.parse().unwrap();
-            assert_eq!(remote_text(Some(ip), &mut [0; 48]), ip.to_string());
+            // Twice: written, then the thread's last address.
+            for _ in 0..2 {
+                assert_eq!(with_remote_text(Some(ip), str::to_owned), ip.to_string());
+            }
         }
         let longest: std::net::IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
             .parse()
             .unwrap();
         assert_eq!(
-            remote_text(Some(longest), &mut [0; 48]),
+            with_remote_text(Some(longest), str::to_owned),
             longest.to_string()
         );
-        assert_eq!(remote_text(None, &mut [0; 48]), "-");
+        assert_eq!(with_remote_text(None, str::to_owned), "-");
+        // While the thread's text is in use, another address is written afresh.
+        let nested = with_remote_text(Some([10, 0, 0, 1].into()), |outer| {
+            let inner = with_remote_text(Some([10, 0, 0, 2].into()), str::to_owned);
+            format!("{outer} {inner}")
+        });
+        assert_eq!(nested, "10.0.0.1 10.0.0.2");
     }
 
     #[test]
     fn credentials_in_query_strings_stay_out_of_the_log() {
-        assert_eq!(redacted("/api/x/items?a=1"), "/api/x/items?a=1");
         assert_eq!(
-            redacted("/api/x?token=abc&page=2&Access_Token=def"),
+            redacted(&"/api/x/items?a=1".parse().unwrap()),
+            "/api/x/items?a=1"
+        );
+        assert_eq!(
+            redacted(&"/api/x?token=abc&page=2&Access_Token=def".parse().unwrap()),
             "/api/x?token=[REDACTED]&page=2&Access_Token=[REDACTED]"
         );
-        assert_eq!(redacted("/api/x?code"), "/api/x?code");
+        assert_eq!(redacted(&"/api/x?code".parse().unwrap()), "/api/x?code");
+        assert_eq!(redacted(&"/api/x".parse().unwrap()), "/api/x");
+        assert_eq!(redacted(&"/api/x?".parse().unwrap()), "/api/x?");
     }
 
     #[test]

@@ -7,12 +7,13 @@ use std::io::Read;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
-use axum::http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG, HeaderValue};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE, ETAG, HeaderValue};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::request_heads::RequestHeads;
 use crate::error::{Error, ErrorKind};
 
 /// A JSON request body or response, as Backstage's Express routers read and write them.
@@ -110,17 +111,17 @@ pub(crate) struct Conditional {
 impl Conditional {
     /// The conditions of a `GET` or `HEAD` that may be answered `304`; `None` for any other
     /// request (nothing to keep, nothing to check).
-    pub(crate) fn of(method: &Method, headers: &HeaderMap) -> Option<Conditional> {
+    pub(crate) fn of(method: &Method, headers: &RequestHeads<'_>) -> Option<Conditional> {
         if method != Method::GET && method != Method::HEAD {
             return None;
         }
-        let if_none_match = headers.get(http::header::IF_NONE_MATCH).cloned();
-        let if_modified_since = headers.get(http::header::IF_MODIFIED_SINCE).cloned();
+        let if_none_match = headers.if_none_match.cloned();
+        let if_modified_since = headers.if_modified_since.cloned();
         if if_none_match.is_none() && if_modified_since.is_none() {
             return None;
         }
         let no_cache = headers
-            .get(CACHE_CONTROL)
+            .cache_control
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| {
                 v.split(',')
@@ -337,6 +338,7 @@ fn position(bytes: &[u8], line: usize, column: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header::CACHE_CONTROL;
     use serde::Deserialize;
     use serde_json::Value;
 
@@ -492,7 +494,8 @@ mod tests {
         let response = || json_response(StatusCode::OK, &b"{\"status\":\"ok\"}"[..]);
         let etag = response().headers()[ETAG].clone();
         request_headers.insert(http::header::IF_NONE_MATCH, etag.clone());
-        let conditional = Conditional::of(&Method::GET, &request_headers).unwrap();
+        let conditional =
+            Conditional::of(&Method::GET, &RequestHeads::of(&request_headers)).unwrap();
         let mut fresh = response();
         conditional.apply(&mut fresh);
         assert_eq!(fresh.status(), StatusCode::NOT_MODIFIED);
@@ -504,13 +507,13 @@ mod tests {
             HeaderValue::from_static("W/\"1-x\""),
         );
         let mut stale = response();
-        Conditional::of(&Method::GET, &request_headers)
+        Conditional::of(&Method::GET, &RequestHeads::of(&request_headers))
             .unwrap()
             .apply(&mut stale);
         assert_eq!(stale.status(), StatusCode::OK);
         request_headers.insert(http::header::IF_NONE_MATCH, etag);
-        assert!(Conditional::of(&Method::POST, &request_headers).is_none());
+        assert!(Conditional::of(&Method::POST, &RequestHeads::of(&request_headers)).is_none());
         request_headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        assert!(Conditional::of(&Method::GET, &request_headers).is_none());
+        assert!(Conditional::of(&Method::GET, &RequestHeads::of(&request_headers)).is_none());
     }
 }

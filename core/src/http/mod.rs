@@ -35,6 +35,7 @@ mod json;
 mod path_policy;
 pub(crate) mod policies;
 pub(crate) mod rate_limit;
+mod request_heads;
 mod sections;
 mod security_headers;
 pub(crate) mod serve;

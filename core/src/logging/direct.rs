@@ -62,7 +62,7 @@ impl Line<'_> {
     /// A number field.
     pub(crate) fn number(&mut self, name: &str, value: u64) {
         self.name(name);
-        self.text.push_str(text::digits(value, &mut [0; 20]));
+        text::push_decimal(self.text, value);
     }
 
     // Inlined: each call site knows its name's length, and pushes it without a call.
@@ -123,11 +123,13 @@ impl<'a> Message<'a> {
     #[inline]
     pub(crate) fn own_quoted(&mut self, plain: &str, json: &str) {
         debug_assert_eq!(plain.replace('"', "\\\""), json);
-        self.text.push_str(if self.escape == Escape::Json {
-            json
+        // A push in each branch: inlined where both are constants, each copy is of a length
+        // known at compile time (no call to copy bytes).
+        if self.escape == Escape::Json {
+            self.text.push_str(json);
         } else {
-            plain
-        });
+            self.text.push_str(plain);
+        }
     }
 
     /// Text from elsewhere (a URL, a header), escaped where the line's format needs it.

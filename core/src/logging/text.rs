@@ -86,6 +86,23 @@ pub(crate) fn digits(value: u64, digits: &mut [u8; 20]) -> &str {
     std::str::from_utf8(&digits[at..]).unwrap_or("0")
 }
 
+/// `value` in decimal, pushed onto `text` a digit at a time (no check that bytes are text).
+pub(super) fn push_decimal(text: &mut String, value: u64) {
+    // Most numbers in a line (a status, milliseconds) have three digits or fewer.
+    if value < 1000 {
+        let value = value as u16;
+        if value >= 100 {
+            text.push(char::from(b'0' + (value / 100) as u8));
+        }
+        if value >= 10 {
+            text.push(char::from(b'0' + (value / 10 % 10) as u8));
+        }
+        text.push(char::from(b'0' + (value % 10) as u8));
+        return;
+    }
+    text.push_str(digits(value, &mut [0; 20]));
+}
+
 /// `value`'s decimal digits written at the end of `digits`; where they start.
 fn digits_at(value: u64, digits: &mut [u8; 20]) -> usize {
     let mut at = digits.len();
@@ -138,10 +155,25 @@ mod tests {
 
     #[test]
     fn numbers_are_written_as_serde_json_writes_them() {
-        for value in [0, 7, 10, 99, 100, 65_535, u64::from(u32::MAX), u64::MAX] {
+        for value in [
+            0,
+            7,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            65_535,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
             let mut ours = String::new();
             decimal(&mut ours, value).unwrap();
             assert_eq!(ours, value.to_string());
+            let mut pushed = "n=".to_owned();
+            push_decimal(&mut pushed, value);
+            assert_eq!(pushed, format!("n={value}"));
         }
     }
 }
