@@ -740,16 +740,8 @@ impl RequestMeta {
         fn text(value: &Option<HeaderValue>) -> &str {
             value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-")
         }
-        // The body's length: its header when the handler set one, else what the body knows
-        // (error bodies and health answers are written without the header).
         let mut digits = [0u8; 20];
-        let length = match response.headers().get(CONTENT_LENGTH) {
-            Some(value) => value.to_str().unwrap_or("0"),
-            None => match axum::body::HttpBody::size_hint(response.body()).exact() {
-                Some(length) => crate::logging::digits(length, &mut digits),
-                None => "-",
-            },
-        };
+        let length = logged_length(response, &mut digits);
         let line = AccessLine {
             time: std::time::SystemTime::now(),
             method: method.as_str(),
@@ -773,6 +765,21 @@ impl RequestMeta {
                 response_time_ms,
             )
         });
+    }
+}
+
+/// The answer's length in its request line: what the body knows when it knows it exactly (a
+/// `Content-Length` a handler set says the same, and is not looked up), else the header (a
+/// `HEAD` answer's body is empty), else `-` for a body of unknown length.
+fn logged_length<'a>(response: &'a Response, digits: &'a mut [u8; 20]) -> &'a str {
+    let exact = axum::body::HttpBody::size_hint(response.body()).exact();
+    match exact {
+        Some(length) if length > 0 => crate::logging::digits(length, digits),
+        _ => match response.headers().get(CONTENT_LENGTH) {
+            Some(value) => value.to_str().unwrap_or("0"),
+            None if exact.is_some() => "0",
+            None => "-",
+        },
     }
 }
 
@@ -897,6 +904,24 @@ mod tests {
             format!("{outer} {inner}")
         });
         assert_eq!(nested, "10.0.0.1 10.0.0.2");
+    }
+
+    #[test]
+    fn the_logged_length_is_the_bodys_else_the_headers() {
+        let length = |response: Response| logged_length(&response, &mut [0; 20]).to_owned();
+        // A JSON answer: its body and its header agree.
+        assert_eq!(length(json_response(StatusCode::OK, &b"[1,2]"[..])), "5");
+        // An error body, written without the header.
+        assert_eq!(length(Response::new(Body::from("not found"))), "9");
+        // A `HEAD` answer: an empty body, the header of the `GET`.
+        let mut head = Response::new(Body::empty());
+        head.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("42"));
+        assert_eq!(length(head), "42");
+        assert_eq!(length(Response::new(Body::empty())), "0");
+        // A stream of unknown length.
+        let stream = futures_util::stream::iter([Ok::<_, Infallible>("a")]);
+        assert_eq!(length(Response::new(Body::from_stream(stream))), "-");
     }
 
     #[test]

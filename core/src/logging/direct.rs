@@ -18,16 +18,6 @@ pub(crate) struct Line<'a> {
 }
 
 impl Line<'_> {
-    /// A text field, as a `&str` value is logged: quoted (`name="value"`), or a JSON string.
-    pub(crate) fn text(&mut self, name: &str, value: &str) {
-        self.name(name);
-        let _ = if self.json {
-            json_line::string(self.text, value)
-        } else {
-            plain::quoted(self.text, value)
-        };
-    }
-
     /// A field logged with `%`: as it displays (`name=value`), or a JSON string.
     pub(crate) fn shown(&mut self, name: &str, value: &str) {
         self.name(name);
@@ -38,30 +28,41 @@ impl Line<'_> {
         }
     }
 
-    /// A text field whose value has nothing to escape in either format (an HTTP token, an IP
-    /// address): as [`Line::text`] writes it, without looking for what to escape.
-    pub(crate) fn clean_text(&mut self, name: &str, value: &str) {
-        self.name(name);
-        debug_assert!(text::quotable(value.as_bytes()), "{value:?}");
-        self.text.push('"');
-        self.text.push_str(value);
-        self.text.push('"');
-    }
-
-    /// A field logged with `%` whose value has nothing to escape in either format (an HTTP
-    /// token): as [`Line::shown`] writes it, without looking for what to escape.
-    pub(crate) fn clean_shown(&mut self, name: &str, value: &str) {
+    /// Text of the line's own making, already as each format writes it: `plain` for readable
+    /// lines, `json` for JSON lines (constants at the call site, so that a run of fixed text,
+    /// names and punctuation, is one copy of a known length).
+    #[inline]
+    pub(crate) fn own(&mut self, plain: &str, json: &str) {
         if self.json {
-            self.clean_text(name, value);
+            self.text.push_str(json);
         } else {
-            self.name(name);
-            self.text.push_str(value);
+            self.text.push_str(plain);
         }
     }
 
-    /// A number field.
-    pub(crate) fn number(&mut self, name: &str, value: u64) {
-        self.name(name);
+    /// A value with nothing to escape in either format (an HTTP token, an IP address), as it
+    /// is: its quotes, where the format has them, are the caller's [`Line::own`] text.
+    pub(crate) fn clean(&mut self, value: &str) {
+        debug_assert!(text::quotable(value.as_bytes()), "{value:?}");
+        self.text.push_str(value);
+    }
+
+    /// A text value from elsewhere, quoted as a `&str` field's value is logged (`"value"`
+    /// with `Debug`'s escapes), or a JSON string; its name is the caller's [`Line::own`] text.
+    pub(crate) fn quoted(&mut self, value: &str) {
+        if self.json {
+            let _ = json_line::string(self.text, value);
+        } else if text::quotable(value.as_bytes()) {
+            self.text.push('"');
+            self.text.push_str(value);
+            self.text.push('"');
+        } else {
+            let _ = plain::quoted(self.text, value);
+        }
+    }
+
+    /// A number value, in decimal.
+    pub(crate) fn decimal(&mut self, value: u64) {
         text::push_decimal(self.text, value);
     }
 
@@ -99,6 +100,9 @@ enum Escape {
 pub(crate) struct Message<'a> {
     text: &'a mut String,
     escape: Escape,
+    /// The line's own timestamp: its time, and where its text (with six digits of fraction)
+    /// starts in `text`.
+    stamp: Option<(std::time::SystemTime, usize)>,
 }
 
 impl<'a> Message<'a> {
@@ -107,6 +111,7 @@ impl<'a> Message<'a> {
         Message {
             text,
             escape: Escape::Raw,
+            stamp: None,
         }
     }
 
@@ -142,8 +147,22 @@ impl<'a> Message<'a> {
         }
     }
 
-    /// `time` as a line's timestamp writes it, with `digits` digits of its fraction.
+    /// `time` as a line's timestamp writes it, with `digits` digits of its fraction. The
+    /// line's own time (a request line's message says when it was written) is copied from the
+    /// line's timestamp.
     pub(crate) fn time(&mut self, time: std::time::SystemTime, digits: u32) {
+        if let Some((stamp, at)) = self.stamp
+            && stamp == time
+            && (1..=6).contains(&digits)
+        {
+            // `2026-01-02T03:04:05` (19 characters), `.` and the digits.
+            let end = at + 20 + digits as usize;
+            if end <= self.text.len() {
+                self.text.extend_from_within(at..end);
+                self.text.push('Z');
+                return;
+            }
+        }
         let _ = plain::utc(&mut *self.text, time, digits);
     }
 
@@ -233,15 +252,18 @@ fn start(
 ) -> fmt::Result {
     if json {
         text.push_str("{\"timestamp\":\"");
+        let at = text.len();
         plain::utc(text, time, 6)?;
         text.push_str(json_line::level(level));
         text.push_str(",\"message\":\"");
         message(&mut Message {
             text,
             escape: Escape::Json,
+            stamp: Some((time, at)),
         });
         text.push('"');
     } else {
+        let at = text.len();
         plain::utc(text, time, 6)?;
         text.push_str(plain::level(level));
         text.push_str(target);
@@ -250,6 +272,7 @@ fn start(
         message(&mut Message {
             text,
             escape: Escape::Plain,
+            stamp: Some((time, at)),
         });
         if !text::printable(&text.as_bytes()[from..]) {
             let raw = text.split_off(from);
@@ -257,4 +280,35 @@ fn start(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_at_the_lines_own_time_copies_the_lines_timestamp() {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::new(1_764_547_200, 123_456_789);
+        let other = time + std::time::Duration::from_millis(1500);
+        for json in [false, true] {
+            for digits in [1, 3, 6, 9] {
+                for (at, expected) in [
+                    (time, "2025-12-01T00:00:00"),
+                    (other, "2025-12-01T00:00:01"),
+                ] {
+                    let mut text = String::new();
+                    start(&mut text, Level::INFO, "t", json, time, |message| {
+                        message.own("[");
+                        message.time(at, digits);
+                        message.own("]");
+                    })
+                    .unwrap();
+                    let mut stamp = String::new();
+                    plain::utc(&mut stamp, at, digits).unwrap();
+                    assert!(stamp.starts_with(expected), "{stamp}");
+                    assert!(text.contains(&format!("[{stamp}]")), "{text} lacks {stamp}");
+                }
+            }
+        }
+    }
 }

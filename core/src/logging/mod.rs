@@ -146,14 +146,23 @@ pub(crate) fn incoming_request(
         time,
         message,
         |line| {
+            // The fields as `tracing` writes them (`type`, `remote_address` as strings,
+            // `method` with `%`), the fixed text between the values written in one piece each.
             // The method is an HTTP token and the address an IP address or `-`: neither has
             // anything to escape.
-            line.clean_text("type", "incomingRequest");
-            line.clean_shown("method", method);
-            line.text("url", url);
-            line.number("status", status.into());
-            line.clean_text("remote_address", remote_address);
-            line.number("response_time_ms", response_time_ms);
+            line.own(
+                " type=\"incomingRequest\" method=",
+                ",\"type\":\"incomingRequest\",\"method\":\"",
+            );
+            line.clean(method);
+            line.own(" url=", "\",\"url\":");
+            line.quoted(url);
+            line.own(" status=", ",\"status\":");
+            line.decimal(status.into());
+            line.own(" remote_address=\"", ",\"remote_address\":\"");
+            line.clean(remote_address);
+            line.own("\" response_time_ms=", "\",\"response_time_ms\":");
+            line.decimal(response_time_ms);
         },
     );
     if !direct {
