@@ -208,7 +208,7 @@ pub(super) async fn boot(
     .await;
     progress.abort();
 
-    let mut routers = HashMap::new();
+    let mut routers = crate::http::dispatch::PluginRouters::default();
     let mut failures = Vec::new();
     for (plugin, result) in plugins.iter().zip(booted) {
         match result {
