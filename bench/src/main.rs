@@ -13,8 +13,9 @@
 //!   installed with npm when missing).
 //!
 //! Each scenario drives every contestant once per round, in an order that rotates from round
-//! to round so machine drift cancels, and reports requests/s, p50/p99 latency, errors, and the
-//! median per-round ratio to `limit` and to `equal-work`. Then: the request log lines of the
+//! to round, and reports requests/s, p50/p99 latency, errors, and the ratio to `limit` and to
+//! `equal-work`: the median of each run's ratio to the base's rate at its time, interpolated
+//! between the base's runs before and after it, so that machine drift cancels. Then: the request log lines of the
 //! contestants logging at info, counted against the requests they answered (nothing lost);
 //! instructions per request under callgrind of each feature variant, itemized into a cost per
 //! feature; start-up time, RSS and per-request instructions of backends of 1, 10 and 100
@@ -245,6 +246,30 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// The median over `runs` (each a place in the sequence of runs and a rate) of each run's rate
+/// over `base`'s rate at the same place, interpolated between the base's runs before and after
+/// it (the nearest one at either end). A machine whose speed drifts during a round (seen here:
+/// fourfold over the first minute after a build) then favours no contestant for having run
+/// when it was fast; pairing each run with the base's run of the same round did.
+fn drift_corrected_ratio(runs: &[(usize, f64)], base: &[(usize, f64)]) -> f64 {
+    let at = |place: usize| -> f64 {
+        let before = base.iter().rev().find(|(p, _)| *p <= place);
+        let after = base.iter().find(|(p, _)| *p >= place);
+        match (before, after) {
+            (Some(&(p0, r0)), Some(&(p1, r1))) if p1 > p0 => {
+                r0 + (r1 - r0) * (place - p0) as f64 / (p1 - p0) as f64
+            }
+            (Some(&(_, r)), _) | (None, Some(&(_, r))) => r,
+            (None, None) => 0.0,
+        }
+    };
+    median(
+        runs.iter()
+            .map(|&(place, rps)| rps / at(place).max(1e-9))
+            .collect(),
+    )
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     match run().await {
@@ -426,6 +451,9 @@ async fn throughput(
         }
     }
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); taking_part.len()];
+    // Each run's place in the sequence of runs, for the ratios' drift correction.
+    let mut places: Vec<Vec<usize>> = vec![Vec::new(); taking_part.len()];
+    let mut place = 0;
     for round in 0..o.rounds {
         for k in 0..taking_part.len() {
             let slot = (k + round) % taking_part.len();
@@ -434,20 +462,21 @@ async fn throughput(
             let run = client::load(server.addr, scenario, o.load).await;
             server.sent.fetch_add(run.sent, Ordering::Relaxed);
             runs[slot].push(run);
+            places[slot].push(place);
+            place += 1;
         }
     }
     let key_of = |slot: usize| started.servers[taking_part[slot]].0.key;
     let slot_of = |key: &str| (0..taking_part.len()).find(|&s| key_of(s) == key);
+    let timed = |slot: usize| -> Vec<(usize, f64)> {
+        places[slot]
+            .iter()
+            .copied()
+            .zip(runs[slot].iter().map(Run::rps))
+            .collect()
+    };
     let ratio_to = |slot: usize, base: Option<usize>| {
-        base.map(|b| {
-            median(
-                runs[slot]
-                    .iter()
-                    .zip(&runs[b])
-                    .map(|(a, b)| a.rps() / b.rps().max(1e-9))
-                    .collect(),
-            )
-        })
+        base.map(|b| drift_corrected_ratio(&timed(slot), &timed(b)))
     };
     let mut results = serde_json::Map::new();
     for (slot, runs_of) in runs.iter().enumerate() {
@@ -736,4 +765,47 @@ fn machine_cores() -> usize {
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drift_corrected_ratio;
+
+    #[test]
+    fn ratios_follow_a_machine_whose_speed_drifts_during_a_round() {
+        // Three contestants in rotating order; the machine twice as fast at the end as at the
+        // start. The base runs at its full speed, the other at 0.8 of it, always.
+        let speed = |place: usize| 1000.0 * (1.0 + place as f64 / 17.0);
+        let (mut base, mut other) = (Vec::new(), Vec::new());
+        let mut place = 0;
+        for round in 0..6 {
+            for k in 0..3 {
+                match (k + round) % 3 {
+                    0 => base.push((place, speed(place))),
+                    1 => other.push((place, 0.8 * speed(place))),
+                    _ => {}
+                }
+                place += 1;
+            }
+        }
+        let ratio = drift_corrected_ratio(&other, &base);
+        assert!((ratio - 0.8).abs() < 0.02, "{ratio}");
+        // Pairing each run with the base's run of the same round reads the drift as speed.
+        let paired: Vec<f64> = other.iter().zip(&base).map(|(o, b)| o.1 / b.1).collect();
+        assert!(paired.iter().any(|r| (r - 0.8).abs() > 0.04), "{paired:?}");
+        assert_eq!(drift_corrected_ratio(&base, &base), 1.0);
+        // Before the base's first run and after its last: the nearest one.
+        assert_eq!(
+            drift_corrected_ratio(&[(0, 50.0)], &[(3, 100.0), (9, 300.0)]),
+            0.5
+        );
+        assert_eq!(
+            drift_corrected_ratio(&[(12, 150.0)], &[(3, 100.0), (9, 300.0)]),
+            0.5
+        );
+        assert_eq!(
+            drift_corrected_ratio(&[(6, 100.0)], &[(3, 100.0), (9, 300.0)]),
+            0.5
+        );
+    }
 }
