@@ -50,15 +50,11 @@ impl Line<'_> {
     /// A text value from elsewhere, quoted as a `&str` field's value is logged (`"value"`
     /// with `Debug`'s escapes), or a JSON string; its name is the caller's [`Line::own`] text.
     pub(crate) fn quoted(&mut self, value: &str) {
-        if self.json {
-            let _ = json_line::string(self.text, value);
-        } else if text::quotable(value.as_bytes()) {
-            self.text.push('"');
-            self.text.push_str(value);
-            self.text.push('"');
+        let _ = if self.json {
+            json_line::string(self.text, value)
         } else {
-            let _ = plain::quoted(self.text, value);
-        }
+            plain::quoted(self.text, value)
+        };
     }
 
     /// A number value, in decimal.
