@@ -31,6 +31,7 @@ pub(crate) mod connection;
 pub(crate) mod cors;
 pub(crate) mod dispatch;
 pub(crate) mod gate;
+mod joined_writes;
 mod json;
 mod path_policy;
 pub(crate) mod policies;

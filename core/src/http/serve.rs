@@ -325,7 +325,10 @@ async fn serve<S>(
             None => {
                 tokio::spawn(async move {
                     let connection = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(
+                            TokioIo::new(super::joined_writes::JoinedWrites::new(stream)),
+                            service,
+                        )
                         .into_owned();
                     connection::drive(connection, activity, limits).await;
                     drop(permit);
