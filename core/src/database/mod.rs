@@ -43,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
 
 mod connect;
+mod kept;
 mod migrate;
 mod native;
 mod settings;
@@ -96,6 +97,8 @@ struct Inner {
     postgres: OnceCell<sqlx::PgPool>,
     mysql: OnceCell<sqlx::MySqlPool>,
     sqlite: OnceCell<sqlx::SqlitePool>,
+    /// Connections of the SQLite pool kept between portable queries (see `kept`).
+    kept: Arc<kept::Kept>,
     /// `backend.database.maxConnections` spread over the plugins: also caps the engine's pool.
     cap: Option<u32>,
     /// Where the engine's own pools are kept for closing when the backend stops.
@@ -106,7 +109,7 @@ struct Inner {
 enum NativePool {
     Postgres(sqlx::PgPool),
     MySql(sqlx::MySqlPool),
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(sqlx::SqlitePool, Arc<kept::Kept>),
 }
 
 impl NativePool {
@@ -114,7 +117,10 @@ impl NativePool {
         match self {
             NativePool::Postgres(pool) => pool.close().await,
             NativePool::MySql(pool) => pool.close().await,
-            NativePool::Sqlite(pool) => pool.close().await,
+            NativePool::Sqlite(pool, kept) => {
+                kept.close();
+                pool.close().await
+            }
         }
     }
 }
@@ -226,7 +232,7 @@ impl Database {
                 let options: sqlx::sqlite::SqliteConnectOptions =
                     self.concrete_url()?.parse_options()?;
                 let pool = self.native_options().connect_with(options).await?;
-                self.keep(NativePool::Sqlite(pool.clone()));
+                self.keep(NativePool::Sqlite(pool.clone(), self.inner.kept.clone()));
                 Ok::<_, Error>(pool)
             })
             .await?;
@@ -385,6 +391,7 @@ impl DatabaseManager {
                 postgres: OnceCell::new(),
                 mysql: OnceCell::new(),
                 sqlite: OnceCell::new(),
+                kept: Arc::default(),
                 cap: self.inner.per_plugin_cap,
                 natives: self.inner.natives.clone(),
             }),

@@ -98,22 +98,29 @@ macro_rules! bind_all {
     }};
 }
 
-/// Runs `$body` with `$pool` the engine's own pool and `$sql` written for it.
+/// Runs `$body` with `$exec` an executor of the engine's own driver and `$sql` written for it:
+/// on SQLite a kept connection (see `kept`), elsewhere the pool.
 macro_rules! on_engine {
-    ($db:expr, $sql:ident, |$pool:ident| $body:expr) => {{
+    ($db:expr, $sql:ident, |$exec:ident| $body:expr) => {{
         let sql = $db.sql($sql);
         let $sql: &str = &sql;
         match $db.engine() {
             Engine::Sqlite => {
-                let $pool: Pool<Sqlite> = $db.sqlite().await?.ok_or_else(engine_gone)?;
-                $body
+                let pool: Pool<Sqlite> = $db.sqlite().await?.ok_or_else(engine_gone)?;
+                let mut kept = $db.inner.kept.take(&pool).await?;
+                let $exec = kept.connection();
+                let value = $body;
+                kept.finished();
+                value
             }
             Engine::Postgres => {
-                let $pool: Pool<Postgres> = $db.postgres().await?.ok_or_else(engine_gone)?;
+                let pool: Pool<Postgres> = $db.postgres().await?.ok_or_else(engine_gone)?;
+                let $exec = &pool;
                 $body
             }
             Engine::MySql => {
-                let $pool: Pool<MySql> = $db.mysql().await?.ok_or_else(engine_gone)?;
+                let pool: Pool<MySql> = $db.mysql().await?.ok_or_else(engine_gone)?;
+                let $exec = &pool;
                 $body
             }
         }
@@ -128,7 +135,9 @@ impl Database {
     /// Every row of `sql` (with `?` parameters bound to `params`), read as `T` on the engine's
     /// own driver: portable like [`Database::pool`], without the `Any` driver's conversion of
     /// every value. Uses the engine's own pool ([`Database::sqlite`] and its siblings; made on
-    /// first use, at most 5 connections).
+    /// first use, at most 5 connections). On SQLite a connection whose query finished is kept
+    /// for the next query rather than handed back to the pool (which would test it with a
+    /// round trip to its thread); the pool counts kept connections as in use.
     ///
     /// ```
     /// use backstage::database::Param;
@@ -139,11 +148,11 @@ impl Database {
     /// # Ok(()) }
     /// ```
     pub async fn fetch_all<T: PortableRow>(&self, sql: &str, params: &[Param]) -> Result<Vec<T>> {
-        Ok(on_engine!(self, sql, |pool| bind_all!(
+        Ok(on_engine!(self, sql, |exec| bind_all!(
             sqlx::query_as(sql),
             params
         )
-        .fetch_all(&pool)
+        .fetch_all(exec)
         .await?))
     }
 
@@ -153,21 +162,21 @@ impl Database {
         sql: &str,
         params: &[Param],
     ) -> Result<Option<T>> {
-        Ok(on_engine!(self, sql, |pool| bind_all!(
+        Ok(on_engine!(self, sql, |exec| bind_all!(
             sqlx::query_as(sql),
             params
         )
-        .fetch_optional(&pool)
+        .fetch_optional(exec)
         .await?))
     }
 
     /// Runs `sql` and returns how many rows it changed. See [`Database::fetch_all`].
     pub async fn execute(&self, sql: &str, params: &[Param]) -> Result<u64> {
-        Ok(on_engine!(self, sql, |pool| bind_all!(
+        Ok(on_engine!(self, sql, |exec| bind_all!(
             sqlx::query(sql),
             params
         )
-        .execute(&pool)
+        .execute(exec)
         .await?
         .rows_affected()))
     }
