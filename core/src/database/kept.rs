@@ -5,11 +5,13 @@
 //! per query instead of two. So a query that finishes hands its connection back here instead;
 //! one that fails or is cut short lets it go back to the pool, through sqlx's test. At most
 //! all but one of the pool's connections are kept, so that whoever uses the pool itself
-//! (`Database::sqlite`) always finds one to wait for.
+//! (`Database::sqlite`) always finds one to wait for; and a connection kept unused for longer
+//! than the pool's idle timeout goes back to the pool at the next query, to be closed there.
 //!
 //! [`Database::fetch_all`]: super::Database::fetch_all
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
@@ -25,15 +27,33 @@ pub(super) struct Kept {
 struct State {
     /// The pool is closing: nothing is kept any more.
     closed: bool,
-    idle: Vec<PoolConnection<Sqlite>>,
+    /// Oldest first, each with when it was kept.
+    idle: Vec<(PoolConnection<Sqlite>, Instant)>,
 }
 
 impl Kept {
-    /// A connection for one query: a kept one, else one from `pool`.
+    /// A connection for one query: the last one kept, else one from `pool`. Kept connections
+    /// idle for longer than the pool's idle timeout are handed back to the pool first.
     pub(super) async fn take(self: &Arc<Self>, pool: &SqlitePool) -> sqlx::Result<KeptConnection> {
-        let idle = self.lock().idle.pop();
-        let connection = match idle {
-            Some(connection) => connection,
+        let (kept, stale) = {
+            let mut state = self.lock();
+            let stale = match pool.options().get_idle_timeout() {
+                Some(timeout) if !state.idle.is_empty() => {
+                    let now = Instant::now();
+                    let fresh = state
+                        .idle
+                        .iter()
+                        .position(|(_, since)| now.duration_since(*since) <= timeout)
+                        .unwrap_or(state.idle.len());
+                    state.idle.drain(..fresh).collect()
+                }
+                _ => Vec::new(),
+            };
+            (state.idle.pop(), stale)
+        };
+        drop(stale);
+        let connection = match kept {
+            Some((connection, _)) => connection,
             None => pool.acquire().await?,
         };
         Ok(KeptConnection {
@@ -101,7 +121,7 @@ impl Drop for KeptConnection {
         let returned = if state.closed || state.idle.len() >= self.most {
             Some(connection)
         } else {
-            state.idle.push(connection);
+            state.idle.push((connection, Instant::now()));
             None
         };
         drop(state);
@@ -197,6 +217,34 @@ mod tests {
             .await
             .expect("the pool's only connection is back")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_past_the_pools_idle_timeout_goes_back_to_the_pool() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(3)
+            .idle_timeout(std::time::Duration::from_millis(50))
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let kept = Arc::new(Kept::default());
+        let mut first = kept.take(&pool).await.unwrap();
+        first.finished();
+        drop(first);
+        assert_eq!(kept.idle(), 1);
+        // Within the timeout it is taken again.
+        let mut again = kept.take(&pool).await.unwrap();
+        assert_eq!(kept.idle(), 0);
+        again.finished();
+        drop(again);
+        tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+        let mut late = kept.take(&pool).await.unwrap();
+        // Handed back rather than taken: `late` is a new connection of the pool's, beside it.
+        assert_eq!(kept.idle(), 0);
+        assert_eq!(pool.size(), 2);
+        late.finished();
+        drop(late);
+        assert_eq!(kept.idle(), 1);
     }
 
     async fn kept_of(pool: &SqlitePool) -> KeptConnection {
