@@ -237,6 +237,35 @@ fn verdict(pass: Option<bool>) -> &'static str {
     }
 }
 
+/// One size of the scale test: its start-up and RSS, and what one request costs, or `not
+/// measured` for what is missing (the reason is in the report's list of missing parts).
+fn scale_line(row: &Value) -> String {
+    let measured = |v: &Value, unit: &str| match v.as_f64() {
+        Some(v) => format!("{v:.1} {unit}"),
+        None => "not measured".to_owned(),
+    };
+    let counts: Vec<String> = row["instructions_per_request"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| match v.as_f64() {
+            Some(v) => format!("{k}: {v:.0} instructions"),
+            None => format!("{k}: not measured"),
+        })
+        .collect();
+    let mut line = format!(
+        "{:>3} plugins: ready {}, RSS {}",
+        row["plugins"].to_string(),
+        measured(&row["ready_ms"], "ms"),
+        measured(&row["rss_mib"], "MiB"),
+    );
+    if !counts.is_empty() {
+        line.push_str(", ");
+        line.push_str(&counts.join(", "));
+    }
+    line
+}
+
 /// The report as tables on standard output.
 pub(crate) fn print(r: &Value) {
     use std::io::Write as _;
@@ -336,21 +365,7 @@ pub(crate) fn print(r: &Value) {
     }
     if let Some(scale) = r["scale"].as_array().filter(|s| !s.is_empty()) {
         lines.push(String::new());
-        for row in scale {
-            let counts: Vec<String> = row["instructions_per_request"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}: {:.0} instructions", f(v)))
-                .collect();
-            lines.push(format!(
-                "{:>3} plugins: ready {:.1} ms, RSS {:.1} MiB {}",
-                row["plugins"],
-                f(&row["ready_ms"]),
-                f(&row["rss_mib"]),
-                counts.join(", ")
-            ));
-        }
+        lines.extend(scale.iter().map(scale_line));
     }
     lines.push(String::new());
     for (key, v) in r["binary_mib"].as_object().into_iter().flatten() {
@@ -420,6 +435,20 @@ mod tests {
         );
         // A variant that was not measured leaves its row out rather than guessing.
         assert_eq!(cost("JSON lines instead of plain"), None);
+    }
+
+    #[test]
+    fn a_scale_size_that_did_not_start_reads_not_measured() {
+        let started = json!({"plugins": 10, "ready_ms": 20.25, "rss_mib": 16.7,
+            "instructions_per_request": {"/health": 21000.4}});
+        assert_eq!(
+            scale_line(&started),
+            " 10 plugins: ready 20.2 ms, RSS 16.7 MiB, /health: 21000 instructions"
+        );
+        assert_eq!(
+            scale_line(&json!({"plugins": 100})),
+            "100 plugins: ready not measured, RSS not measured"
+        );
     }
 
     #[test]
