@@ -70,11 +70,17 @@ pub(crate) struct AnswerHeaders {
 }
 
 impl AnswerHeaders {
-    /// The answer headers of a backend whose security headers are `security`.
-    pub(crate) fn new(security: &HeaderMap) -> AnswerHeaders {
+    /// The answer headers of a backend whose security headers are `security`; `kept_open`
+    /// (`Connection: keep-alive`, `Keep-Alive: timeout=5`) go last, as Node's server writes
+    /// them: most answers leave on connections that stay open, and the root service takes
+    /// them out of the others'.
+    pub(crate) fn new(
+        security: &HeaderMap,
+        kept_open: &[(HeaderName, HeaderValue)],
+    ) -> AnswerHeaders {
         // Room to spare: an insert into a map at capacity grows it first, even one that
         // replaces a value (and a copy keeps this map's table size).
-        let mut json = HeaderMap::with_capacity(security.len() + 4 + ROOM);
+        let mut json = HeaderMap::with_capacity(security.len() + 4 + kept_open.len() + ROOM);
         // (Empty bytes may all be one static empty slice: never a mark.)
         let mark_at = security
             .len()
@@ -100,6 +106,9 @@ impl AnswerHeaders {
         json.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         json.insert(ETAG, HeaderValue::from_static("W/\"0-\""));
         json.insert(VARY, vary.clone());
+        for (name, value) in kept_open {
+            json.insert(name.clone(), value.clone());
+        }
         AnswerHeaders {
             json,
             length_at,
@@ -313,7 +322,7 @@ mod tests {
 
     #[test]
     fn json_answers_being_served_carry_the_backends_headers_in_expresss_order() {
-        let answers = Arc::new(AnswerHeaders::new(&security()));
+        let answers = Arc::new(AnswerHeaders::new(&security(), &[]));
         for body in [&b"{\"a\":1}"[..], b"[]", b"{\"a\":1}", b"[1,2,3]"] {
             let response = serving(&mut Some(answers.clone()), || {
                 json_response(StatusCode::OK, body.to_vec())
@@ -350,7 +359,7 @@ mod tests {
 
     #[test]
     fn a_copy_is_untouched_until_its_type_vary_or_mark_change_or_it_says_cache_control() {
-        let answers = Arc::new(AnswerHeaders::new(&security()));
+        let answers = Arc::new(AnswerHeaders::new(&security(), &[]));
         let copy = || {
             serving(&mut Some(answers.clone()), || {
                 json_response(StatusCode::OK, &b"[]"[..])
@@ -424,7 +433,7 @@ mod tests {
 
     #[test]
     fn equal_headers_are_not_taken_for_the_backends_own() {
-        let answers = AnswerHeaders::new(&security());
+        let answers = AnswerHeaders::new(&security(), &[]);
         // The same names and values, made apart: the security headers are still to be added.
         assert!(!answers.started(&security()));
         assert!(!answers.started(&HeaderMap::new()));
@@ -432,7 +441,7 @@ mod tests {
 
     #[test]
     fn a_copy_is_known_by_its_mark_whatever_the_csp() {
-        let answers = Arc::new(AnswerHeaders::new(&security()));
+        let answers = Arc::new(AnswerHeaders::new(&security(), &[]));
         let mut response = serving(&mut Some(answers.clone()), || {
             json_response(StatusCode::OK, &b"[]"[..])
         });
@@ -444,7 +453,7 @@ mod tests {
         // A set whose mark would be empty has none: nothing is taken for a copy.
         let mut empty = HeaderMap::new();
         empty.insert("content-security-policy", HeaderValue::from_static(""));
-        let answers = Arc::new(AnswerHeaders::new(&empty));
+        let answers = Arc::new(AnswerHeaders::new(&empty, &[]));
         let response = serving(&mut Some(answers.clone()), || {
             json_response(StatusCode::OK, &b"[]"[..])
         });
@@ -454,7 +463,7 @@ mod tests {
 
     #[test]
     fn only_the_copys_own_vary_is_taken_out() {
-        let answers = Arc::new(AnswerHeaders::new(&security()));
+        let answers = Arc::new(AnswerHeaders::new(&security(), &[]));
         let mut response = serving(&mut Some(answers.clone()), || {
             json_response(StatusCode::OK, &b"[]"[..])
         });

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::http::header::{CONNECTION, HeaderValue};
+use axum::http::header::{CONNECTION, HeaderMap, HeaderName, HeaderValue};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::{Notify, watch};
 
@@ -59,16 +59,25 @@ pub(crate) struct Control {
     all_closed: Notify,
     /// The clock connections measure idleness against.
     epoch: Instant,
+    /// What an answer on a connection that stays open says of it (`Connection: keep-alive`,
+    /// `Keep-Alive: timeout=5`); empty when connections are not reused.
+    kept_open: Vec<(HeaderName, HeaderValue)>,
 }
 
+/// The `Keep-Alive` response header (not among `http`'s constants).
+pub(crate) static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
 impl Control {
-    pub(crate) fn new() -> Arc<Control> {
+    /// `kept_open`: the headers of answers on connections that stay open (see
+    /// `ServerSection::kept_open_headers`).
+    pub(crate) fn new(kept_open: Vec<(HeaderName, HeaderValue)>) -> Arc<Control> {
         Arc::new(Control {
             phase: AtomicU8::new(Phase::Serving as u8),
             changed: watch::Sender::new(Phase::Serving),
             live: AtomicUsize::new(0),
             all_closed: Notify::new(),
             epoch: Instant::now(),
+            kept_open,
         })
     }
 
@@ -171,13 +180,15 @@ impl Activity {
     }
 
     /// The future of a request's response, which marks the request done when it completes or
-    /// is dropped, and closes HTTP/1 connections after their response once the server drains.
-    pub(crate) fn track<F>(self: &Arc<Self>, future: F, http2: bool) -> Tracked<F> {
-        self.begin(http2);
+    /// is dropped, closes HTTP/1 connections after their response once the server drains, and
+    /// otherwise says in the answer that the connection stays open where the request asked for
+    /// that (`Connection: keep-alive`, `Keep-Alive: timeout=5`, as Node's server answers).
+    pub(crate) fn track<F>(self: &Arc<Self>, future: F, exchange: Exchange) -> Tracked<F> {
+        self.begin(exchange == Exchange::Http2);
         Tracked {
             future,
             activity: self.clone(),
-            http2,
+            exchange,
         }
     }
 }
@@ -190,11 +201,48 @@ impl Drop for Activity {
     }
 }
 
+/// What kind of exchange a request is, for what its answer says of the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exchange {
+    /// HTTP/2: the connection is not the answer's business.
+    Http2,
+    /// HTTP/1 whose request asked for the connection to close (`Connection: close`, or HTTP/1.0
+    /// without `Connection: keep-alive`): hyper says so in the answer.
+    Closing,
+    /// HTTP/1 whose connection may stay open after the answer.
+    Reusable,
+}
+
+impl Exchange {
+    /// The exchange of a request of `version` with `headers`, as hyper decides whether its
+    /// connection stays open: HTTP/1.1 unless the request says `Connection: close`, HTTP/1.0
+    /// only where it says `Connection: keep-alive`.
+    pub(crate) fn of(version: http::Version, headers: &HeaderMap) -> Exchange {
+        let says = |token: &str| {
+            headers.get_all(CONNECTION).iter().any(|value| {
+                value.to_str().is_ok_and(|value| {
+                    value
+                        .split(',')
+                        .any(|part| part.trim().eq_ignore_ascii_case(token))
+                })
+            })
+        };
+        match version {
+            http::Version::HTTP_2 => Exchange::Http2,
+            // Most requests say nothing of the connection: one lookup.
+            http::Version::HTTP_11 if !headers.contains_key(CONNECTION) => Exchange::Reusable,
+            http::Version::HTTP_11 if !says("close") => Exchange::Reusable,
+            http::Version::HTTP_10 if says("keep-alive") && !says("close") => Exchange::Reusable,
+            _ => Exchange::Closing,
+        }
+    }
+}
+
 /// A response future whose request counts as in flight until it is done.
 pub(crate) struct Tracked<F> {
     future: F,
     activity: Arc<Activity>,
-    http2: bool,
+    exchange: Exchange,
 }
 
 impl<F, E> Future for Tracked<F>
@@ -205,13 +253,28 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut response = std::task::ready!(Pin::new(&mut self.future).poll(cx));
-        if !self.http2
-            && self.activity.control.phase() >= Phase::Draining
-            && let Ok(response) = &mut response
-        {
-            response
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
+        let Ok(answer) = &mut response else {
+            return Poll::Ready(response);
+        };
+        let control = &self.activity.control;
+        let draining = control.phase() >= Phase::Draining;
+        let headers = answer.headers_mut();
+        if self.exchange == Exchange::Reusable && !draining {
+            // JSON answers carry these from their template already; others get them here.
+            if !headers.contains_key(CONNECTION) {
+                for (name, value) in &control.kept_open {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
+        } else {
+            // A template's headers do not belong on this answer.
+            if headers.get(CONNECTION).is_some_and(|v| v == "keep-alive") {
+                headers.remove(CONNECTION);
+            }
+            headers.remove(&KEEP_ALIVE);
+            if draining && self.exchange != Exchange::Http2 {
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            }
         }
         Poll::Ready(response)
     }

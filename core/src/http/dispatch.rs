@@ -85,20 +85,30 @@ const DRAINED_BODIES: u64 = 4;
 /// How long reading a refused body may take before the connection is closed instead.
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Reads and drops `body`, at most `length` bytes and for at most [`DRAIN_TIME`]; what is left
-/// unread then closes the connection.
-async fn drain(body: Body, length: u64) {
+/// Reads and drops `body`, at most `length` bytes and for at most [`DRAIN_TIME`], and says
+/// whether it was read to its end; what is left unread closes the connection.
+async fn drain(body: Body, length: u64) -> bool {
     let read = async {
         let mut body = body;
         let mut read = 0_u64;
-        while read <= length
-            && let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await
-        {
-            read += frame.data_ref().map_or(0, |data| data.len() as u64);
+        while read <= length {
+            match http_body_util::BodyExt::frame(&mut body).await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |data| data.len() as u64),
+                Some(Err(_)) => return false,
+                None => return true,
+            }
         }
+        false
     };
-    let _ = tokio::time::timeout(DRAIN_TIME, read).await;
+    tokio::time::timeout(DRAIN_TIME, read)
+        .await
+        .unwrap_or(false)
 }
+
+/// Marks a `413` whose request body was read to its end: its connection can serve the next
+/// request (as Node's does after reading a refused body).
+#[derive(Clone, Copy)]
+struct Drained;
 
 /// Marks the answer to a path or method no route of a plugin serves (its auth policy's
 /// refusal, or Backstage's not-found answer with an empty body): it carries no `Allow`.
@@ -195,11 +205,10 @@ impl Shared {
                 // Read what was announced, when it is within reach, before answering: a client
                 // still sending its body would otherwise meet a closed connection and never read
                 // the answer (Node reads and drops the rest of a refused body too).
-                if length <= DRAINED_BODIES * self.policies.body_limit as u64 {
-                    // Boxed: rare, and it would make every request's future larger.
-                    Box::pin(drain(request.into_body(), length)).await;
-                }
-                break 'response Error::new(
+                // Boxed: rare, and it would make every request's future larger.
+                let drained = length <= DRAINED_BODIES * self.policies.body_limit as u64
+                    && Box::pin(drain(request.into_body(), length)).await;
+                let mut refusal = Error::new(
                     crate::error::ErrorKind::PayloadTooLarge,
                     "request entity too large",
                 )
@@ -210,6 +219,10 @@ impl Shared {
                     ("type", "entity.too.large".into()),
                 ])
                 .into_response();
+                if drained {
+                    refusal.extensions_mut().insert(Drained);
+                }
+                break 'response refusal;
             }
             // The routed future is made in each arm: one made before the `match` and moved into
             // the timeout would be stored twice in this (boxed, per-request) future.
@@ -269,8 +282,10 @@ impl Shared {
         if varies && !untouched {
             cors::append_vary(response.headers_mut(), "Accept-Encoding");
         }
-        if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            // The rest of a body announced too large is not always read: the connection ends.
+        if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+            && response.extensions_mut().remove::<Drained>().is_none()
+        {
+            // The rest of a body found too large is not always read: the connection ends.
             response
                 .headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));

@@ -52,7 +52,10 @@ impl HttpPolicies {
             map
         };
         Ok(HttpPolicies {
-            answers: std::sync::Arc::new(crate::answer::AnswerHeaders::new(&security)),
+            answers: std::sync::Arc::new(crate::answer::AnswerHeaders::new(
+                &security,
+                &server.kept_open_headers(),
+            )),
             security_headers: security,
             health_headers: header_list(config, "backend.health.headers")?,
             body_limit: server

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderName, HeaderValue};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use super::connection::{self, Activity, Control, IdleLimits, Phase, Tracked};
+use super::connection::{self, Activity, Control, Exchange, IdleLimits, Phase, Tracked};
 use super::dispatch::{Dispatcher, Shared};
 use super::policies::HttpPolicies;
 use super::sections::{LifecycleSection, ServerSection};
@@ -74,7 +75,7 @@ impl Server {
             started,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
         });
-        let control = Control::new();
+        let control = Control::new(self.settings.kept_open.clone());
         let dispatcher = Dispatcher {
             shared: shared.clone(),
         };
@@ -133,6 +134,9 @@ pub(crate) struct ServerSettings {
     /// `backend.server.keepAliveTimeout`: a connection with no request in flight is closed
     /// after this long (Node's default: 5 s).
     pub(crate) keep_alive_timeout: Duration,
+    /// The headers of answers on connections that stay open (`Connection: keep-alive`,
+    /// `Keep-Alive: timeout=5`); none when connections are not reused.
+    pub(crate) kept_open: Vec<(HeaderName, HeaderValue)>,
     /// `backend.server.maxHeaderSize`: the request line and headers of a request, at most
     /// (Node's default: 16 KiB); more is answered 431.
     pub(crate) max_header_size: usize,
@@ -167,8 +171,9 @@ impl ServerSettings {
         Ok(ServerSettings {
             headers_timeout: or(server.headers_timeout, 60),
             max_connections,
-            keep_alive: server.keep_alive.unwrap_or(true),
-            keep_alive_timeout: or(server.keep_alive_timeout, 5),
+            keep_alive: server.keep_alive(),
+            keep_alive_timeout: server.keep_alive_timeout(),
+            kept_open: server.kept_open_headers(),
             max_header_size,
             grace_period: or(lifecycle.shutdown_grace_period, 30),
             tls: tls_config(config)?,
@@ -397,10 +402,10 @@ where
     }
 
     fn call(&mut self, request: hyper::Request<hyper::body::Incoming>) -> Self::Future {
-        let http2 = request.version() == http::Version::HTTP_2;
+        let exchange = Exchange::of(request.version(), request.headers());
         let mut request = request.map(axum::body::Body::new);
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        self.activity.track(self.inner.call(request), http2)
+        self.activity.track(self.inner.call(request), exchange)
     }
 }
 

@@ -401,6 +401,8 @@ const COMPARED: &[&str] = &[
     "x-xss-protection",
     "x-powered-by",
     "www-authenticate",
+    "connection",
+    "keep-alive",
 ];
 
 impl Answer {

@@ -122,15 +122,48 @@ async fn a_client_still_sending_a_body_too_large_reads_the_413() {
             writes.push(stream.write_all(&[b' '; 1000]).map_err(|e| e.kind()));
             std::thread::sleep(Duration::from_millis(150));
         }
-        let mut response = String::new();
-        let read = stream.read_to_string(&mut response).map_err(|e| e.kind());
-        (writes, read, response)
+        // The body was read to its end: the connection serves the next request, as Node's.
+        let refused = answer_on(&mut stream);
+        stream
+            .write_all(b"GET /api/rel/sleep/1 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut next = String::new();
+        let read = stream.read_to_string(&mut next).map_err(|e| e.kind());
+        (writes, refused, read, next)
     });
-    let (writes, read, response) = sent.await.unwrap();
+    let (writes, refused, read, next) = sent.await.unwrap();
     assert_eq!(writes, vec![Ok(()), Ok(()), Ok(())]);
+    assert!(refused.starts_with("HTTP/1.1 413"), "{refused}");
+    assert!(refused.contains("request entity too large"), "{refused}");
+    assert!(
+        refused.contains("\r\nconnection: keep-alive\r\n"),
+        "{refused}"
+    );
     assert!(read.is_ok(), "{read:?}");
-    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
-    assert!(response.contains("request entity too large"), "{response}");
+    assert!(next.starts_with("HTTP/1.1 200 OK"), "{next}");
+}
+
+/// One whole answer read off `stream` (its head and `content-length` bytes of body), leaving
+/// the connection open.
+fn answer_on(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if answer.len() >= end + 4 + length {
+                return String::from_utf8_lossy(&answer).into_owned();
+            }
+        }
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before the whole answer: {answer:?}");
+        answer.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// Sends `request` as it is (it should ask for `connection: close`) and returns the status line
@@ -344,20 +377,72 @@ async fn max_connections_queues_extra_connections() {
     );
 }
 
-#[backstage::test]
-async fn keep_alive_can_be_turned_off() {
-    let backend = rel(json!({ "backend": { "server": { "keepAlive": false } } })).await;
-    let res = backend.get("/api/rel/sleep/1").send().await;
-    assert_eq!(res.header("connection"), Some("close"));
+// Blocking socket I/O below: the server needs threads of its own.
+#[backstage::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_say_whether_their_connection_stays_open_as_nodes_server_does() {
     let backend = rel(json!({})).await;
-    assert_eq!(
-        backend
-            .get("/api/rel/sleep/1")
-            .send()
-            .await
-            .header("connection"),
-        None
+    // A JSON answer (its headers come from a template), an error and a health answer alike.
+    for path in [
+        "/api/rel/big",
+        "/api/rel/sleep/1",
+        "/api/rel/nope",
+        "/.backstage/health/v1/liveness",
+    ] {
+        let res = backend.get(path).send().await;
+        assert_eq!(res.header("connection"), Some("keep-alive"), "{path}");
+        assert_eq!(res.header("keep-alive"), Some("timeout=5"), "{path}");
+    }
+    let head = |request: &str| answer_head(&backend, request);
+    // Last, after `Vary`, where Node's server writes them.
+    let json = head("GET /api/rel/big HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert!(
+        json.contains(
+            "\r\nvary: Accept-Encoding\r\nconnection: keep-alive\r\nkeep-alive: timeout=5\r\n"
+        ),
+        "{json}"
     );
+    // HTTP/1.0 keeps its connection only where it asks to.
+    let kept = head("GET /api/rel/sleep/1 HTTP/1.0\r\nconnection: keep-alive\r\n\r\n");
+    assert!(kept.contains("\r\nconnection: keep-alive\r\n"), "{kept}");
+    assert!(kept.contains("\r\nkeep-alive: timeout=5\r\n"), "{kept}");
+    for request in [
+        "GET /api/rel/sleep/1 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        "GET /api/rel/sleep/1 HTTP/1.1\r\nhost: x\r\nconnection: Keep-Alive, Close\r\n\r\n",
+        "GET /api/rel/nope HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        "GET /api/rel/sleep/1 HTTP/1.0\r\n\r\n",
+    ] {
+        let head = head(request);
+        assert!(head.starts_with("HTTP/1."), "{request:?}: {head}");
+        assert!(!head.contains("keep-alive"), "{request:?}: {head}");
+    }
+
+    // The timeout it announces is `keepAliveTimeout`'s, in whole seconds, as Node's.
+    let backend = rel(json!({ "backend": { "server": { "keepAliveTimeout": "2500ms" } } })).await;
+    let res = backend.get("/api/rel/sleep/1").send().await;
+    assert_eq!(res.header("keep-alive"), Some("timeout=2"));
+
+    let backend = rel(json!({ "backend": { "server": { "keepAlive": false } } })).await;
+    for path in ["/api/rel/sleep/1", "/api/rel/nope"] {
+        let res = backend.get(path).send().await;
+        assert_eq!(res.header("connection"), Some("close"), "{path}");
+        assert_eq!(res.header("keep-alive"), None, "{path}");
+    }
+}
+
+/// The status line and headers of the answer to `request`, sent as it is.
+fn answer_head(backend: &TestBackend, request: &str) -> String {
+    let mut stream = TcpStream::connect(backend.backend().local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let answer = answer_on(&mut stream);
+    answer
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+        + "\r\n"
 }
 
 #[backstage::test]
@@ -1381,6 +1466,11 @@ async fn sigterm_under_keep_alive_load_loses_no_request() {
                         .get("connection")
                         .is_some_and(|v| v == "close")
                 });
+                // An answer that closes its connection promises nothing of it.
+                let promises = response
+                    .as_ref()
+                    .is_ok_and(|res| res.headers().contains_key("keep-alive"));
+                assert!(!(says_close && promises), "close with a keep-alive timeout");
                 if says_close {
                     closing.fetch_add(1, Ordering::Relaxed);
                 }
