@@ -260,10 +260,17 @@ where
         let draining = control.phase() >= Phase::Draining;
         let headers = answer.headers_mut();
         if self.exchange == Exchange::Reusable && !draining {
-            // JSON answers carry these from their template already; others get them here.
-            if !headers.contains_key(CONNECTION) {
-                for (name, value) in &control.kept_open {
-                    headers.insert(name.clone(), value.clone());
+            match headers.get(CONNECTION) {
+                // Most answers carry them already, from the headers they started from.
+                Some(value) if value == "keep-alive" => {}
+                // The answer's own say (a handler's `Connection: close`): no promise.
+                Some(_) => {
+                    headers.remove(&KEEP_ALIVE);
+                }
+                None => {
+                    for (name, value) in &control.kept_open {
+                        headers.insert(name.clone(), value.clone());
+                    }
                 }
             }
         } else {

@@ -15,8 +15,9 @@ use crate::error::Result;
 
 /// The settings of the root HTTP layer.
 pub(crate) struct HttpPolicies {
-    /// Backstage's security headers, as a map every answer starts from (room left for the
-    /// answer's own headers).
+    /// Backstage's security headers, then (where connections are reused) `Connection:
+    /// keep-alive` and `Keep-Alive`: the map every answer not made from the JSON template
+    /// starts from (room left for the answer's own headers).
     pub(crate) security_headers: http::HeaderMap,
     /// What JSON answers start with: the security headers and `res.json`'s.
     pub(crate) answers: std::sync::Arc<crate::answer::AnswerHeaders>,
@@ -51,11 +52,12 @@ impl HttpPolicies {
             map.extend(list);
             map
         };
+        let kept_open = server.kept_open_headers();
+        let answers = crate::answer::AnswerHeaders::new(&security, &kept_open);
+        let mut security = security;
+        security.extend(kept_open);
         Ok(HttpPolicies {
-            answers: std::sync::Arc::new(crate::answer::AnswerHeaders::new(
-                &security,
-                &server.kept_open_headers(),
-            )),
+            answers: std::sync::Arc::new(answers),
             security_headers: security,
             health_headers: header_list(config, "backend.health.headers")?,
             body_limit: server

@@ -55,6 +55,14 @@ impl Rel {
             Json(vec!["same"; 300]),
         )
     }
+
+    #[route(get, "/closing", auth = "unauthenticated")]
+    async fn closing(&self) -> impl IntoResponse {
+        (
+            [(backstage::axum::http::header::CONNECTION, "close")],
+            Json("bye"),
+        )
+    }
 }
 
 async fn rel(config: serde_json::Value) -> TestBackend {
@@ -415,6 +423,11 @@ async fn answers_say_whether_their_connection_stays_open_as_nodes_server_does() 
         assert!(head.starts_with("HTTP/1."), "{request:?}: {head}");
         assert!(!head.contains("keep-alive"), "{request:?}: {head}");
     }
+
+    // A handler that closes the connection itself: its answer promises nothing more.
+    let closing = head("GET /api/rel/closing HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert!(closing.contains("\r\nconnection: close\r\n"), "{closing}");
+    assert!(!closing.contains("keep-alive"), "{closing}");
 
     // The timeout it announces is `keepAliveTimeout`'s, in whole seconds, as Node's.
     let backend = rel(json!({ "backend": { "server": { "keepAliveTimeout": "2500ms" } } })).await;
