@@ -815,16 +815,17 @@ impl RequestMeta {
 
 /// The answer's length in its request line: what the body knows when it knows it exactly (a
 /// `Content-Length` a handler set says the same, and is not looked up), else the header (a
-/// `HEAD` answer's body is empty), else `-` for a body of unknown length.
+/// `HEAD` answer's body is empty), else `0`, as Backstage's request log writes a length it does
+/// not know (a streamed body).
 fn logged_length<'a>(response: &'a Response, digits: &'a mut [u8; 20]) -> &'a str {
     let exact = axum::body::HttpBody::size_hint(response.body()).exact();
     match exact {
         Some(length) if length > 0 => crate::logging::digits(length, digits),
-        _ => match response.headers().get(CONTENT_LENGTH) {
-            Some(value) => value.to_str().unwrap_or("0"),
-            None if exact.is_some() => "0",
-            None => "-",
-        },
+        _ => response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("0"),
     }
 }
 
@@ -982,9 +983,9 @@ mod tests {
             .insert(CONTENT_LENGTH, HeaderValue::from_static("42"));
         assert_eq!(length(head), "42");
         assert_eq!(length(Response::new(Body::empty())), "0");
-        // A stream of unknown length.
+        // A stream of unknown length: `0`, as Backstage's `contentLength ?? 0`.
         let stream = futures_util::stream::iter([Ok::<_, Infallible>("a")]);
-        assert_eq!(length(Response::new(Body::from_stream(stream))), "-");
+        assert_eq!(length(Response::new(Body::from_stream(stream))), "0");
     }
 
     #[test]
