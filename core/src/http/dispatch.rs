@@ -151,7 +151,7 @@ impl Shared {
         // to its route.
         let heads = RequestHeads::of(request.headers());
         let accept = heads.accept_encoding.cloned();
-        let log_meta = crate::logging::requests_logged().then(|| RequestMeta::of(&heads, peer));
+        let log_meta = crate::logging::requests_logged().then(|| RequestMeta::of(&heads));
         let conditional = Conditional::of(&method, &heads);
         let refusal = malformed(version, &heads);
         let announced = heads
@@ -294,7 +294,7 @@ impl Shared {
             self.secure(&mut response);
         }
         if let Some(meta) = log_meta {
-            meta.log(&method, &uri, version, &response, started);
+            meta.log(&method, &uri, version, &response);
         }
         Ok(super::compression::compress(accept, response).await)
     }
@@ -702,130 +702,92 @@ fn redacted(uri: &Uri) -> std::borrow::Cow<'_, str> {
     format!("{path}?{}", query.join("&")).into()
 }
 
-/// The client's address in a request line (`-` when unknown), handed to `line`. Each thread
-/// keeps the last address it wrote as text: a connection's requests, and most of a server's
-/// (from a few proxies or one load balancer), come from the same address. IPv4 is written
-/// without `fmt`'s padding machinery.
-fn with_remote_text<R>(ip: Option<std::net::IpAddr>, line: impl FnOnce(&str) -> R) -> R {
-    thread_local! {
-        static LAST: std::cell::RefCell<(Option<std::net::IpAddr>, String)> =
-            const { std::cell::RefCell::new((None, String::new())) };
-    }
-    let Some(ip) = ip else {
-        return line("-");
-    };
-    LAST.with(|last| match last.try_borrow_mut() {
-        Ok(mut last) => {
-            if last.0 != Some(ip) {
-                last.1.clear();
-                write_ip(&mut last.1, ip);
-                last.0 = Some(ip);
-            }
-            line(&last.1)
-        }
-        // Taken already (a line written while writing a line): written afresh.
-        Err(_) => {
-            let mut text = String::new();
-            write_ip(&mut text, ip);
-            line(&text)
-        }
-    })
-}
-
-fn write_ip(text: &mut String, ip: std::net::IpAddr) {
-    use std::fmt::Write as _;
-    match ip {
-        std::net::IpAddr::V4(ip) => {
-            for (i, octet) in ip.octets().into_iter().enumerate() {
-                if i > 0 {
-                    text.push('.');
-                }
-                if octet >= 100 {
-                    text.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    text.push(char::from(b'0' + octet / 10 % 10));
-                }
-                text.push(char::from(b'0' + octet % 10));
-            }
-        }
-        ip => {
-            let _ = write!(text, "{ip}");
-        }
-    }
-}
-
 /// What a request's log line needs from the request, kept while it is served.
 struct RequestMeta {
     referrer: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
-    remote: Option<std::net::IpAddr>,
 }
 
 impl RequestMeta {
-    fn of(headers: &RequestHeads<'_>, remote: Option<std::net::IpAddr>) -> Self {
+    fn of(headers: &RequestHeads<'_>) -> Self {
         // A header value shares the request's bytes: kept without a copy.
         RequestMeta {
             referrer: headers.referer.cloned(),
             user_agent: headers.user_agent.cloned(),
-            remote,
         }
     }
 
-    /// Backstage's request line: `[date] "GET /path HTTP/1.1" 200 15 "-" "curl/8.0"`.
-    fn log(
-        &self,
-        method: &Method,
-        uri: &Uri,
-        version: http::Version,
-        response: &Response,
-        started: Instant,
-    ) {
+    /// Backstage's request line: `[date] "GET /path HTTP/1.1" 200 15 "-" "curl/8.0"`, with
+    /// the fields backend-defaults' request log gives it.
+    fn log(&self, method: &Method, uri: &Uri, version: http::Version, response: &Response) {
         let url = redacted(uri);
-        fn text(value: &Option<HeaderValue>) -> &str {
-            value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-")
+        // As Backstage's: a header that is absent or empty is not logged.
+        fn text(value: &Option<HeaderValue>) -> Option<&str> {
+            value
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
         }
+        let (referrer, user_agent) = (text(&self.referrer), text(&self.user_agent));
+        let content_length = content_length(response);
         let mut digits = [0u8; 20];
-        let length = logged_length(response, &mut digits);
         let line = AccessLine {
+            // One clock reading for the line, its message and its `date`: the same moment.
             time: std::time::SystemTime::now(),
             method: method.as_str(),
             url: &url,
             version,
             status: response.status(),
-            length,
-            referrer: text(&self.referrer),
-            user_agent: text(&self.user_agent),
+            length: crate::logging::digits(content_length.unwrap_or(0), &mut digits),
+            referrer: referrer.unwrap_or("-"),
+            user_agent: user_agent.unwrap_or("-"),
         };
-        let response_time_ms = started.elapsed().as_millis() as u64;
-        // One clock reading for the line and its message: the same moment.
-        with_remote_text(self.remote, |remote| {
-            crate::logging::incoming_request(
-                line.time,
-                &|message| line.write(message),
-                line.method,
-                line.url,
-                line.status.as_u16(),
-                remote,
-                response_time_ms,
-            )
-        });
+        crate::logging::incoming_request(
+            line.time,
+            &|message| line.write(message),
+            &crate::logging::RequestFields {
+                method: line.method,
+                url: line.url,
+                status: line.status.as_u16(),
+                http_version: http_version(version),
+                user_agent,
+                content_length,
+                referrer,
+            },
+        );
     }
 }
 
-/// The answer's length in its request line: what the body knows when it knows it exactly (a
-/// `Content-Length` a handler set says the same, and is not looked up), else the header (a
-/// `HEAD` answer's body is empty), else `0`, as Backstage's request log writes a length it does
-/// not know (a streamed body).
-fn logged_length<'a>(response: &'a Response, digits: &'a mut [u8; 20]) -> &'a str {
+/// The answer's length as Backstage's request line has it (`contentLength`): its
+/// `Content-Length`, which Node's server sets on every answer whose length it knows except a
+/// `204` or `304`; `None` for a body of unknown length (streamed), whose message says `0`.
+/// (A body that knows its length exactly says what a header a handler set would: the header
+/// is looked up only for an empty body, which a `HEAD` answer has.)
+fn content_length(response: &Response) -> Option<u64> {
     let exact = axum::body::HttpBody::size_hint(response.body()).exact();
-    match exact {
-        Some(length) if length > 0 => crate::logging::digits(length, digits),
-        _ => response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("0"),
+    if let Some(length) = exact.filter(|&length| length > 0) {
+        return Some(length);
+    }
+    if let Some(value) = response.headers().get(CONTENT_LENGTH) {
+        return value.to_str().ok()?.parse().ok();
+    }
+    if matches!(
+        response.status(),
+        StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+    ) {
+        return None;
+    }
+    exact
+}
+
+/// A request's HTTP version as Node writes it (`major.minor`).
+fn http_version(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2.0",
+        http::Version::HTTP_3 => "3.0",
+        _ => "1.1",
     }
 }
 
@@ -921,38 +883,6 @@ mod tests {
     }
 
     #[test]
-    fn remote_addresses_read_as_their_display() {
-        for ip in [
-            "127.0.0.1",
-            "0.0.0.0",
-            "10.200.3.45",
-            "255.255.255.255",
-            "::1",
-            "fe80::1",
-        ] {
-            let ip: std::net::IpAddr = ip.parse().unwrap();
-            // Twice: written, then the thread's last address.
-            for _ in 0..2 {
-                assert_eq!(with_remote_text(Some(ip), str::to_owned), ip.to_string());
-            }
-        }
-        let longest: std::net::IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
-            .parse()
-            .unwrap();
-        assert_eq!(
-            with_remote_text(Some(longest), str::to_owned),
-            longest.to_string()
-        );
-        assert_eq!(with_remote_text(None, str::to_owned), "-");
-        // While the thread's text is in use, another address is written afresh.
-        let nested = with_remote_text(Some([10, 0, 0, 1].into()), |outer| {
-            let inner = with_remote_text(Some([10, 0, 0, 2].into()), str::to_owned);
-            format!("{outer} {inner}")
-        });
-        assert_eq!(nested, "10.0.0.1 10.0.0.2");
-    }
-
-    #[test]
     fn plugin_routers_are_found_by_their_id_and_no_other() {
         let ids: Vec<&'static str> = (0..200)
             .map(|i| &*Box::leak(format!("plugin-{i}").into_boxed_str()))
@@ -972,20 +902,28 @@ mod tests {
 
     #[test]
     fn the_logged_length_is_the_bodys_else_the_headers() {
-        let length = |response: Response| logged_length(&response, &mut [0; 20]).to_owned();
+        let length = |response: Response| content_length(&response);
         // A JSON answer: its body and its header agree.
-        assert_eq!(length(json_response(StatusCode::OK, &b"[1,2]"[..])), "5");
+        assert_eq!(
+            length(json_response(StatusCode::OK, &b"[1,2]"[..])),
+            Some(5)
+        );
         // An error body, written without the header.
-        assert_eq!(length(Response::new(Body::from("not found"))), "9");
+        assert_eq!(length(Response::new(Body::from("not found"))), Some(9));
         // A `HEAD` answer: an empty body, the header of the `GET`.
         let mut head = Response::new(Body::empty());
         head.headers_mut()
             .insert(CONTENT_LENGTH, HeaderValue::from_static("42"));
-        assert_eq!(length(head), "42");
-        assert_eq!(length(Response::new(Body::empty())), "0");
-        // A stream of unknown length: `0`, as Backstage's `contentLength ?? 0`.
+        assert_eq!(length(head), Some(42));
+        assert_eq!(length(Response::new(Body::empty())), Some(0));
+        // Node's server sends no length with a `304` or a `204`.
+        let mut unmodified = Response::new(Body::empty());
+        *unmodified.status_mut() = StatusCode::NOT_MODIFIED;
+        assert_eq!(length(unmodified), None);
+        // A stream of unknown length (its message says `0`, as Backstage's
+        // `contentLength ?? 0`).
         let stream = futures_util::stream::iter([Ok::<_, Infallible>("a")]);
-        assert_eq!(length(Response::new(Body::from_stream(stream))), "0");
+        assert_eq!(length(Response::new(Body::from_stream(stream))), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! (another subscriber, a test's, an entered span, a filter on fields or spans, colours) the
 //! caller logs through `tracing` instead.
 
-use std::fmt::{self, Write};
+use std::fmt::Write;
 
 use tracing::Level;
 
@@ -15,6 +15,8 @@ use super::{json_line, plain, text};
 pub(crate) struct Line<'a> {
     text: &'a mut String,
     json: bool,
+    /// The line's own timestamp: its time, and where its text starts in `text`.
+    stamp: (std::time::SystemTime, usize),
 }
 
 impl Line<'_> {
@@ -57,6 +59,14 @@ impl Line<'_> {
         };
     }
 
+    /// A time as a line's timestamp writes it, with `digits` digits of its fraction (its
+    /// quotes, where the format has them, are the caller's [`Line::own`] text).
+    pub(crate) fn time(&mut self, time: std::time::SystemTime, digits: u32) {
+        if !copy_stamp(self.text, Some(self.stamp), time, digits) {
+            let _ = plain::utc(&mut *self.text, time, digits);
+        }
+    }
+
     /// A number value, in decimal.
     pub(crate) fn decimal(&mut self, value: u64) {
         text::push_decimal(self.text, value);
@@ -75,6 +85,28 @@ impl Line<'_> {
             self.text.push('=');
         }
     }
+}
+
+/// Writes `time` with `digits` digits of its fraction by copying it from the line's own
+/// timestamp (`stamp`: its time and where its text starts in `text`), where that is the same
+/// moment; says whether it did.
+fn copy_stamp(
+    text: &mut String,
+    stamp: Option<(std::time::SystemTime, usize)>,
+    time: std::time::SystemTime,
+    digits: u32,
+) -> bool {
+    let Some((stamp, at)) = stamp else {
+        return false;
+    };
+    // `2026-01-02T03:04:05` (19 characters), `.` and the digits.
+    let end = at + 20 + digits as usize;
+    if stamp != time || !(1..=6).contains(&digits) || end > text.len() {
+        return false;
+    }
+    text.extend_from_within(at..end);
+    text.push('Z');
+    true
 }
 
 /// How a message's text goes into its line.
@@ -147,19 +179,9 @@ impl<'a> Message<'a> {
     /// line's own time (a request line's message says when it was written) is copied from the
     /// line's timestamp.
     pub(crate) fn time(&mut self, time: std::time::SystemTime, digits: u32) {
-        if let Some((stamp, at)) = self.stamp
-            && stamp == time
-            && (1..=6).contains(&digits)
-        {
-            // `2026-01-02T03:04:05` (19 characters), `.` and the digits.
-            let end = at + 20 + digits as usize;
-            if end <= self.text.len() {
-                self.text.extend_from_within(at..end);
-                self.text.push('Z');
-                return;
-            }
+        if !copy_stamp(self.text, self.stamp, time, digits) {
+            let _ = plain::utc(&mut *self.text, time, digits);
         }
-        let _ = plain::utc(&mut *self.text, time, digits);
     }
 
     /// What `value` displays, escaped where the line's format needs it.
@@ -183,6 +205,15 @@ thread_local! {
     pub(super) static WRITTEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
+/// Whose line it is, for the `service` it names (with `backend.logger.meta`).
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Service {
+    /// The root logger's and the plugins' lines: the meta's own `service`.
+    Root,
+    /// The request lines: `service: rootHttpRouter`, as Backstage's root HTTP router logs them.
+    HttpRouter,
+}
+
 /// Writes a line of `level` and `target`, stamped `time`, its message written by `message` and
 /// then its `fields`, straight to the backend's log writer, and says whether it did: where it did not,
 /// nothing was written and the line is the caller's to log through `tracing`. The caller has
@@ -190,6 +221,7 @@ thread_local! {
 pub(crate) fn write(
     level: Level,
     target: &str,
+    service: Service,
     time: std::time::SystemTime,
     message: impl FnOnce(&mut Message<'_>),
     fields: impl FnOnce(&mut Line<'_>),
@@ -215,18 +247,23 @@ pub(crate) fn write(
             };
             text.clear();
             let json = writer.json;
-            let _ = start(&mut text, level, target, json, time, message);
+            let suffix = match service {
+                Service::Root => &writer.suffix,
+                Service::HttpRouter => &writer.router_suffix,
+            };
+            let at = start(&mut text, level, target, json, time, message);
             fields(&mut Line {
                 text: &mut text,
                 json,
+                stamp: (time, at),
             });
             if json {
                 text.push_str(",\"target\":");
                 let _ = json_line::string(&mut *text, target);
-                text.push_str(&writer.suffix);
+                text.push_str(suffix);
                 text.push_str("}\n");
             } else {
-                text.push_str(&writer.suffix);
+                text.push_str(suffix);
                 text.push('\n');
             }
             writer.inner.send(text.as_bytes());
@@ -237,7 +274,7 @@ pub(crate) fn write(
     })
 }
 
-/// The line up to the end of its message.
+/// The line up to the end of its message; where its timestamp starts.
 fn start(
     text: &mut String,
     level: Level,
@@ -245,11 +282,12 @@ fn start(
     json: bool,
     time: std::time::SystemTime,
     message: impl FnOnce(&mut Message<'_>),
-) -> fmt::Result {
+) -> usize {
+    let at;
     if json {
         text.push_str("{\"timestamp\":\"");
-        let at = text.len();
-        plain::utc(text, time, 6)?;
+        at = text.len();
+        let _ = plain::utc(text, time, 6);
         text.push_str(json_line::level(level));
         text.push_str(",\"message\":\"");
         message(&mut Message {
@@ -259,8 +297,8 @@ fn start(
         });
         text.push('"');
     } else {
-        let at = text.len();
-        plain::utc(text, time, 6)?;
+        at = text.len();
+        let _ = plain::utc(text, time, 6);
         text.push_str(plain::level(level));
         text.push_str(target);
         text.push_str(": ");
@@ -272,10 +310,10 @@ fn start(
         });
         if !text::printable(&text.as_bytes()[from..]) {
             let raw = text.split_off(from);
-            plain::Escaping(&mut *text).write_str(&raw)?;
+            let _ = plain::Escaping(&mut *text).write_str(&raw);
         }
     }
-    Ok(())
+    at
 }
 
 #[cfg(test)]
@@ -297,8 +335,7 @@ mod tests {
                         message.own("[");
                         message.time(at, digits);
                         message.own("]");
-                    })
-                    .unwrap();
+                    });
                     let mut stamp = String::new();
                     plain::utc(&mut stamp, at, digits).unwrap();
                     assert!(stamp.starts_with(expected), "{stamp}");

@@ -1,6 +1,7 @@
 //! JSON log lines (production), written straight into the line: the object tracing-subscriber's
 //! JSON format writes with flattened fields (`timestamp`, `level`, the fields in order,
-//! `target`), without a serializer, a timestamp `String` and `fmt` for every plain string.
+//! `target`), the level in lower case as Backstage's lines have it, without a serializer, a
+//! timestamp `String` and `fmt` for every plain string.
 //! Lines inside spans and lines bridged from the `log` crate go to tracing-subscriber's own
 //! formatter, which writes their span list and normalized target.
 
@@ -46,7 +47,10 @@ where
             .or_else(|| ctx.lookup_current())
             .is_some();
         if in_span || super::plain::from_log(metadata) {
-            return self.full.format_event(ctx, writer, event);
+            // Rare: formatted whole, its level then put in lower case.
+            let mut line = String::new();
+            self.full.format_event(ctx, Writer::new(&mut line), event)?;
+            return writer.write_str(&lower_level(&line));
         }
         writer.write_str("{\"timestamp\":\"")?;
         super::plain::timestamp(&mut writer)?;
@@ -63,15 +67,30 @@ where
     }
 }
 
-/// The end of the timestamp's string and the level member: `","level":"INFO"`.
+/// The end of the timestamp's string and the level member: `","level":"info"`, in lower case
+/// as Backstage's (winston's) JSON lines name levels.
 pub(super) fn level(level: Level) -> &'static str {
     match level {
-        Level::TRACE => "\",\"level\":\"TRACE\"",
-        Level::DEBUG => "\",\"level\":\"DEBUG\"",
-        Level::INFO => "\",\"level\":\"INFO\"",
-        Level::WARN => "\",\"level\":\"WARN\"",
-        Level::ERROR => "\",\"level\":\"ERROR\"",
+        Level::TRACE => "\",\"level\":\"trace\"",
+        Level::DEBUG => "\",\"level\":\"debug\"",
+        Level::INFO => "\",\"level\":\"info\"",
+        Level::WARN => "\",\"level\":\"warn\"",
+        Level::ERROR => "\",\"level\":\"error\"",
     }
+}
+
+/// `line` (a JSON line of tracing-subscriber's) with its level in lower case.
+fn lower_level(line: &str) -> std::borrow::Cow<'_, str> {
+    const MEMBER: &str = "\"level\":\"";
+    let Some(at) = line.find(MEMBER).map(|at| at + MEMBER.len()) else {
+        return line.into();
+    };
+    let end = line[at..].find('"').map_or(line.len(), |end| at + end);
+    let mut lowered = String::with_capacity(line.len());
+    lowered.push_str(&line[..at]);
+    lowered.push_str(&line[at..end].to_ascii_lowercase());
+    lowered.push_str(&line[end..]);
+    lowered.into()
 }
 
 /// Each field as `,"name":value`, valued as tracing-serde values them: numbers and booleans as
@@ -198,7 +217,13 @@ mod tests {
                 tracing::info!(inner = 1, "inside a span");
             },
         );
-        assert_eq!(ours, theirs);
+        // The same lines, the level in lower case (inside a span too).
+        let lowered: String = theirs.lines().map(|l| lower_level(l) + "\n").collect();
+        assert_eq!(ours, lowered);
+        for level in ["info", "warn", "error", "debug"] {
+            assert!(ours.contains(&format!("\"level\":\"{level}\"")), "{ours}");
+        }
+        assert!(!ours.contains("\"level\":\"INFO\""), "{ours}");
         assert!(
             ours.contains("\"spans\":[{\"id\":7,\"name\":\"request\"}]"),
             "{ours}"

@@ -114,6 +114,7 @@ impl Logger {
         direct::write(
             level,
             module_path!(),
+            direct::Service::Root,
             std::time::SystemTime::now(),
             |text| text.display(message),
             |line| {
@@ -128,41 +129,65 @@ pub(crate) fn requests_logged() -> bool {
     logs!("backstage::http", tracing::Level::INFO)
 }
 
+/// What Backstage's request line carries besides its message (backend-defaults' request log):
+/// `method` is an HTTP method's text; `user_agent`, `content_length` and `referrer` are left out
+/// where unknown, as there.
+pub(crate) struct RequestFields<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) url: &'a str,
+    pub(crate) status: u16,
+    /// `1.1`, `2.0`.
+    pub(crate) http_version: &'static str,
+    pub(crate) user_agent: Option<&'a str>,
+    pub(crate) content_length: Option<u64>,
+    pub(crate) referrer: Option<&'a str>,
+}
+
 /// Backstage's line for a request served at `time`: `message` writes its access-log text, the
-/// fields are what Backstage's JSON line carries. For when [`requests_logged`]. `method` is an
-/// HTTP method's text and `remote_address` an IP address or `-`.
+/// fields are what Backstage's JSON line carries, in its order (`type`, `date`, `method`, `url`,
+/// `status`, `httpVersion`, then `userAgent`, `contentLength` and `referrer` where known). For
+/// when [`requests_logged`].
 pub(crate) fn incoming_request(
     time: std::time::SystemTime,
     message: &dyn Fn(&mut direct::Message<'_>),
-    method: &str,
-    url: &str,
-    status: u16,
-    remote_address: &str,
-    response_time_ms: u64,
+    fields: &RequestFields<'_>,
 ) {
     let direct = direct::write(
         tracing::Level::INFO,
         "backstage::http",
+        direct::Service::HttpRouter,
         time,
         message,
         |line| {
-            // The fields as `tracing` writes them (`type`, `remote_address` as strings,
-            // `method` with `%`), the fixed text between the values written in one piece each.
-            // The method is an HTTP token and the address an IP address or `-`: neither has
-            // anything to escape.
+            // The fields as `tracing` writes them (`date` and `method` with `%`, the rest as
+            // values), the fixed text between the values written in one piece each. The
+            // method is an HTTP token and the version digits: nothing to escape.
             line.own(
-                " type=\"incomingRequest\" method=",
-                ",\"type\":\"incomingRequest\",\"method\":\"",
+                " type=\"incomingRequest\" date=",
+                ",\"type\":\"incomingRequest\",\"date\":\"",
             );
-            line.clean(method);
+            line.time(time, 3);
+            line.own(" method=", "\",\"method\":\"");
+            line.clean(fields.method);
             line.own(" url=", "\",\"url\":");
-            line.quoted(url);
+            line.quoted(fields.url);
             line.own(" status=", ",\"status\":");
-            line.decimal(status.into());
-            line.own(" remote_address=\"", ",\"remote_address\":\"");
-            line.clean(remote_address);
-            line.own("\" response_time_ms=", "\",\"response_time_ms\":");
-            line.decimal(response_time_ms);
+            line.decimal(fields.status.into());
+            line.own(" httpVersion=\"", ",\"httpVersion\":\"");
+            line.clean(fields.http_version);
+            line.own("\"", "\"");
+            if let Some(user_agent) = fields.user_agent {
+                line.own(" userAgent=", ",\"userAgent\":");
+                line.quoted(user_agent);
+            }
+            if let Some(length) = fields.content_length {
+                line.own(" contentLength=", ",\"contentLength\":");
+                line.decimal(length);
+            }
+            if let Some(referrer) = fields.referrer {
+                line.own(" referrer=", ",\"referrer\":");
+                line.quoted(referrer);
+            }
         },
     );
     if !direct {
@@ -172,12 +197,24 @@ pub(crate) fn incoming_request(
             target: "backstage::http",
             message = text.as_str(),
             r#type = "incomingRequest",
-            method = %method,
-            url,
-            status,
-            remote_address,
-            response_time_ms,
+            date = %Millis(time),
+            method = %fields.method,
+            url = fields.url,
+            status = fields.status,
+            httpVersion = fields.http_version,
+            userAgent = fields.user_agent,
+            contentLength = fields.content_length,
+            referrer = fields.referrer,
         );
+    }
+}
+
+/// A time as JavaScript's `toISOString` writes it (milliseconds).
+struct Millis(std::time::SystemTime);
+
+impl Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        plain::utc(f, self.0, 3)
     }
 }
 
@@ -284,6 +321,7 @@ pub(crate) fn init(config: &crate::config::RootConfig) {
     let writer = MetaWriter {
         inner: writer,
         suffix: meta_suffix(&meta, production).into(),
+        router_suffix: meta_suffix(&router_meta(&meta), production).into(),
         json: production,
         // Filters on spans and fields (`target[span{field}]=level`) decide per event.
         direct: !ansi && !level.contains('['),
@@ -394,6 +432,18 @@ fn audit_line(line: &str) -> Option<String> {
     serde_json::to_string(&members).ok()
 }
 
+/// The meta of request lines: Backstage's root HTTP router logs through a child of the root
+/// logger that names its own service (`rootHttpRouter`), where the meta names one.
+fn router_meta(
+    meta: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut meta = meta.clone();
+    if let Some(service) = meta.get_mut("service") {
+        *service = "rootHttpRouter".into();
+    }
+    meta
+}
+
 /// `backend.logger.meta` as the text that goes at the end of every line: `,"key":"value"`
 /// members for JSON lines, ` key=value` for readable ones.
 fn meta_suffix(meta: &std::collections::BTreeMap<String, serde_json::Value>, json: bool) -> String {
@@ -422,6 +472,9 @@ fn meta_suffix(meta: &std::collections::BTreeMap<String, serde_json::Value>, jso
 struct MetaWriter {
     inner: writer::LogWriter,
     suffix: Box<str>,
+    /// The suffix of request lines written directly: the meta with `service: rootHttpRouter`
+    /// where it names a service.
+    router_suffix: Box<str>,
     json: bool,
     /// Whether [`direct`] lines may skip `tracing`: the lines are plain or JSON, and the filter
     /// decides by target and level alone.
@@ -557,6 +610,7 @@ mod direct_tests {
         let writer = MetaWriter {
             inner,
             suffix: meta_suffix(&meta, json).into(),
+            router_suffix: meta_suffix(&router_meta(&meta), json).into(),
             json,
             direct,
         };
@@ -580,7 +634,8 @@ mod direct_tests {
         logger.debug("debug");
         if requests_logged() {
             incoming_request(
-                std::time::SystemTime::now(),
+                // A fixed time: the line's `date` is its own, not masked.
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_764_547_200_123),
                 &|message| {
                     // Each kind of piece, with what needs escaping in the pieces from elsewhere.
                     message.own("[");
@@ -594,11 +649,15 @@ mod direct_tests {
                     message.text("x\"y\" \x1b é \u{85}");
                     message.own_quoted("\"", "\\\"");
                 },
-                "GET",
-                "/api/carmen/a b?q=\"\\\u{1}é",
-                404,
-                "::1",
-                12,
+                &RequestFields {
+                    method: "GET",
+                    url: "/api/carmen/a b?q=\"\\\u{1}é",
+                    status: 404,
+                    http_version: "1.1",
+                    user_agent: Some("x\"y\" \x1b é \u{85}"),
+                    content_length: Some(15),
+                    referrer: Some("https://a.example/\"q\""),
+                },
             );
         }
         let span = tracing::info_span!("request", id = 7);
@@ -606,13 +665,18 @@ mod direct_tests {
         logger.info("inside a span");
         if requests_logged() {
             incoming_request(
-                std::time::SystemTime::now(),
+                // A fixed time: the line's `date` is its own, not masked.
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_764_547_200_123),
                 &|message| message.text("in a span"),
-                "POST",
-                "/x",
-                200,
-                "-",
-                0,
+                &RequestFields {
+                    method: "POST",
+                    url: "/x",
+                    status: 200,
+                    http_version: "2.0",
+                    user_agent: None,
+                    content_length: None,
+                    referrer: None,
+                },
             );
         }
     }

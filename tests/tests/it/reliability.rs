@@ -1124,6 +1124,25 @@ async fn logs_request_lines_json_in_production_level_and_meta() {
         line.contains(r#"\"GET /api/slow/sleep/1 HTTP/1.1\" 200 10 \"-\" \"tester/1\""#),
         "{line}"
     );
+    // Its members as backend-defaults' request log gives them: the router's own service (the
+    // rest of the meta kept), the level in lower case, the request's fields.
+    let value: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(value["service"], "rootHttpRouter", "{line}");
+    assert_eq!(value["region"], "eu", "{line}");
+    assert_eq!(value["level"], "info", "{line}");
+    assert_eq!(value["type"], "incomingRequest", "{line}");
+    assert_eq!(value["method"], "GET", "{line}");
+    assert_eq!(value["url"], "/api/slow/sleep/1", "{line}");
+    assert_eq!(value["status"], 200, "{line}");
+    assert_eq!(value["httpVersion"], "1.1", "{line}");
+    assert_eq!(value["userAgent"], "tester/1", "{line}");
+    assert_eq!(value["contentLength"], 10, "{line}");
+    assert!(value.get("referrer").is_none(), "{line}");
+    let date = value["date"].as_str().unwrap_or_default();
+    assert!(
+        date.len() == 24 && date.ends_with('Z') && line.contains(&format!("[{date}]")),
+        "{line}"
+    );
     // The bytes of error bodies and health answers, which carry no Content-Length header
     // until hyper writes them; and credentials in a query string never reach the log.
     for (path, logged_path) in [
