@@ -293,10 +293,13 @@ impl Shared {
         if !untouched {
             self.secure(&mut response);
         }
+        // Logged as compressed, as Backstage's request log sees it after its `compression`
+        // middleware: a compressed answer's length is not known (`0`).
+        let response = super::compression::compress(accept, response).await;
         if let Some(meta) = log_meta {
             meta.log(&method, &uri, version, &response);
         }
-        Ok(super::compression::compress(accept, response).await)
+        Ok(response)
     }
 
     /// Backstage's security headers, where the answer has not set its own. The prebuilt set is
@@ -924,6 +927,24 @@ mod tests {
         // `contentLength ?? 0`).
         let stream = futures_util::stream::iter([Ok::<_, Infallible>("a")]);
         assert_eq!(length(Response::new(Body::from_stream(stream))), None);
+    }
+
+    #[tokio::test]
+    async fn a_compressed_answer_has_no_length_to_log() {
+        static BIG: [u8; 4096] = [b'7'; 4096];
+        let big = &BIG;
+        let plain = json_response(StatusCode::OK, &big[..]);
+        assert_eq!(content_length(&plain), Some(4096));
+        let compressed = super::super::compression::compress(
+            Some(HeaderValue::from_static("gzip")),
+            json_response(StatusCode::OK, &big[..]),
+        )
+        .await;
+        assert_eq!(
+            compressed.headers().get(http::header::CONTENT_ENCODING),
+            Some(&HeaderValue::from_static("gzip"))
+        );
+        assert_eq!(content_length(&compressed), None);
     }
 
     #[test]

@@ -26,6 +26,12 @@ impl Slow {
         body.to_string().len().to_string()
     }
 
+    /// A JSON answer large enough to be compressed.
+    #[route(get, "/big", auth = "unauthenticated")]
+    async fn big(&self) -> Json<Vec<&'static str>> {
+        Json(vec!["same"; 500])
+    }
+
     /// Logs `n` lines at info as fast as it can, for the log writer's drop count.
     #[route(get, "/log/{n}", auth = "unauthenticated")]
     async fn flood(&self, Path(n): Path<u32>) -> String {
