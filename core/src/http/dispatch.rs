@@ -731,32 +731,21 @@ impl RequestMeta {
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| !v.is_empty())
         }
-        let (referrer, user_agent) = (text(&self.referrer), text(&self.user_agent));
-        let content_length = content_length(response);
-        let mut digits = [0u8; 20];
-        let line = AccessLine {
-            // One clock reading for the line, its message and its `date`: the same moment.
-            time: std::time::SystemTime::now(),
+        let fields = crate::logging::RequestFields {
             method: method.as_str(),
             url: &url,
-            version,
-            status: response.status(),
-            length: crate::logging::digits(content_length.unwrap_or(0), &mut digits),
-            referrer: referrer.unwrap_or("-"),
-            user_agent: user_agent.unwrap_or("-"),
+            status: response.status().as_u16(),
+            http_version: http_version(version),
+            user_agent: text(&self.user_agent),
+            content_length: content_length(response),
+            referrer: text(&self.referrer),
         };
+        // One clock reading for the line, its message and its `date`: the same moment.
+        let time = std::time::SystemTime::now();
         crate::logging::incoming_request(
-            line.time,
-            &|message| line.write(message),
-            &crate::logging::RequestFields {
-                method: line.method,
-                url: line.url,
-                status: line.status.as_u16(),
-                http_version: http_version(version),
-                user_agent,
-                content_length,
-                referrer,
-            },
+            time,
+            &|message| access_line(message, time, &fields),
+            &fields,
         );
     }
 }
@@ -794,46 +783,37 @@ fn http_version(version: http::Version) -> &'static str {
     }
 }
 
-/// The message of a request's log line, as Backstage's request log writes it: written piece by
-/// piece into the line, with no text of its own.
-struct AccessLine<'a> {
+/// The message of a request's log line, as Backstage's request log writes it (`[date] "GET
+/// /path HTTP/1.1" 200 15 "-" "curl/8.0"`, `0` for a length it does not know, `-` for a header
+/// the request did not send): written piece by piece into the line. The method, version, status
+/// and length are the line's own (an HTTP token and digits); the URL and headers come from the
+/// exchange and are escaped where the line needs it.
+fn access_line(
+    message: &mut crate::logging::Message<'_>,
     time: std::time::SystemTime,
-    method: &'a str,
-    url: &'a str,
-    version: http::Version,
-    status: StatusCode,
-    length: &'a str,
-    referrer: &'a str,
-    user_agent: &'a str,
-}
-
-impl AccessLine<'_> {
-    /// The method, version and status are the line's own (an HTTP token and digits); the URL,
-    /// length and headers come from the exchange and are escaped where the line needs it.
-    fn write(&self, message: &mut crate::logging::Message<'_>) {
-        message.own("[");
-        message.time(self.time, 3);
-        message.own_quoted("] \"", "] \\\"");
-        message.own(self.method);
-        message.own(" ");
-        message.text(self.url);
-        // The version and the quote after it in one piece.
-        match self.version {
-            http::Version::HTTP_09 => message.own_quoted(" HTTP/0.9\" ", " HTTP/0.9\\\" "),
-            http::Version::HTTP_10 => message.own_quoted(" HTTP/1.0\" ", " HTTP/1.0\\\" "),
-            http::Version::HTTP_2 => message.own_quoted(" HTTP/2.0\" ", " HTTP/2.0\\\" "),
-            http::Version::HTTP_3 => message.own_quoted(" HTTP/3.0\" ", " HTTP/3.0\\\" "),
-            _ => message.own_quoted(" HTTP/1.1\" ", " HTTP/1.1\\\" "),
-        }
-        message.own(self.status.as_str());
-        message.own(" ");
-        message.text(self.length);
-        message.own_quoted(" \"", " \\\"");
-        message.text(self.referrer);
-        message.own_quoted("\" \"", "\\\" \\\"");
-        message.text(self.user_agent);
-        message.own_quoted("\"", "\\\"");
-    }
+    fields: &crate::logging::RequestFields<'_>,
+) {
+    let mut digits = [0u8; 20];
+    message.own("[");
+    message.time(time, 3);
+    message.own_quoted("] \"", "] \\\"");
+    message.own(fields.method);
+    message.own(" ");
+    message.text(fields.url);
+    message.own(" HTTP/");
+    message.own(fields.http_version);
+    message.own_quoted("\" ", "\\\" ");
+    message.own(crate::logging::digits(fields.status.into(), &mut digits));
+    message.own(" ");
+    message.own(crate::logging::digits(
+        fields.content_length.unwrap_or(0),
+        &mut digits,
+    ));
+    message.own_quoted(" \"", " \\\"");
+    message.text(fields.referrer.unwrap_or("-"));
+    message.own_quoted("\" \"", "\\\" \\\"");
+    message.text(fields.user_agent.unwrap_or("-"));
+    message.own_quoted("\"", "\\\"");
 }
 
 #[cfg(test)]

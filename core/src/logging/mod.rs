@@ -418,10 +418,8 @@ fn audit_line(line: &str) -> Option<String> {
     let serde_json::Value::Object(mut members) = serde_json::from_str(line).ok()? else {
         return None;
     };
+    // (Its level is in lower case already, as every JSON line's.)
     members.remove("target");
-    if let Some(serde_json::Value::String(level)) = members.get_mut("level") {
-        level.make_ascii_lowercase();
-    }
     for key in ["actor", "request", "meta"] {
         if let Some(serde_json::Value::String(text)) = members.get(key)
             && let Ok(object) = serde_json::from_str(text)
