@@ -135,6 +135,7 @@ pub mod prelude {
     pub use crate::Database;
     pub use crate::Json;
     pub use crate::axum;
+    pub use crate::database::PortableRow;
     pub use crate::permissions::Permission;
     pub use crate::scheduler::TaskSchedule;
     pub use crate::{
@@ -153,6 +154,7 @@ pub mod prelude {
 /// What the macros' generated code uses. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::database::{InlineColumns, InlineRow};
     pub use crate::http::AuthPolicyKind;
     pub use crate::http::gate::{Gate, Respond, from_parts, from_request, respond};
     pub use crate::plugin::{
@@ -161,6 +163,7 @@ pub mod __private {
         PluginRegistration, PluginScoped, Root, RootInjectable, RouteInfo, RoutesRegistration,
         Service, ServiceContext, ServiceRegistration,
     };
+    pub use sqlx;
 
     /// Fails compilation when an injected extension point belongs to a plugin other than
     /// `plugin`; generated per `#[inject]` of plugins and modules, spanned on the field's type.

@@ -18,6 +18,7 @@ mod item_fn;
 mod migrations;
 mod module;
 mod plugin;
+mod portable_row;
 mod routes;
 mod service;
 mod service_factory;
@@ -113,4 +114,14 @@ pub fn init(_attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn migrate(input: TokenStream) -> TokenStream {
     migrations::migrate(input.into()).into()
+}
+
+/// A struct that `Database::fetch_all` and its siblings read on every engine:
+/// `#[derive(PortableRow)]` implements sqlx's `FromRow` for the SQLite, PostgreSQL and MySQL row
+/// types and `InlineRow` for reads on SQLite's calling thread. Fields are read by column name
+/// (`#[sqlx(rename = "...")]` and `#[sqlx(rename_all = "...")]` as sqlx reads them), fields of
+/// tuple structs by position.
+#[proc_macro_derive(PortableRow, attributes(sqlx))]
+pub fn portable_row(item: TokenStream) -> TokenStream {
+    portable_row::derive(item.into()).into()
 }

@@ -43,11 +43,15 @@ use crate::error::{Error, Result};
 use crate::plugin::{BoxFuture, PluginScoped, Root, Service, ServiceContext};
 
 mod connect;
+mod inline;
 mod kept;
 mod migrate;
 mod native;
 mod settings;
 
+/// `#[derive(PortableRow)]`: see the trait [`PortableRow`].
+pub use backstage_macros::PortableRow;
+pub use inline::{BOUND, InlineColumns, InlineRow, InlineValue, InlineValueRef};
 pub use migrate::{HISTORY_TABLE, Migration, Migrations};
 pub use native::{Param, PortableRow};
 pub use settings::Engine;
@@ -99,6 +103,8 @@ struct Inner {
     sqlite: OnceCell<sqlx::SqlitePool>,
     /// Connections of the SQLite pool kept between portable queries (see `kept`).
     kept: Arc<kept::Kept>,
+    /// On SQLite, connections for reads on the calling thread (see `inline`).
+    inline: Option<Arc<inline::Inline>>,
     /// `backend.database.maxConnections` spread over the plugins: also caps the engine's pool.
     cap: Option<u32>,
     /// Where the engine's own pools are kept for closing when the backend stops.
@@ -110,6 +116,7 @@ enum NativePool {
     Postgres(sqlx::PgPool),
     MySql(sqlx::MySqlPool),
     Sqlite(sqlx::SqlitePool, Arc<kept::Kept>),
+    Inline(Arc<inline::Inline>),
 }
 
 impl NativePool {
@@ -121,6 +128,7 @@ impl NativePool {
                 kept.close();
                 pool.close().await
             }
+            NativePool::Inline(inline) => inline.close(),
         }
     }
 }
@@ -381,6 +389,17 @@ impl DatabaseManager {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(pool.clone());
+        let inline = (settings.engine == Engine::Sqlite)
+            .then(|| inline::Inline::for_url(pool.connect_options().database_url.as_str()))
+            .flatten()
+            .map(Arc::new);
+        if let Some(inline) = &inline {
+            self.inner
+                .natives
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(NativePool::Inline(inline.clone()));
+        }
         Ok(Database {
             inner: Arc::new(Inner {
                 plugin_id: plugin_id.to_owned(),
@@ -392,6 +411,7 @@ impl DatabaseManager {
                 mysql: OnceCell::new(),
                 sqlite: OnceCell::new(),
                 kept: Arc::default(),
+                inline,
                 cap: self.inner.per_plugin_cap,
                 natives: self.inner.natives.clone(),
             }),

@@ -6,7 +6,7 @@ use sqlx::postgres::{PgRow, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteRow};
 use sqlx::{FromRow, Pool};
 
-use super::{Database, Engine};
+use super::{Database, Engine, InlineRow};
 use crate::error::{Error, Result};
 
 /// A value for a `?` parameter of [`Database::fetch_all`] and its siblings.
@@ -57,16 +57,23 @@ param_from!(
 );
 
 /// A row type every engine can read: tuples of `i64`, `String`, `f64`, `bool`, `Vec<u8>` and
-/// their `Option`s, or a type of your own with `sqlx::FromRow` for the three row types (which
-/// `#[derive(sqlx::FromRow)]` gives).
+/// their `Option`s, or a struct of your own with `#[derive(sqlx::FromRow, InlineRow)]` (sqlx's
+/// `FromRow` for the three engines' row types, [`InlineRow`] for reads on SQLite's calling
+/// thread).
 ///
 /// ```
 /// fn portable<T: backstage::database::PortableRow>() {}
 /// portable::<(i64, String, Option<f64>, bool)>();
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be read by `Database::fetch_all` and its siblings",
+    label = "rows are read into a `PortableRow`",
+    note = "put `#[derive(PortableRow)]` on the struct (`use backstage::prelude::*`), or read tuples of i64, String, f64, bool, Vec<u8> and their Options"
+)]
 pub trait PortableRow:
     Send
     + Unpin
+    + InlineRow
     + for<'r> FromRow<'r, SqliteRow>
     + for<'r> FromRow<'r, PgRow>
     + for<'r> FromRow<'r, MySqlRow>
@@ -76,6 +83,7 @@ pub trait PortableRow:
 impl<T> PortableRow for T where
     T: Send
         + Unpin
+        + InlineRow
         + for<'r> FromRow<'r, SqliteRow>
         + for<'r> FromRow<'r, PgRow>
         + for<'r> FromRow<'r, MySqlRow>
@@ -135,9 +143,12 @@ impl Database {
     /// Every row of `sql` (with `?` parameters bound to `params`), read as `T` on the engine's
     /// own driver: portable like [`Database::pool`], without the `Any` driver's conversion of
     /// every value. Uses the engine's own pool ([`Database::sqlite`] and its siblings; made on
-    /// first use, at most 5 connections). On SQLite a connection whose query finished is kept
-    /// for the next query rather than handed back to the pool (which would test it with a
-    /// round trip to its thread); the pool counts kept connections as in use.
+    /// first use, at most 5 connections). On SQLite a plain read runs on the calling thread,
+    /// with no trip to a connection thread (bounded by [`BOUND`](super::BOUND); what it does
+    /// not take, such as a write or a locked table, runs as below). Elsewhere, a SQLite
+    /// connection whose query finished is kept for the next query rather than handed back to
+    /// the pool (which would test it with a round trip to its thread); the pool counts kept
+    /// connections as in use.
     ///
     /// ```
     /// use backstage::database::Param;
@@ -148,6 +159,9 @@ impl Database {
     /// # Ok(()) }
     /// ```
     pub async fn fetch_all<T: PortableRow>(&self, sql: &str, params: &[Param]) -> Result<Vec<T>> {
+        if let Some(rows) = self.read_inline(sql, params, usize::MAX) {
+            return Ok(rows);
+        }
         Ok(on_engine!(self, sql, |exec| bind_all!(
             sqlx::query_as(sql),
             params
@@ -162,12 +176,26 @@ impl Database {
         sql: &str,
         params: &[Param],
     ) -> Result<Option<T>> {
+        if let Some(rows) = self.read_inline(sql, params, 1) {
+            return Ok(rows.into_iter().next());
+        }
         Ok(on_engine!(self, sql, |exec| bind_all!(
             sqlx::query_as(sql),
             params
         )
         .fetch_optional(exec)
         .await?))
+    }
+
+    /// On SQLite, the rows of a plain read, read on the calling thread; `None` for what goes to
+    /// the connection's thread (see `inline`).
+    fn read_inline<T: PortableRow>(
+        &self,
+        sql: &str,
+        params: &[Param],
+        limit: usize,
+    ) -> Option<Vec<T>> {
+        self.inner.inline.as_ref()?.read(sql, params, limit)
     }
 
     /// Runs `sql` and returns how many rows it changed. See [`Database::fetch_all`].

@@ -671,6 +671,45 @@ async fn native_queries_read_and_write_the_same_values_on_every_engine() {
             ],
             "{engine}"
         );
+        // A struct of the user's, by column name, on every engine.
+        #[derive(Debug, PartialEq, backstage::database::PortableRow)]
+        #[sqlx(rename_all = "lowercase")]
+        struct Named {
+            #[sqlx(rename = "name")]
+            who: String,
+            score: Option<f64>,
+            id: i64,
+        }
+        let named: Vec<Named> = db
+            .fetch_all("SELECT id, name, score FROM native_t ORDER BY id", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            named,
+            [
+                Named {
+                    who: "ada".into(),
+                    score: Some(1.5),
+                    id: 1
+                },
+                Named {
+                    who: "grace".into(),
+                    score: None,
+                    id: 2
+                },
+            ],
+            "{engine}"
+        );
+        // A value that SQLite's calling thread does not read natively (an integer into `f64`)
+        // goes to sqlx, which says what is wrong, on every engine alike.
+        let mismatched = db
+            .fetch_optional::<(f64,)>("SELECT id FROM native_t WHERE id = ?", &[2.into()])
+            .await
+            .unwrap_err();
+        assert!(
+            mismatched.to_string().contains("mismatched types"),
+            "{engine}: {mismatched}"
+        );
         let changed = db
             .execute(
                 "UPDATE native_t SET note = ? WHERE name = ?",
@@ -714,6 +753,15 @@ impl Holder {
     async fn read(&self) -> Result<String> {
         let rows: Vec<(i64,)> = self.db.fetch_all("SELECT 1", &[]).await?;
         Ok(rows.len().to_string())
+    }
+
+    #[route(post, "/write", auth = "unauthenticated")]
+    async fn write(&self) -> Result<String> {
+        let changed = self
+            .db
+            .execute("CREATE TABLE IF NOT EXISTS written (x INTEGER)", &[])
+            .await?;
+        Ok(changed.to_string())
     }
 
     #[route(post, "/echo", auth = "unauthenticated")]
@@ -776,12 +824,17 @@ async fn every_pool_honours_the_acquire_timeout_and_an_exhausted_database_is_503
         .start()
         .await
         .unwrap();
-    assert_eq!(backend.get("/api/holder/read").send().await.text(), "1");
+    assert_eq!(backend.post("/api/holder/write").send().await.text(), "0");
     let url = backend.url("/api/holder/hold/3000");
     let holding = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // A plain read runs on the calling thread: it needs no connection of the pool.
     let started = Instant::now();
-    let res = backend.get("/api/holder/read").send().await;
+    assert_eq!(backend.get("/api/holder/read").send().await.text(), "1");
+    assert!(started.elapsed() < Duration::from_millis(300));
+    // A write does, and waits no longer than configured.
+    let started = Instant::now();
+    let res = backend.post("/api/holder/write").send().await;
     let waited = started.elapsed();
     assert_eq!(res.status(), 503, "{}", res.text());
     assert_eq!(

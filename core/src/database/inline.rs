@@ -1,0 +1,519 @@
+//! SQLite reads on the calling thread.
+//!
+//! sqlx runs every SQLite connection on a thread of its own: a query is sent to that thread and
+//! its rows are sent back, two thread switches per query, with every value copied on the way.
+//! A read of a local database takes a few microseconds, less than the switches. So
+//! [`Database::fetch_all`] and [`Database::fetch_optional`] first try a read here, on a
+//! connection of this module, as better-sqlite3 does under Backstage. What this path does not
+//! take goes to sqlx's thread as before, where it gets the answer or the error it always got:
+//!
+//! - a statement that may write, or that returns no columns (`BEGIN`, `ATTACH`): writes wait
+//!   for locks and sync files, and those statements change the connection;
+//! - a locked database: the busy timeout here is zero, the runtime never waits;
+//! - a read that runs for longer than [`BOUND`]: interrupted, then run again on the thread;
+//! - a value that its Rust type does not read natively (an `i64` from `REAL`, a `NULL` into a
+//!   type that is not an `Option`): sqlx decides, and names what is wrong;
+//! - any other error (syntax, a missing table, a parameter count that does not match).
+//!
+//! [`Database::fetch_all`]: super::Database::fetch_all
+//! [`Database::fetch_optional`]: super::Database::fetch_optional
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rusqlite::OpenFlags;
+use rusqlite::types::ValueRef;
+
+use super::Param;
+
+/// The longest a read runs on the calling thread before it is handed to sqlx's thread.
+pub const BOUND: Duration = Duration::from_millis(2);
+
+/// SQLite's virtual-machine steps between two looks at the clock.
+const STEPS_PER_LOOK: i32 = 1000;
+
+/// Read connections of one plugin's SQLite database, opened on first use and kept; as many as
+/// reads ever ran at once.
+pub(super) struct Inline {
+    filename: PathBuf,
+    flags: OpenFlags,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The backend is stopping: connections are closed, none is kept.
+    closed: bool,
+    idle: Vec<rusqlite::Connection>,
+}
+
+impl Inline {
+    /// For the database at sqlx's `url` (a file, or a named in-memory database with a shared
+    /// cache, which connections of this module share with sqlx's); `None` for what it cannot
+    /// open alike.
+    pub(super) fn for_url(url: &str) -> Option<Inline> {
+        // `:memory:` is a database per connection options: sqlx names it for its own pool only.
+        if url.contains(":memory:") {
+            return None;
+        }
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().ok()?;
+        let query = url.split_once('?').map_or("", |(_, q)| q);
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        };
+        let mut flags = OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        match param("mode") {
+            Some("memory") => {
+                flags |= OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_CREATE
+                    | OpenFlags::SQLITE_OPEN_MEMORY
+                    | OpenFlags::SQLITE_OPEN_SHARED_CACHE;
+            }
+            Some("ro") => flags |= OpenFlags::SQLITE_OPEN_READ_ONLY,
+            // `rw`, `rwc`: reads only here, and a file that is not there yet is sqlx's to make.
+            _ => flags |= OpenFlags::SQLITE_OPEN_READ_WRITE,
+        }
+        if !flags.contains(OpenFlags::SQLITE_OPEN_SHARED_CACHE) {
+            if param("cache") == Some("shared") {
+                flags |= OpenFlags::SQLITE_OPEN_SHARED_CACHE;
+            } else {
+                flags |= OpenFlags::SQLITE_OPEN_PRIVATE_CACHE;
+            }
+        }
+        // An in-memory database without a shared cache is one per connection: nothing here
+        // could see what sqlx's connections hold.
+        if flags.contains(OpenFlags::SQLITE_OPEN_MEMORY)
+            && !flags.contains(OpenFlags::SQLITE_OPEN_SHARED_CACHE)
+        {
+            return None;
+        }
+        Some(Inline {
+            filename: options.get_filename().to_path_buf(),
+            flags,
+            state: Mutex::default(),
+        })
+    }
+
+    /// The rows of `sql` with `params` bound, at most `limit`, read as `T`; `None` when the
+    /// read belongs on sqlx's thread (see the module's documentation).
+    pub(super) fn read<T: InlineRow>(
+        &self,
+        sql: &str,
+        params: &[Param],
+        limit: usize,
+    ) -> Option<Vec<T>> {
+        let connection = self.take()?;
+        let rows = read(&connection, sql, params, limit);
+        // A statement that left a transaction open would hold it for the next read: close that
+        // connection instead of keeping it.
+        if connection.is_autocommit() {
+            self.give_back(connection);
+        }
+        rows
+    }
+
+    /// Closes the kept connections and keeps none from now on.
+    pub(super) fn close(&self) {
+        let idle = {
+            let mut state = self.lock();
+            state.closed = true;
+            std::mem::take(&mut state.idle)
+        };
+        drop(idle);
+    }
+
+    fn take(&self) -> Option<rusqlite::Connection> {
+        let kept = {
+            let mut state = self.lock();
+            if state.closed {
+                return None;
+            }
+            state.idle.pop()
+        };
+        kept.or_else(|| self.open())
+    }
+
+    fn give_back(&self, connection: rusqlite::Connection) {
+        let mut state = self.lock();
+        if !state.closed {
+            state.idle.push(connection);
+        }
+    }
+
+    fn open(&self) -> Option<rusqlite::Connection> {
+        let connection = rusqlite::Connection::open_with_flags(&self.filename, self.flags).ok()?;
+        connection.busy_timeout(Duration::ZERO).ok()?;
+        Some(connection)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn read<T: InlineRow>(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    params: &[Param],
+    limit: usize,
+) -> Option<Vec<T>> {
+    let mut statement = connection.prepare_cached(sql).ok()?;
+    if !statement.readonly()
+        || statement.column_count() == 0
+        || statement.parameter_count() != params.len()
+    {
+        return None;
+    }
+    for (i, param) in params.iter().enumerate() {
+        let index = i + 1;
+        let bound = match param {
+            Param::Int(v) => statement.raw_bind_parameter(index, v),
+            Param::Float(v) => statement.raw_bind_parameter(index, v),
+            Param::Bool(v) => statement.raw_bind_parameter(index, v),
+            Param::Text(v) => statement.raw_bind_parameter(index, v.as_deref()),
+            Param::Bytes(v) => statement.raw_bind_parameter(index, v.as_deref()),
+        };
+        bound.ok()?;
+    }
+    let started = Instant::now();
+    connection.progress_handler(STEPS_PER_LOOK, Some(move || started.elapsed() > BOUND));
+    let mut rows = statement.raw_query();
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match rows.next() {
+            Ok(Some(row)) => out.push(T::read(&InlineColumns { row })?),
+            Ok(None) => break,
+            Err(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A row type that [`Database::fetch_all`] and its siblings can read on SQLite without a trip to
+/// sqlx's connection thread: tuples of [`InlineValue`] types, and structs with
+/// `#[derive(PortableRow)]` (which also implements sqlx's `FromRow` for the other engines).
+/// Implement it by hand beside a hand-written `sqlx::FromRow`.
+///
+/// ```
+/// use backstage::database::{InlineColumns, InlineRow, PortableRow};
+///
+/// #[derive(Debug, PortableRow)]
+/// struct Item {
+///     id: i64,
+///     #[sqlx(rename = "title")]
+///     name: String,
+///     note: Option<String>,
+/// }
+///
+/// /// By hand: what the derive writes for `Item`'s SQLite side.
+/// struct Pair(i64, String);
+/// impl InlineRow for Pair {
+///     fn read(row: &InlineColumns<'_>) -> Option<Self> {
+///         Some(Pair(row.get(0)?, row.get(1)?))
+///     }
+/// }
+///
+/// fn readable<T: PortableRow>() {}
+/// readable::<Item>();
+/// readable::<(i64, String, Option<f64>)>();
+/// ```
+///
+/// [`Database::fetch_all`]: super::Database::fetch_all
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be read by `Database::fetch_all` and its siblings",
+    note = "rows are tuples of i64, String, f64, bool, Vec<u8> (and their Options), or structs with `#[derive(backstage::database::PortableRow)]`"
+)]
+pub trait InlineRow: Sized {
+    /// The row as `Self`, or `None` to leave it to sqlx (which then reads it, or says why not).
+    fn read(row: &InlineColumns<'_>) -> Option<Self>;
+}
+
+/// The columns of a row that SQLite produced on the calling thread.
+pub struct InlineColumns<'a> {
+    row: &'a rusqlite::Row<'a>,
+}
+
+impl InlineColumns<'_> {
+    /// Column `index` (from 0) as `T`; `None` where there is no such column or `T` does not
+    /// read its value.
+    pub fn get<T: InlineValue>(&self, index: usize) -> Option<T> {
+        T::from_value(self.row.get_ref(index).ok()?.into())
+    }
+
+    /// The column named `name` as `T`; `None` where there is no such column or `T` does not
+    /// read its value.
+    pub fn get_named<T: InlineValue>(&self, name: &str) -> Option<T> {
+        T::from_value(self.row.get_ref(name).ok()?.into())
+    }
+}
+
+/// A value as SQLite stores it: its storage class and its content.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum InlineValueRef<'a> {
+    /// `NULL`.
+    Null,
+    /// An integer.
+    Integer(i64),
+    /// A floating-point number.
+    Real(f64),
+    /// Text, as SQLite holds it (UTF-8 unless something stored otherwise).
+    Text(&'a [u8]),
+    /// A blob.
+    Blob(&'a [u8]),
+}
+
+impl<'a> From<ValueRef<'a>> for InlineValueRef<'a> {
+    fn from(value: ValueRef<'a>) -> Self {
+        match value {
+            ValueRef::Null => InlineValueRef::Null,
+            ValueRef::Integer(v) => InlineValueRef::Integer(v),
+            ValueRef::Real(v) => InlineValueRef::Real(v),
+            ValueRef::Text(v) => InlineValueRef::Text(v),
+            ValueRef::Blob(v) => InlineValueRef::Blob(v),
+        }
+    }
+}
+
+/// A column type read on SQLite's calling thread. It reads only the storage class that is its
+/// own (an integer type from `INTEGER`, `f64` from `REAL`, `String` from UTF-8 `TEXT`,
+/// `Vec<u8>` from `BLOB`, an `Option` also from `NULL`); any other value leaves the row to
+/// sqlx, whose conversions and errors then apply.
+///
+/// ```
+/// use backstage::database::{InlineValue, InlineValueRef};
+/// assert_eq!(i64::from_value(InlineValueRef::Integer(7)), Some(7));
+/// assert_eq!(i64::from_value(InlineValueRef::Real(7.0)), None);
+/// assert_eq!(Option::<String>::from_value(InlineValueRef::Null), Some(None));
+/// assert_eq!(bool::from_value(InlineValueRef::Integer(1)), Some(true));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a column type `Database::fetch_all` reads",
+    note = "columns are i64, i32, i16, i8, u32, u16, u8, f64, f32, bool, String, Vec<u8> or an Option of one; implement `InlineValue` for a type of your own"
+)]
+pub trait InlineValue: Sized {
+    /// `value` as `Self`, or `None` where this type does not read it natively.
+    fn from_value(value: InlineValueRef<'_>) -> Option<Self>;
+}
+
+macro_rules! integer_value {
+    ($($ty:ty),*) => {$(
+        impl InlineValue for $ty {
+            fn from_value(value: InlineValueRef<'_>) -> Option<Self> {
+                match value {
+                    InlineValueRef::Integer(v) => <$ty>::try_from(v).ok(),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+integer_value!(i64, i32, i16, i8, u32, u16, u8);
+
+impl InlineValue for bool {
+    fn from_value(value: InlineValueRef<'_>) -> Option<Self> {
+        match value {
+            InlineValueRef::Integer(v) => Some(v != 0),
+            _ => None,
+        }
+    }
+}
+
+impl InlineValue for f64 {
+    fn from_value(value: InlineValueRef<'_>) -> Option<Self> {
+        match value {
+            InlineValueRef::Real(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl InlineValue for f32 {
+    fn from_value(value: InlineValueRef<'_>) -> Option<Self> {
+        match value {
+            InlineValueRef::Real(v) => Some(v as f32),
+            _ => None,
+        }
+    }
+}
+
+impl InlineValue for String {
+    fn from_value(value: InlineValueRef<'_>) -> Option<Self> {
+        match value {
+            InlineValueRef::Text(v) => std::str::from_utf8(v).ok().map(str::to_owned),
+            _ => None,
+        }
+    }
+}
+
+impl InlineValue for Vec<u8> {
+    fn from_value(value: InlineValueRef<'_>) -> Option<Self> {
+        match value {
+            InlineValueRef::Blob(v) => Some(v.to_vec()),
+            _ => None,
+        }
+    }
+}
+
+impl<T: InlineValue> InlineValue for Option<T> {
+    fn from_value(value: InlineValueRef<'_>) -> Option<Self> {
+        match value {
+            InlineValueRef::Null => Some(None),
+            other => T::from_value(other).map(Some),
+        }
+    }
+}
+
+macro_rules! tuple_row {
+    ($($name:ident $index:tt),+) => {
+        impl<$($name: InlineValue),+> InlineRow for ($($name,)+) {
+            fn read(row: &InlineColumns<'_>) -> Option<Self> {
+                Some(($(row.get::<$name>($index)?,)+))
+            }
+        }
+    };
+}
+
+tuple_row!(A 0);
+tuple_row!(A 0, B 1);
+tuple_row!(A 0, B 1, C 2);
+tuple_row!(A 0, B 1, C 2, D 3);
+tuple_row!(A 0, B 1, C 2, D 3, E 4);
+tuple_row!(A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+tuple_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+tuple_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+tuple_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
+tuple_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
+tuple_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12);
+tuple_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13);
+tuple_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14);
+tuple_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14, P 15);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A named shared-cache in-memory database, as the backend makes one per plugin, with a
+    /// table of `n` rows; the returned connection keeps it alive.
+    fn database(name: &str, n: i64) -> (rusqlite::Connection, Inline) {
+        let url = format!("sqlite:file:inline-test-{name}?mode=memory&cache=shared");
+        let inline = Inline::for_url(&url).expect("a shared in-memory database is readable here");
+        let keeper = rusqlite::Connection::open_with_flags(&inline.filename, inline.flags).unwrap();
+        keeper
+            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL)")
+            .unwrap();
+        for i in 1..=n {
+            keeper
+                .execute(
+                    "INSERT INTO t (id, name, score) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![i, format!("n{i}"), i as f64 / 2.0],
+                )
+                .unwrap();
+        }
+        (keeper, inline)
+    }
+
+    #[test]
+    fn a_read_binds_its_parameters_and_reads_its_rows() {
+        let (_keeper, inline) = database("read", 5);
+        let rows: Vec<(i64, String, Option<f64>)> = inline
+            .read(
+                "SELECT id, name, score FROM t WHERE id >= ? AND name <> ? ORDER BY id",
+                &[2.into(), "n4".into()],
+                usize::MAX,
+            )
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (2, "n2".to_owned(), Some(1.0)),
+                (3, "n3".to_owned(), Some(1.5)),
+                (5, "n5".to_owned(), Some(2.5))
+            ]
+        );
+        let first: Vec<(i64,)> = inline.read("SELECT id FROM t ORDER BY id", &[], 1).unwrap();
+        assert_eq!(first, [(1,)]);
+        // The connection was kept for the next read.
+        assert_eq!(inline.lock().idle.len(), 1);
+    }
+
+    #[test]
+    fn what_is_not_a_plain_read_is_left_to_sqlx() {
+        let (keeper, inline) = database("left", 2);
+        let left = |sql: &str, params: &[Param]| inline.read::<(i64,)>(sql, params, usize::MAX);
+        // Writes, statements without columns, parameter counts that do not match, errors.
+        assert_eq!(
+            left("INSERT INTO t (name) VALUES ('x') RETURNING id", &[]),
+            None
+        );
+        assert_eq!(left("BEGIN", &[]), None);
+        assert_eq!(left("SELECT id FROM t WHERE id = ?", &[]), None);
+        assert_eq!(left("SELECT id FROM nowhere", &[]), None);
+        // Values that are not the type's own storage class.
+        assert_eq!(left("SELECT score FROM t", &[]), None);
+        assert_eq!(left("SELECT NULL", &[]), None);
+        assert_eq!(left("SELECT 'text'", &[]), None);
+        // Nothing was written, and reads still work.
+        let count: i64 = keeper
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 2);
+        assert_eq!(left("SELECT COUNT(*) FROM t", &[]), Some(vec![(2,)]));
+    }
+
+    #[test]
+    fn a_locked_table_is_left_to_sqlx_without_waiting() {
+        let (keeper, inline) = database("locked", 1);
+        keeper
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t (name) VALUES ('uncommitted')")
+            .unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            inline.read::<(i64,)>("SELECT id FROM t", &[], usize::MAX),
+            None
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        keeper.execute_batch("COMMIT").unwrap();
+        assert_eq!(
+            inline
+                .read::<(i64,)>("SELECT COUNT(*) FROM t", &[], usize::MAX)
+                .unwrap(),
+            [(2,)]
+        );
+    }
+
+    #[test]
+    fn a_long_read_is_interrupted_and_left_to_sqlx() {
+        let (_keeper, inline) = database("long", 1);
+        let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) SELECT COUNT(*) FROM c";
+        let started = Instant::now();
+        assert_eq!(inline.read::<(i64,)>(sql, &[], usize::MAX), None);
+        // Interrupted near the bound, not run to its end (seconds).
+        assert!(started.elapsed() < BOUND * 50, "{:?}", started.elapsed());
+        // The connection is still good.
+        assert_eq!(
+            inline.read::<(i64,)>("SELECT 1", &[], usize::MAX),
+            Some(vec![(1,)])
+        );
+    }
+
+    #[test]
+    fn a_closed_set_reads_nothing_and_keeps_nothing() {
+        let (_keeper, inline) = database("closed", 1);
+        assert!(inline.read::<(i64,)>("SELECT 1", &[], 1).is_some());
+        inline.close();
+        assert!(inline.lock().idle.is_empty());
+        assert_eq!(inline.read::<(i64,)>("SELECT 1", &[], 1), None);
+    }
+
+    #[test]
+    fn a_private_in_memory_database_is_not_read_here() {
+        assert!(Inline::for_url("sqlite::memory:").is_none());
+        assert!(Inline::for_url("sqlite://some/file.sqlite?mode=rwc").is_some());
+    }
+}
