@@ -10,7 +10,8 @@
 //! - a statement that may write, or that returns no columns (`BEGIN`, `ATTACH`): writes wait
 //!   for locks and sync files, and those statements change the connection;
 //! - a locked database: the busy timeout here is zero, the runtime never waits;
-//! - a read that runs for longer than [`BOUND`]: interrupted, then run again on the thread;
+//! - a read that runs for longer than [`BOUND`]: interrupted, then run again on the thread
+//!   (and that SQL goes straight to the thread from then on);
 //! - a value that its Rust type does not read natively (an `i64` from `REAL`, a `NULL` into a
 //!   type that is not an `Option`): sqlx decides, and names what is wrong;
 //! - any other error (syntax, a missing table, a parameter count that does not match).
@@ -33,6 +34,13 @@ pub const BOUND: Duration = Duration::from_millis(2);
 /// SQLite's virtual-machine steps between two looks at the clock.
 const STEPS_PER_LOOK: i32 = 1000;
 
+/// Statements each connection keeps prepared.
+const PREPARED: usize = 64;
+
+/// How many statements that ran longer than [`BOUND`] are remembered, to go straight to sqlx's
+/// thread: reads of a handful of large reports, not an unbounded set of SQL texts.
+const SLOW_REMEMBERED: usize = 64;
+
 /// Read connections of one plugin's SQLite database, opened on first use and kept; as many as
 /// reads ever ran at once.
 pub(super) struct Inline {
@@ -46,6 +54,8 @@ struct State {
     /// The backend is stopping: connections are closed, none is kept.
     closed: bool,
     idle: Vec<rusqlite::Connection>,
+    /// SQL that ran longer than [`BOUND`] here.
+    slow: std::collections::HashSet<Box<str>>,
 }
 
 impl Inline {
@@ -105,8 +115,17 @@ impl Inline {
         params: &[Param],
         limit: usize,
     ) -> Option<Vec<T>> {
-        let connection = self.take()?;
-        let rows = read(&connection, sql, params, limit);
+        let connection = self.take(sql)?;
+        let rows = match read(&connection, sql, params, limit) {
+            Ok(rows) => rows,
+            Err(Slow) => {
+                let mut state = self.lock();
+                if state.slow.len() < SLOW_REMEMBERED {
+                    state.slow.insert(sql.into());
+                }
+                None
+            }
+        };
         // A statement that left a transaction open would hold it for the next read: close that
         // connection instead of keeping it.
         if connection.is_autocommit() {
@@ -125,10 +144,11 @@ impl Inline {
         drop(idle);
     }
 
-    fn take(&self) -> Option<rusqlite::Connection> {
+    /// A connection for `sql`; `None` when the set is closed or `sql` is known to be slow.
+    fn take(&self, sql: &str) -> Option<rusqlite::Connection> {
         let kept = {
             let mut state = self.lock();
-            if state.closed {
+            if state.closed || (!state.slow.is_empty() && state.slow.contains(sql)) {
                 return None;
             }
             state.idle.pop()
@@ -146,6 +166,7 @@ impl Inline {
     fn open(&self) -> Option<rusqlite::Connection> {
         let connection = rusqlite::Connection::open_with_flags(&self.filename, self.flags).ok()?;
         connection.busy_timeout(Duration::ZERO).ok()?;
+        connection.set_prepared_statement_cache_capacity(PREPARED);
         Some(connection)
     }
 
@@ -154,18 +175,24 @@ impl Inline {
     }
 }
 
+/// A read that ran longer than [`BOUND`] and was interrupted.
+struct Slow;
+
+/// The rows, or `Ok(None)` for a read that belongs on sqlx's thread.
 fn read<T: InlineRow>(
     connection: &rusqlite::Connection,
     sql: &str,
     params: &[Param],
     limit: usize,
-) -> Option<Vec<T>> {
-    let mut statement = connection.prepare_cached(sql).ok()?;
+) -> Result<Option<Vec<T>>, Slow> {
+    let Ok(mut statement) = connection.prepare_cached(sql) else {
+        return Ok(None);
+    };
     if !statement.readonly()
         || statement.column_count() == 0
         || statement.parameter_count() != params.len()
     {
-        return None;
+        return Ok(None);
     }
     for (i, param) in params.iter().enumerate() {
         let index = i + 1;
@@ -176,7 +203,9 @@ fn read<T: InlineRow>(
             Param::Text(v) => statement.raw_bind_parameter(index, v.as_deref()),
             Param::Bytes(v) => statement.raw_bind_parameter(index, v.as_deref()),
         };
-        bound.ok()?;
+        if bound.is_err() {
+            return Ok(None);
+        }
     }
     let started = Instant::now();
     connection.progress_handler(STEPS_PER_LOOK, Some(move || started.elapsed() > BOUND));
@@ -184,12 +213,18 @@ fn read<T: InlineRow>(
     let mut out = Vec::new();
     while out.len() < limit {
         match rows.next() {
-            Ok(Some(row)) => out.push(T::read(&InlineColumns { row })?),
+            Ok(Some(row)) => match T::read(&InlineColumns { row }) {
+                Some(value) => out.push(value),
+                None => return Ok(None),
+            },
             Ok(None) => break,
-            Err(_) => return None,
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
+                return Err(Slow);
+            }
+            Err(_) => return Ok(None),
         }
     }
-    Some(out)
+    Ok(Some(out))
 }
 
 /// A row type that [`Database::fetch_all`] and its siblings can read on SQLite without a trip to
@@ -493,8 +528,11 @@ mod tests {
         let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) SELECT COUNT(*) FROM c";
         let started = Instant::now();
         assert_eq!(inline.read::<(i64,)>(sql, &[], usize::MAX), None);
-        // Interrupted near the bound, not run to its end (seconds).
+        // Interrupted near the bound, not run to its end (seconds), and remembered: the same
+        // SQL goes straight to sqlx's thread from now on.
         assert!(started.elapsed() < BOUND * 50, "{:?}", started.elapsed());
+        assert!(inline.lock().slow.contains(sql));
+        assert_eq!(inline.read::<(i64,)>(sql, &[], usize::MAX), None);
         // The connection is still good.
         assert_eq!(
             inline.read::<(i64,)>("SELECT 1", &[], usize::MAX),
@@ -509,6 +547,40 @@ mod tests {
         inline.close();
         assert!(inline.lock().idle.is_empty());
         assert_eq!(inline.read::<(i64,)>("SELECT 1", &[], 1), None);
+    }
+
+    #[test]
+    fn a_file_database_is_read_where_sqlx_keeps_it() {
+        let dir = std::env::temp_dir().join(format!("inline-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("plugin.sqlite");
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER); INSERT INTO t VALUES (7)",
+            )
+            .unwrap();
+        let inline = Inline::for_url(&format!("sqlite://{}?mode=rwc", path.display())).unwrap();
+        assert_eq!(
+            inline.read::<(i64,)>("SELECT id FROM t", &[], usize::MAX),
+            Some(vec![(7,)])
+        );
+        // A write in progress does not hold up a read of the last commit (WAL).
+        writer
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (8)")
+            .unwrap();
+        assert_eq!(
+            inline.read::<(i64,)>("SELECT COUNT(*) FROM t", &[], usize::MAX),
+            Some(vec![(1,)])
+        );
+        writer.execute_batch("COMMIT").unwrap();
+        assert_eq!(
+            inline.read::<(i64,)>("SELECT COUNT(*) FROM t", &[], usize::MAX),
+            Some(vec![(2,)])
+        );
+        inline.close();
+        drop(writer);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
