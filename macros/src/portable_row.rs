@@ -201,36 +201,17 @@ fn sqlx_args<T>(
     kept
 }
 
-/// `field` (a snake_case Rust name) in sqlx's `rename_all` case `rule`.
+/// `field` in sqlx's `rename_all` case `rule`, converted as sqlx's own derive converts it.
 fn case(field: &str, rule: &str) -> Option<String> {
-    let words: Vec<&str> = field.split('_').filter(|w| !w.is_empty()).collect();
-    let capitalized = |w: &str| {
-        let mut chars = w.chars();
-        chars.next().map_or_else(String::new, |first| {
-            first
-                .to_uppercase()
-                .chain(chars.flat_map(char::to_lowercase))
-                .collect()
-        })
-    };
+    use heck::{ToKebabCase, ToLowerCamelCase, ToShoutySnakeCase, ToSnakeCase, ToUpperCamelCase};
     Some(match rule {
-        "snake_case" => field.to_lowercase(),
+        "snake_case" => field.to_snake_case(),
         "lowercase" => field.to_lowercase(),
         "UPPERCASE" => field.to_uppercase(),
-        "SCREAMING_SNAKE_CASE" => field.to_uppercase(),
-        "kebab-case" => field.to_lowercase().replace('_', "-"),
-        "PascalCase" => words.iter().map(|w| capitalized(w)).collect(),
-        "camelCase" => words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                if i == 0 {
-                    w.to_lowercase()
-                } else {
-                    capitalized(w)
-                }
-            })
-            .collect(),
+        "SCREAMING_SNAKE_CASE" => field.to_shouty_snake_case(),
+        "kebab-case" => field.to_kebab_case(),
+        "PascalCase" => field.to_upper_camel_case(),
+        "camelCase" => field.to_lower_camel_case(),
         _ => return None,
     })
 }
@@ -262,6 +243,9 @@ mod tests {
             Some("created_at")
         );
         assert_eq!(case("created_at", "Title Case"), None);
+        // As sqlx's derive: field names that are not snake_case, and leading underscores.
+        assert_eq!(case("userId", "snake_case").as_deref(), Some("user_id"));
+        assert_eq!(case("_private", "kebab-case").as_deref(), Some("private"));
     }
 
     #[test]

@@ -7,14 +7,20 @@
 //! connection of this module, as better-sqlite3 does under Backstage. What this path does not
 //! take goes to sqlx's thread as before, where it gets the answer or the error it always got:
 //!
-//! - a statement that may write, or that returns no columns (`BEGIN`, `ATTACH`): writes wait
-//!   for locks and sync files, and those statements change the connection;
-//! - a locked database: the busy timeout here is zero, the runtime never waits;
+//! - what is not one `SELECT`, `WITH` or `VALUES` statement (a `PRAGMA` acts when it is
+//!   prepared; a second statement after a `;` would not run here), a statement SQLite does not
+//!   call read-only, or one that returns no columns;
+//! - parameters other than plain `?` (`?1`, `$1`, `:name` are bound by number or refused by
+//!   sqlx), or not as many parameters as there are `?`s;
+//! - a locked database: the busy timeout here is zero, a read never waits for a lock;
 //! - a read that runs for longer than [`BOUND`]: interrupted, then run again on the thread
-//!   (and that SQL goes straight to the thread from then on);
+//!   (and that SQL goes straight to the thread from then on). SQLite looks at the clock between
+//!   its steps: one step that takes long by itself (counting a large table, making a huge blob)
+//!   runs to its end first;
 //! - a value that its Rust type does not read natively (an `i64` from `REAL`, a `NULL` into a
-//!   type that is not an `Option`): sqlx decides, and names what is wrong;
-//! - any other error (syntax, a missing table, a parameter count that does not match).
+//!   type that is not an `Option`, a column whose name matches only when case is ignored):
+//!   sqlx reads it as it always did;
+//! - any other error (syntax, a missing table).
 //!
 //! [`Database::fetch_all`]: super::Database::fetch_all
 //! [`Database::fetch_optional`]: super::Database::fetch_optional
@@ -185,12 +191,16 @@ fn read<T: InlineRow>(
     params: &[Param],
     limit: usize,
 ) -> Result<Option<Vec<T>>, Slow> {
+    if !one_query(sql) {
+        return Ok(None);
+    }
     let Ok(mut statement) = connection.prepare_cached(sql) else {
         return Ok(None);
     };
     if !statement.readonly()
         || statement.column_count() == 0
         || statement.parameter_count() != params.len()
+        || (1..=params.len()).any(|i| statement.parameter_name(i).is_some())
     {
         return Ok(None);
     }
@@ -225,6 +235,23 @@ fn read<T: InlineRow>(
         }
     }
     Ok(Some(out))
+}
+
+/// Whether `sql` is one statement that starts with `SELECT`, `WITH` or `VALUES` (no comment before
+/// it; a `;` only at its end). Anything else is left to sqlx without being prepared here: a
+/// `PRAGMA` takes effect when it is prepared, and only the first of several statements would
+/// run. A `;` inside quoted text also sends the query to sqlx, which reads it right.
+fn one_query(sql: &str) -> bool {
+    let sql = sql.trim_start();
+    let body = sql.trim_end().trim_end_matches(';');
+    let word_end = sql
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(sql.len());
+    let word = &sql[..word_end];
+    ["select", "with", "values"]
+        .iter()
+        .any(|k| word.eq_ignore_ascii_case(k))
+        && !body.contains(';')
 }
 
 /// A row type that [`Database::fetch_all`] and its siblings can read on SQLite without a trip to
@@ -278,10 +305,14 @@ impl InlineColumns<'_> {
         T::from_value(self.row.get_ref(index).ok()?.into())
     }
 
-    /// The column named `name` as `T`; `None` where there is no such column or `T` does not
-    /// read its value.
+    /// The column named `name` (exactly; the last of that name, as sqlx finds columns) as `T`;
+    /// `None` where there is no such column or `T` does not read its value.
     pub fn get_named<T: InlineValue>(&self, name: &str) -> Option<T> {
-        T::from_value(self.row.get_ref(name).ok()?.into())
+        let statement: &rusqlite::Statement<'_> = self.row.as_ref();
+        let index = (0..statement.column_count())
+            .rev()
+            .find(|&i| statement.column_name(i).is_ok_and(|n| n == name))?;
+        self.get(index)
     }
 }
 
@@ -477,6 +508,28 @@ mod tests {
         assert_eq!(inline.lock().idle.len(), 1);
     }
 
+    /// Reads column `id` by name.
+    #[derive(Debug, PartialEq)]
+    struct ById(i64);
+
+    impl InlineRow for ById {
+        fn read(row: &InlineColumns<'_>) -> Option<Self> {
+            Some(ById(row.get_named("id")?))
+        }
+    }
+
+    #[test]
+    fn columns_are_found_by_name_as_sqlx_finds_them() {
+        let (_keeper, inline) = database("named", 0);
+        // The last of two columns of one name.
+        assert_eq!(
+            inline.read::<ById>("SELECT 1 AS id, 2 AS id", &[], usize::MAX),
+            Some(vec![ById(2)])
+        );
+        // A name that matches only when case is ignored is sqlx's to judge.
+        assert_eq!(inline.read::<ById>("SELECT 1 AS ID", &[], usize::MAX), None);
+    }
+
     #[test]
     fn what_is_not_a_plain_read_is_left_to_sqlx() {
         let (keeper, inline) = database("left", 2);
@@ -493,6 +546,21 @@ mod tests {
         assert_eq!(left("SELECT score FROM t", &[]), None);
         assert_eq!(left("SELECT NULL", &[]), None);
         assert_eq!(left("SELECT 'text'", &[]), None);
+        // More than one statement, pragmas (which act when prepared), numbered or named
+        // parameters, a comment first.
+        assert_eq!(left("SELECT 1; DELETE FROM t", &[]), None);
+        assert_eq!(left("PRAGMA busy_timeout = 3000", &[]), None);
+        assert_eq!(left("PRAGMA case_sensitive_like = 1", &[]), None);
+        assert_eq!(left("SELECT id FROM t WHERE id = ?1", &[1.into()]), None);
+        assert_eq!(left("SELECT id FROM t WHERE id = :id", &[1.into()]), None);
+        assert_eq!(left("-- one\nSELECT 1", &[]), None);
+        // The PRAGMA was not prepared here: LIKE still ignores case on this connection.
+        assert_eq!(
+            left("SELECT COUNT(*) FROM t WHERE 'A' LIKE 'a'", &[]),
+            Some(vec![(2,)])
+        );
+        // A trailing `;` and lower case are one query.
+        assert_eq!(left("select 1;", &[]), Some(vec![(1,)]));
         // Nothing was written, and reads still work.
         let count: i64 = keeper
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
@@ -556,16 +624,15 @@ mod tests {
         let path = dir.join("plugin.sqlite");
         let writer = rusqlite::Connection::open(&path).unwrap();
         writer
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER); INSERT INTO t VALUES (7)",
-            )
+            .execute_batch("CREATE TABLE t (id INTEGER); INSERT INTO t VALUES (7)")
             .unwrap();
         let inline = Inline::for_url(&format!("sqlite://{}?mode=rwc", path.display())).unwrap();
         assert_eq!(
             inline.read::<(i64,)>("SELECT id FROM t", &[], usize::MAX),
             Some(vec![(7,)])
         );
-        // A write in progress does not hold up a read of the last commit (WAL).
+        // The journal sqlx leaves a plugin's file with is a rollback journal: a write that has
+        // not begun to commit leaves the last commit readable.
         writer
             .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (8)")
             .unwrap();
@@ -578,6 +645,15 @@ mod tests {
             inline.read::<(i64,)>("SELECT COUNT(*) FROM t", &[], usize::MAX),
             Some(vec![(2,)])
         );
+        // A database locked for writing is left to sqlx, at once.
+        writer.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            inline.read::<(i64,)>("SELECT COUNT(*) FROM t", &[], usize::MAX),
+            None
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        writer.execute_batch("COMMIT").unwrap();
         inline.close();
         drop(writer);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -57,9 +57,9 @@ param_from!(
 );
 
 /// A row type every engine can read: tuples of `i64`, `String`, `f64`, `bool`, `Vec<u8>` and
-/// their `Option`s, or a struct of your own with `#[derive(sqlx::FromRow, InlineRow)]` (sqlx's
-/// `FromRow` for the three engines' row types, [`InlineRow`] for reads on SQLite's calling
-/// thread).
+/// their `Option`s, or a struct of your own with `#[derive(PortableRow)]`, which implements
+/// sqlx's `FromRow` for the three engines' row types and [`InlineRow`] for reads on SQLite's
+/// calling thread (or both by hand).
 ///
 /// ```
 /// fn portable<T: backstage::database::PortableRow>() {}
