@@ -1,7 +1,8 @@
 //! The benchmark's baseline: carmen's benchmarked routes written by hand in axum, with no
 //! framework code. It does the same work the framework does for them: Backstage's security
 //! headers, the static-token check (constant time), ES256 plugin tokens verified with the
-//! caller's JWKS (fetched once, cached), the same SQLite queries, the same JSON as Express's
+//! caller's JWKS (fetched once, cached), the same SQLite queries (reads on the calling thread
+//! with rusqlite as the framework reads them, writes through sqlx), the same JSON as Express's
 //! `res.json` sends it (`charset=utf-8`, weak ETag), `Vary: Accept-Encoding` and tower-http's
 //! compression, the same Backstage error bodies, and the same empty 404 for an unknown route.
 //!
@@ -70,6 +71,8 @@ fn express_json() -> bool {
 
 struct AppState {
     pool: SqlitePool,
+    /// Connections for reads on the calling thread, to the pool's database.
+    reads: std::sync::Mutex<Vec<rusqlite::Connection>>,
     token: String,
     jwks_url: String,
     key: OnceCell<Vec<u8>>,
@@ -241,6 +244,45 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// The rows of `sql` with `id` bound (when given), read on this thread.
+    fn read(&self, sql: &str, id: Option<i64>) -> rusqlite::Result<Vec<Item>> {
+        let kept = self.reads.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let connection = match kept {
+            Some(connection) => connection,
+            None => rusqlite::Connection::open_with_flags(
+                DATABASE,
+                rusqlite::OpenFlags::SQLITE_OPEN_URI
+                    | rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_MEMORY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_SHARED_CACHE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?,
+        };
+        let rows = {
+            let mut statement = connection.prepare_cached(sql)?;
+            let to_item = |row: &rusqlite::Row<'_>| {
+                Ok(Item {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                })
+            };
+            match id {
+                Some(id) => statement.query_map([id], to_item)?.collect(),
+                None => statement.query_map([], to_item)?.collect(),
+            }
+        };
+        self.reads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(connection);
+        rows
+    }
+}
+
+/// The named in-memory database that sqlx's pool and the read connections share.
+const DATABASE: &str = "file:handwritten";
+
 async fn health() -> Response {
     json(StatusCode::OK, &json!({"status": "ok"}))
 }
@@ -249,20 +291,8 @@ async fn items(State(state): State<Arc<AppState>>, request: Request) -> Response
     if !state.authorized(request.headers()).await {
         return unauthorized(request.uri(), "GET");
     }
-    let rows = sqlx::query("SELECT id, name FROM items ORDER BY id")
-        .fetch_all(&state.pool)
-        .await;
-    match rows {
-        Ok(rows) => json(
-            StatusCode::OK,
-            &rows
-                .iter()
-                .map(|row| Item {
-                    id: row.get(0),
-                    name: row.get(1),
-                })
-                .collect::<Vec<_>>(),
-        ),
+    match state.read("SELECT id, name FROM items ORDER BY id", None) {
+        Ok(rows) => json(StatusCode::OK, &rows),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
@@ -311,18 +341,11 @@ async fn item(
     if !state.authorized(&headers).await {
         return unauthorized(&uri, "GET");
     }
-    let row = sqlx::query("SELECT id, name FROM items WHERE id = ?")
-        .bind(id)
-        .fetch_optional(&state.pool)
-        .await;
+    let row = state
+        .read("SELECT id, name FROM items WHERE id = ?", Some(id))
+        .map(|rows| rows.into_iter().next());
     match row {
-        Ok(Some(row)) => json(
-            StatusCode::OK,
-            &Item {
-                id: row.get(0),
-                name: row.get(1),
-            },
-        ),
+        Ok(Some(item)) => json(StatusCode::OK, &item),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             "NotFoundError",
@@ -363,6 +386,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     let state = Arc::new(AppState {
         pool,
+        reads: std::sync::Mutex::new(Vec::new()),
         token: std::env::var("STATIC_TOKEN")?,
         jwks_url: std::env::var("JWKS_URL")?,
         key: OnceCell::new(),
