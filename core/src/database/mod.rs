@@ -391,10 +391,12 @@ impl DatabaseManager {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(pool.clone());
-        let inline = (settings.engine == Engine::Sqlite)
-            .then(|| inline::Inline::for_url(pool.connect_options().database_url.as_str()))
-            .flatten()
-            .map(Arc::new);
+        let inline = match settings.engine {
+            Engine::Sqlite => {
+                inline::Inline::for_url(pool.connect_options().database_url.as_str()).map(Arc::new)
+            }
+            _ => None,
+        };
         if let Some(inline) = &inline {
             self.inner
                 .natives
