@@ -13,10 +13,12 @@
 //! - parameters other than plain `?` (`?1`, `$1`, `:name` are bound by number or refused by
 //!   sqlx), or not as many parameters as there are `?`s;
 //! - a locked database: the busy timeout here is zero, a read never waits for a lock;
-//! - a read that runs for longer than [`BOUND`]: interrupted, then run again on the thread
-//!   (and that SQL goes straight to the thread from then on). SQLite looks at the clock between
-//!   its steps: one step that takes long by itself (counting a large table, making a huge blob)
-//!   runs to its end first;
+//! - a read that runs for longer than [`BOUND`]: interrupted, then run again on the thread,
+//!   and that SQL goes straight to the thread for the next [`SLOW_FOR`]. SQLite looks at the
+//!   clock between its steps: one step that takes long by itself (counting a large table,
+//!   making a huge blob) runs to its end first. The clock is the wall's, so a read whose thread
+//!   the operating system paused for a few milliseconds counts as long too: that is why the
+//!   SQL is tried here again after a while, not sent away for good;
 //! - a value that its Rust type does not read natively (an `i64` from `REAL`, a `NULL` into a
 //!   type that is not an `Option`, a column whose name matches only when case is ignored):
 //!   sqlx reads it as it always did;
@@ -35,6 +37,10 @@ use rusqlite::types::ValueRef;
 use super::Param;
 
 /// The longest a read runs on the calling thread before it is handed to sqlx's thread.
+///
+/// ```
+/// assert_eq!(backstage::database::BOUND, std::time::Duration::from_millis(2));
+/// ```
 pub const BOUND: Duration = Duration::from_millis(2);
 
 /// SQLite's virtual-machine steps between two looks at the clock.
@@ -46,6 +52,18 @@ const PREPARED: usize = 64;
 /// How many statements that ran longer than [`BOUND`] are remembered, to go straight to sqlx's
 /// thread: reads of a handful of large reports, not an unbounded set of SQL texts.
 const SLOW_REMEMBERED: usize = 64;
+
+/// How long SQL that ran longer than [`BOUND`] goes straight to sqlx's thread before it is tried
+/// here again. A read whose thread was paused (another thread on its CPU, a busy host) is not
+/// slow and should not leave this path for long; a read that is slow costs a thread one
+/// [`BOUND`] per period when it is tried again.
+///
+/// ```
+/// use backstage::database::{BOUND, SLOW_FOR};
+/// // A slow read tried again costs at most this share of a thread's time.
+/// assert!(BOUND.as_secs_f64() / SLOW_FOR.as_secs_f64() <= 0.002);
+/// ```
+pub const SLOW_FOR: Duration = Duration::from_secs(1);
 
 /// Read connections of one plugin's SQLite database, opened on first use and kept; as many as
 /// reads ever ran at once.
@@ -60,8 +78,8 @@ struct State {
     /// The backend is stopping: connections are closed, none is kept.
     closed: bool,
     idle: Vec<rusqlite::Connection>,
-    /// SQL that ran longer than [`BOUND`] here.
-    slow: std::collections::HashSet<Box<str>>,
+    /// SQL that ran longer than [`BOUND`] here, and until when it goes to sqlx's thread.
+    slow: std::collections::HashMap<Box<str>, Instant>,
 }
 
 impl Inline {
@@ -125,9 +143,13 @@ impl Inline {
         let rows = match read(&connection, sql, params, limit) {
             Ok(rows) => rows,
             Err(Slow) => {
+                let now = Instant::now();
                 let mut state = self.lock();
+                if state.slow.len() >= SLOW_REMEMBERED {
+                    state.slow.retain(|_, until| *until > now);
+                }
                 if state.slow.len() < SLOW_REMEMBERED {
-                    state.slow.insert(sql.into());
+                    state.slow.insert(sql.into(), now + SLOW_FOR);
                 }
                 None
             }
@@ -150,12 +172,20 @@ impl Inline {
         drop(idle);
     }
 
-    /// A connection for `sql`; `None` when the set is closed or `sql` is known to be slow.
+    /// A connection for `sql`; `None` when the set is closed or `sql` ran long not long ago.
     fn take(&self, sql: &str) -> Option<rusqlite::Connection> {
         let kept = {
             let mut state = self.lock();
-            if state.closed || (!state.slow.is_empty() && state.slow.contains(sql)) {
+            if state.closed {
                 return None;
+            }
+            if !state.slow.is_empty()
+                && let Some(until) = state.slow.get(sql)
+            {
+                if Instant::now() < *until {
+                    return None;
+                }
+                state.slow.remove(sql);
             }
             state.idle.pop()
         };
@@ -597,15 +627,50 @@ mod tests {
         let started = Instant::now();
         assert_eq!(inline.read::<(i64,)>(sql, &[], usize::MAX), None);
         // Interrupted near the bound, not run to its end (seconds), and remembered: the same
-        // SQL goes straight to sqlx's thread from now on.
+        // SQL goes straight to sqlx's thread for a while.
         assert!(started.elapsed() < BOUND * 50, "{:?}", started.elapsed());
-        assert!(inline.lock().slow.contains(sql));
+        let until = inline.lock().slow[sql];
+        assert!(until > Instant::now() && until <= Instant::now() + SLOW_FOR);
         assert_eq!(inline.read::<(i64,)>(sql, &[], usize::MAX), None);
+        // Not run here again: run and interrupted, it would be remembered anew, until later.
+        assert_eq!(inline.lock().slow[sql], until);
         // The connection is still good.
         assert_eq!(
             inline.read::<(i64,)>("SELECT 1", &[], usize::MAX),
             Some(vec![(1,)])
         );
+    }
+
+    #[test]
+    fn sql_remembered_as_slow_is_read_here_again_once_its_time_is_up() {
+        // A read interrupted because its thread was paused is not slow: it must not leave this
+        // path for good.
+        let (_keeper, inline) = database("slow-expires", 1);
+        let sql = "SELECT 1";
+        let later = Instant::now() + SLOW_FOR;
+        inline.lock().slow.insert(sql.into(), later);
+        assert_eq!(inline.read::<(i64,)>(sql, &[], 1), None);
+        inline.lock().slow.insert(sql.into(), Instant::now());
+        assert_eq!(inline.read::<(i64,)>(sql, &[], 1), Some(vec![(1,)]));
+        assert!(inline.lock().slow.is_empty());
+    }
+
+    #[test]
+    fn a_full_list_of_slow_sql_makes_room_by_dropping_what_expired() {
+        let (_keeper, inline) = database("slow-full", 1);
+        {
+            let mut state = inline.lock();
+            for i in 0..SLOW_REMEMBERED {
+                state
+                    .slow
+                    .insert(format!("SELECT {i}").into(), Instant::now());
+            }
+        }
+        let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) SELECT COUNT(*) FROM c";
+        assert_eq!(inline.read::<(i64,)>(sql, &[], usize::MAX), None);
+        let state = inline.lock();
+        assert_eq!(state.slow.len(), 1);
+        assert!(state.slow.contains_key(sql));
     }
 
     #[test]

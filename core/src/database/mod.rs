@@ -53,7 +53,7 @@ mod settings;
 
 /// `#[derive(PortableRow)]`: see the trait [`PortableRow`].
 pub use backstage_macros::PortableRow;
-pub use inline::{BOUND, InlineColumns, InlineRow, InlineValue, InlineValueRef};
+pub use inline::{BOUND, InlineColumns, InlineRow, InlineValue, InlineValueRef, SLOW_FOR};
 pub use migrate::{HISTORY_TABLE, Migration, Migrations};
 pub use native::{Param, PortableRow};
 pub use settings::Engine;
