@@ -36,6 +36,8 @@ pub(crate) struct Contestant {
     pub(crate) env: Vec<(&'static str, &'static str)>,
     /// Configuration merged into the framework's `app-config.yaml`.
     pub(crate) config: Value,
+    /// The one path it is measured on, where it differs from `limit` on that path alone.
+    pub(crate) only: Option<&'static str>,
 }
 
 impl Contestant {
@@ -46,6 +48,7 @@ impl Contestant {
             kind,
             env: Vec::new(),
             config: Value::Null,
+            only: None,
         }
     }
 
@@ -57,6 +60,11 @@ impl Contestant {
     fn config(mut self, config: Value) -> Self {
         self.config = config;
         self
+    }
+
+    /// Whether it is measured on `path`.
+    pub(crate) fn takes(&self, path: &str) -> bool {
+        self.only.is_none_or(|only| only == path)
     }
 
     /// Whether its request log lines are counted: the framework logging at info.
@@ -73,6 +81,22 @@ pub(crate) fn limit() -> Contestant {
         Kind::Handwritten("none"),
     )
 }
+
+/// The limit answering `/health` with Backstage's header lines, prebuilt: what the wire
+/// contract costs by itself.
+pub(crate) fn limit_wire() -> Contestant {
+    Contestant {
+        only: Some(HEALTH_PATH),
+        ..Contestant::new(
+            "limit+wire",
+            "the limit whose /health sends Backstage's header lines, copied from a prebuilt map",
+            Kind::Handwritten("wire"),
+        )
+    }
+}
+
+/// The path of the `/health` scenario.
+pub(crate) const HEALTH_PATH: &str = "/api/carmen/health";
 
 /// The hand-written server doing the framework's per-request work.
 pub(crate) fn equal_work() -> Contestant {
@@ -126,6 +150,10 @@ pub(crate) fn node() -> Contestant {
 pub(crate) fn feature_variants() -> Vec<Contestant> {
     vec![
         limit(),
+        Contestant {
+            key: "hw+wire",
+            ..limit_wire()
+        },
         Contestant::new("hw+headers", "limit + security headers", Kind::Handwritten("headers")),
         Contestant::new(
             "hw+express-json",
@@ -332,12 +360,12 @@ impl Setup {
                 );
                 std::fs::write(folder.join("app-config.yaml"), config.to_string())
                     .map_err(|e| e.to_string())?;
-                let mut c = self.wrapped(wrapper, self.bin_dir.join(binary));
+                let mut c = self.wrapped(wrapper, self.built(&binary)?);
                 c.current_dir(&folder);
                 c
             }
             Kind::Handwritten(features) => {
-                let mut c = self.wrapped(wrapper, self.bin_dir.join("handwritten"));
+                let mut c = self.wrapped(wrapper, self.built("handwritten")?);
                 c.env("PORT", port.to_string())
                     .env("STATIC_TOKEN", STATIC_TOKEN)
                     .env("FEATURES", features)
@@ -394,6 +422,21 @@ impl Setup {
             }
         }
         Ok(server)
+    }
+
+    /// The path of the release binary `name`, or what to run to build it (`--no-build` uses
+    /// what is there; a wrapper such as `taskset` would report a missing program only as its
+    /// exit status).
+    fn built(&self, name: &str) -> Result<PathBuf, String> {
+        let path = self.bin_dir.join(name);
+        if path.is_file() {
+            return Ok(path);
+        }
+        Err(format!(
+            "{} is not built; run the benchmark without --no-build, or build it with \
+             `cargo build --release -p example-backend -p backstage-bench --features backstage-bench/scale`",
+            path.display()
+        ))
     }
 
     fn wrapped(&self, wrapper: &[String], program: PathBuf) -> Command {
@@ -489,6 +532,32 @@ mod tests {
         assert_eq!(cpu_set("0-2,5"), [0, 1, 2, 5]);
         assert_eq!(cpu_set("3,1-2"), [1, 2, 3]);
         assert_eq!(cpu_set(""), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_binary_not_built_is_named_with_the_command_that_builds_it() {
+        let dir = std::env::temp_dir().join(format!("bench-built-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("handwritten"), b"").unwrap();
+        let setup = Setup {
+            bin_dir: dir.clone(),
+            work: dir.clone(),
+            pin: Vec::new(),
+            jwks: ([127, 0, 0, 1], 9).into(),
+            node: String::new(),
+            node_dir: dir.clone(),
+        };
+        assert_eq!(setup.built("handwritten"), Ok(dir.join("handwritten")));
+        let missing = setup.built("scale-100").unwrap_err();
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(
+            missing.contains(&*dir.join("scale-100").to_string_lossy()),
+            "{missing}"
+        );
+        assert!(
+            missing.contains("--features backstage-bench/scale"),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! the contestants of [`contestants`]:
 //!
 //! - `limit`: minimal axum, the same routes, token checks and SQL and nothing else;
+//! - `limit+wire` (on `/health` only): the limit whose answer carries every header line
+//!   Backstage's does, copied from a map made at start-up: what the wire contract costs alone;
 //! - `equal-work`: hand-written axum doing the framework's per-request work, without logs;
 //! - `shipped`: the example backend as a user runs it (info: the request log and carmen's
 //!   "PONG!"; plain lines), `shipped-json` (`NODE_ENV=production`: JSON lines) and `warn`
@@ -336,7 +338,7 @@ fn scenarios(token: String) -> Vec<Scenario> {
         scenario(
             "GET /health (unauthenticated)",
             "GET",
-            "/api/carmen/health",
+            contestants::HEALTH_PATH,
             None,
             None,
             200,
@@ -423,8 +425,9 @@ async fn throughput(
 ) -> Value {
     let mut taking_part = Vec::new();
     for (i, (contestant, server)) in started.servers.iter().enumerate() {
-        let joins = scenario.headline
-            || matches!(contestant.key, "limit" | "equal-work" | "shipped" | "warn");
+        let joins = (scenario.headline
+            || matches!(contestant.key, "limit" | "equal-work" | "shipped" | "warn"))
+            && contestant.takes(scenario.path);
         if !joins {
             continue;
         }
@@ -499,6 +502,7 @@ async fn throughput(
                 "vs_limit": ratio_to(slot, slot_of("limit")),
                 "vs_equal_work": ratio_to(slot, slot_of("equal-work")),
                 "vs_node": ratio_to(slot, slot_of("node")),
+                "vs_wire": ratio_to(slot, slot_of("limit+wire")),
             }),
         );
     }
@@ -514,9 +518,17 @@ async fn feature_instructions(
     let mut table = serde_json::Map::new();
     for contestant in contestants::feature_variants() {
         eprintln!("under callgrind: {}", contestant.key);
-        match instructions::per_request(setup, &contestant, scenarios).await {
+        let taken: Vec<Scenario> = scenarios
+            .iter()
+            .filter(|s| contestant.takes(s.path))
+            .cloned()
+            .collect();
+        if taken.is_empty() {
+            continue;
+        }
+        match instructions::per_request(setup, &contestant, &taken).await {
             Ok(counts) => {
-                for (scenario, count) in scenarios.iter().zip(counts) {
+                for (scenario, count) in taken.iter().zip(counts) {
                     match count {
                         Ok(n) => {
                             let row = table
@@ -576,6 +588,7 @@ async fn run() -> Result<bool, String> {
 
     let mut list = vec![
         contestants::limit(),
+        contestants::limit_wire(),
         contestants::equal_work(),
         contestants::shipped(),
         contestants::shipped_json(),

@@ -180,7 +180,12 @@ impl Targets {
 /// The cost of each feature in instructions per request: the difference of two variants that
 /// differ by that feature alone.
 pub(crate) fn features(instructions: &Value) -> Value {
-    const ROWS: [(&str, &str, &str); 9] = [
+    const ROWS: [(&str, &str, &str); 11] = [
+        (
+            "Backstage's header lines alone, prebuilt",
+            "hw+wire",
+            "limit",
+        ),
         ("security headers, by hand", "hw+headers", "limit"),
         (
             "Express JSON (charset, ETag), by hand",
@@ -193,6 +198,11 @@ pub(crate) fn features(instructions: &Value) -> Value {
             "limit",
         ),
         ("the framework at warn over the limit", "warn", "limit"),
+        (
+            "the framework at warn over those header lines",
+            "warn",
+            "hw+wire",
+        ),
         (
             "the framework at warn over equal work",
             "warn",
@@ -266,6 +276,22 @@ fn scale_line(row: &Value) -> String {
     line
 }
 
+/// Where `limit+wire` took part: the framework's ratios to it, the limit that sends the header
+/// lines Backstage's answers carry (so what is left is the framework's own cost).
+fn wire_line(scenario: &Value) -> Option<String> {
+    let results = &scenario["results"];
+    let wire = results["limit+wire"]["vs_limit"].as_f64()?;
+    let to_wire: Vec<String> = ["shipped", "shipped-json", "warn"]
+        .iter()
+        .filter_map(|key| Some(format!("{key} {:.3}", results[*key]["vs_wire"].as_f64()?)))
+        .collect();
+    Some(format!(
+        "{}: limit+wire / limit {wire:.3} (Backstage's header lines alone); against limit+wire: {}",
+        scenario["scenario"].as_str().unwrap_or_default(),
+        to_wire.join(", ")
+    ))
+}
+
 /// The report as tables on standard output.
 pub(crate) fn print(r: &Value) {
     use std::io::Write as _;
@@ -323,6 +349,13 @@ pub(crate) fn print(r: &Value) {
     lines.push(
         "client: the most of its CPUs the load generator used in a round (on CPUs other than the servers')"
             .to_owned(),
+    );
+    lines.extend(
+        r["scenarios"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(wire_line),
     );
     if !saturated.is_empty() {
         lines.push(format!(
@@ -417,8 +450,7 @@ mod tests {
 
     #[test]
     fn a_feature_costs_the_difference_of_the_variants_with_and_without_it() {
-        let counts =
-            json!({"s": {"limit": 100.0, "hw+headers": 130.0, "warn": 150.0, "shipped": 190.0}});
+        let counts = json!({"s": {"limit": 100.0, "hw+headers": 130.0, "hw+wire": 120.0, "warn": 150.0, "shipped": 190.0}});
         let costs = &features(&counts)[0]["costs"];
         let cost = |name: &str| {
             costs
@@ -430,11 +462,32 @@ mod tests {
         };
         assert_eq!(cost("security headers, by hand"), Some(30.0));
         assert_eq!(
+            cost("the framework at warn over those header lines"),
+            Some(30.0)
+        );
+        assert_eq!(
             cost("log lines at info (request log, PONG), plain"),
             Some(40.0)
         );
         // A variant that was not measured leaves its row out rather than guessing.
         assert_eq!(cost("JSON lines instead of plain"), None);
+    }
+
+    #[test]
+    fn the_framework_is_also_read_against_the_limit_sending_backstages_header_lines() {
+        let scenario = json!({"scenario": HEALTH, "results": {
+            "limit+wire": {"vs_limit": 0.96},
+            "warn": {"vs_limit": 0.937, "vs_wire": 0.976},
+            "shipped": {"vs_limit": 0.892, "vs_wire": 0.93},
+        }});
+        assert_eq!(
+            wire_line(&scenario).as_deref(),
+            Some(
+                "GET /health (unauthenticated): limit+wire / limit 0.960 (Backstage's header lines alone); against limit+wire: shipped 0.930, warn 0.976"
+            )
+        );
+        let without = json!({"scenario": "GET /items", "results": {"warn": {"vs_limit": 1.0}}});
+        assert_eq!(wire_line(&without), None);
     }
 
     #[test]

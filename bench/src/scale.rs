@@ -23,6 +23,7 @@ fn contestant(n: usize) -> Contestant {
         kind: Kind::Scale(n),
         env: vec![("LOG_LEVEL", "warn")],
         config: Value::Null,
+        only: None,
     }
 }
 

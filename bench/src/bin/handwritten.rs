@@ -11,12 +11,16 @@
 //! list of `headers` (the security headers), `express-json` (`charset=utf-8` and the weak ETag)
 //! and `compression` (`Vary` and the compression layer); all three when unset. `FEATURES=none`
 //! makes it the benchmark's limit: the same routes, token checks and SQL, and nothing else.
+//! `wire` (alone) is the limit whose `/health` answers with every header line Backstage's answer
+//! carries (the security headers, Express's type and ETag, `Vary`, `Connection`, `Keep-Alive`),
+//! copied from a map made at start-up: the least a server can do to put Backstage's answer on
+//! the wire, so the benchmark can tell those bytes' cost from the framework's.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
-use axum::http::header::{CONTENT_TYPE, ETAG, VARY};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, ETAG, VARY};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -35,6 +39,7 @@ struct Features {
     headers: bool,
     express_json: bool,
     compression: bool,
+    wire: bool,
 }
 
 impl Features {
@@ -45,6 +50,7 @@ impl Features {
             headers: false,
             express_json: false,
             compression: false,
+            wire: false,
         };
         for name in list
             .split(',')
@@ -55,6 +61,7 @@ impl Features {
                 "headers" => features.headers = true,
                 "express-json" => features.express_json = true,
                 "compression" => features.compression = true,
+                "wire" => features.wire = true,
                 other => return Err(format!("FEATURES: unknown feature '{other}'")),
             }
         }
@@ -284,7 +291,42 @@ impl AppState {
 const DATABASE: &str = "file:handwritten";
 
 async fn health() -> Response {
+    if let Some(headers) = WIRE_HEALTH.get() {
+        let mut response = Response::new(axum::body::Body::from(HEALTH_BODY));
+        *response.headers_mut() = headers.clone();
+        return response;
+    }
     json(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+const HEALTH_BODY: &str = r#"{"status":"ok"}"#;
+
+/// `/health`'s answer headers as Backstage sends them, made once (feature `wire`).
+static WIRE_HEALTH: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
+
+fn wire_health() -> HeaderMap {
+    let digest = <sha1::Sha1 as sha1::Digest>::digest(HEALTH_BODY.as_bytes());
+    let hash = base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_slice());
+    let etag = format!("W/\"{:x}-{}\"", HEALTH_BODY.len(), &hash[..27]);
+    let mut headers = HeaderMap::new();
+    for (name, value) in HEADERS {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    let mut put = |name: HeaderName, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    put(CONTENT_TYPE, "application/json; charset=utf-8");
+    put(CONTENT_LENGTH, &HEALTH_BODY.len().to_string());
+    put(ETAG, &etag);
+    put(VARY, "Accept-Encoding");
+    put(CONNECTION, "keep-alive");
+    put(HeaderName::from_static("keep-alive"), "timeout=5");
+    headers
 }
 
 async fn items(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -370,6 +412,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port: u16 = std::env::var("PORT")?.parse()?;
     let features = Features::from_env()?;
     FEATURES.get_or_init(|| features);
+    if features.wire {
+        WIRE_HEALTH.get_or_init(wire_health);
+    }
     let options: SqliteConnectOptions =
         "sqlite:file:handwritten?mode=memory&cache=shared".parse()?;
     let pool = SqlitePoolOptions::new()
