@@ -61,6 +61,10 @@ fn the_benchmark_runs_every_scenario_and_reports_what_is_missing() {
     assert_eq!(output.status.code(), Some(3), "{stdout}\n{stderr}");
     assert!(stdout.contains("missing: contestant node: "), "{stdout}");
     assert!(stdout.contains("overall: FAIL"), "{stdout}");
+    assert!(
+        stdout.contains("GET /health (unauthenticated): limit+wire / limit "),
+        "{stdout}"
+    );
 
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     std::fs::remove_dir_all(&tmp).ok();
@@ -90,6 +94,11 @@ fn the_benchmark_runs_every_scenario_and_reports_what_is_missing() {
         if scenario["headline"] == true {
             contestants.push("shipped-json");
         }
+        // The limit sending Backstage's header lines takes part on `/health` alone.
+        let health = scenario["scenario"] == "GET /health (unauthenticated)";
+        if health {
+            contestants.push("limit+wire");
+        }
         let results = scenario["results"].as_object().unwrap();
         assert_eq!(results.len(), contestants.len(), "{scenario}");
         for key in contestants {
@@ -101,6 +110,7 @@ fn the_benchmark_runs_every_scenario_and_reports_what_is_missing() {
                 "{key}: {scenario}"
             );
             assert!(result["vs_node"].is_null(), "{key}: {scenario}");
+            assert_eq!(result["vs_wire"].is_f64(), health, "{key}: {scenario}");
         }
     }
     // Every request the servers logging at info answered has its line.
