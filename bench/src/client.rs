@@ -296,6 +296,22 @@ pub(crate) async fn request(
     Ok((status, bytes))
 }
 
+/// The header lines of the answer to `GET path`, in the order they came, without `Date`
+/// (which changes every second).
+pub(crate) async fn header_lines(addr: SocketAddr, path: &str) -> Result<Vec<String>, String> {
+    let mut sender = connect(addr).await?;
+    let response = sender
+        .send_request(build("GET", path, None, None)?)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(response
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != hyper::header::DATE)
+        .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(value.as_bytes())))
+        .collect())
+}
+
 pub(crate) fn build(
     method: &str,
     path: &str,

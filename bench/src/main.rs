@@ -416,6 +416,29 @@ async fn start_all(setup: &Setup, list: Vec<Contestant>, missing: &mut Missing) 
     Started { servers, idle_rss }
 }
 
+/// Whether `limit+wire` sends on `/health` the very header lines the framework sends (the
+/// claim its ratio rests on); nothing to compare when either did not start.
+async fn same_wire(started: &Started) -> Result<(), String> {
+    let addr = |key: &str| {
+        started
+            .servers
+            .iter()
+            .find(|(c, _)| c.key == key)
+            .map(|(_, s)| s.addr)
+    };
+    let (Some(wire), Some(framework)) = (addr("limit+wire"), addr("warn")) else {
+        return Ok(());
+    };
+    let wire = client::header_lines(wire, contestants::HEALTH_PATH).await?;
+    let framework = client::header_lines(framework, contestants::HEALTH_PATH).await?;
+    if wire != framework {
+        return Err(format!(
+            "its /health header lines are not the framework's: {wire:?} against {framework:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// One scenario against every contestant that takes part, in rotating order per round.
 async fn throughput(
     started: &Started,
@@ -601,6 +624,9 @@ async fn run() -> Result<bool, String> {
         }
     }
     let mut started = start_all(&setup, list, &mut missing).await;
+    if let Err(e) = same_wire(&started).await {
+        missing.add("limit+wire", e);
+    }
 
     let selected: Vec<Scenario> = scenarios(token)
         .into_iter()
