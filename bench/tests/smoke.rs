@@ -95,7 +95,7 @@ fn the_benchmark_runs_every_scenario_and_reports_what_is_missing() {
             contestants.push("shipped-json");
         }
         // The limit sending Backstage's header lines takes part on `/health` alone (and the one
-    // missing part above says it sends the framework's very lines there).
+        // missing part above says it sends the framework's very lines there).
         let health = scenario["scenario"] == "GET /health (unauthenticated)";
         if health {
             contestants.push("limit+wire");
