@@ -22,7 +22,8 @@
 //! instructions per request under callgrind of each feature variant, itemized into a cost per
 //! feature; start-up time, RSS and per-request instructions of backends of 1, 10 and 100
 //! plugins; readiness, RSS, binary size and the incremental build time after a one-line change.
-//! Prints a table with PASS/FAIL against the targets and writes JSON (`--out`, default
+//! Prints a table with PASS/FAIL against the targets (each ratio with the lowest and highest of
+//! the per-run ratios behind its median) and writes JSON (`--out`, default
 //! `target/bench/results.json`). A part that fails is reported as missing, with the reason, and
 //! the rest is still printed and written; the exit status is then 3.
 //!
@@ -254,6 +255,12 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// fourfold over the first minute after a build) then favours no contestant for having run
 /// when it was fast; pairing each run with the base's run of the same round did.
 fn drift_corrected_ratio(runs: &[(usize, f64)], base: &[(usize, f64)]) -> f64 {
+    median(run_ratios(runs, base))
+}
+
+/// Each run's rate over `base`'s rate at the same place (see [`drift_corrected_ratio`]), in
+/// the order of the runs.
+fn run_ratios(runs: &[(usize, f64)], base: &[(usize, f64)]) -> Vec<f64> {
     let at = |place: usize| -> f64 {
         let before = base.iter().rev().find(|(p, _)| *p <= place);
         let after = base.iter().find(|(p, _)| *p >= place);
@@ -265,11 +272,9 @@ fn drift_corrected_ratio(runs: &[(usize, f64)], base: &[(usize, f64)]) -> f64 {
             (None, None) => 0.0,
         }
     };
-    median(
-        runs.iter()
-            .map(|&(place, rps)| rps / at(place).max(1e-9))
-            .collect(),
-    )
+    runs.iter()
+        .map(|&(place, rps)| rps / at(place).max(1e-9))
+        .collect()
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -504,6 +509,8 @@ async fn throughput(
     let ratio_to = |slot: usize, base: Option<usize>| {
         base.map(|b| drift_corrected_ratio(&timed(slot), &timed(b)))
     };
+    let runs_to =
+        |slot: usize, base: Option<usize>| base.map(|b| run_ratios(&timed(slot), &timed(b)));
     let mut results = serde_json::Map::new();
     for (slot, runs_of) in runs.iter().enumerate() {
         let latencies = Run {
@@ -523,8 +530,11 @@ async fn throughput(
                 "errors": runs_of.iter().map(|r| r.errors).sum::<u64>(),
                 "load_generator_cpu": runs_of.iter().filter_map(|r| r.load_cpu).fold(None, |most: Option<f64>, x| Some(most.map_or(x, |m| m.max(x)))),
                 "vs_limit": ratio_to(slot, slot_of("limit")),
+                "vs_limit_runs": runs_to(slot, slot_of("limit")),
                 "vs_equal_work": ratio_to(slot, slot_of("equal-work")),
+                "vs_equal_work_runs": runs_to(slot, slot_of("equal-work")),
                 "vs_node": ratio_to(slot, slot_of("node")),
+                "vs_node_runs": runs_to(slot, slot_of("node")),
                 "vs_wire": ratio_to(slot, slot_of("limit+wire")),
             }),
         );

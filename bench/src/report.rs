@@ -35,6 +35,8 @@ struct Target {
     what: String,
     value: Option<f64>,
     bound: Bound,
+    /// For a ratio: the lowest and highest of the runs whose median `value` is.
+    runs: Option<(f64, f64)>,
 }
 
 #[derive(Clone, Copy)]
@@ -62,45 +64,43 @@ impl Targets {
     /// when `full`.
     pub(crate) fn judge(report: &Value, full: bool) -> Targets {
         let mut targets = Vec::new();
-        let mut add = |what: String, value: Option<f64>, bound| {
-            targets.push(Target { what, value, bound });
-        };
-        let result = |scenario: &str, key: &str, field: &str| {
-            report["scenarios"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|s| s["scenario"] == scenario)
-                .and_then(|s| s["results"][key][field].as_f64())
-        };
         for scenario in report["scenarios"].as_array().into_iter().flatten() {
             let name = scenario["scenario"].as_str().unwrap_or_default();
             let headline = scenario["headline"] == true;
+            let mut ratio = |key: &str, base: &str, field: &str, bound| {
+                let result = &scenario["results"][key];
+                let runs: Vec<f64> = result[format!("{field}_runs")]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_f64)
+                    .collect();
+                let low = runs.iter().copied().reduce(f64::min);
+                let high = runs.iter().copied().reduce(f64::max);
+                targets.push(Target {
+                    what: format!("{name}: {key} / {base}"),
+                    value: result[field].as_f64(),
+                    bound,
+                    runs: low.zip(high),
+                });
+            };
             if headline {
                 let shipped = if name == HEALTH { 0.85 } else { 0.9 };
-                add(
-                    format!("{name}: shipped / limit"),
-                    result(name, "shipped", "vs_limit"),
-                    Bound::AtLeast(shipped),
-                );
-                add(
-                    format!("{name}: warn / limit"),
-                    result(name, "warn", "vs_limit"),
-                    Bound::AtLeast(0.95),
-                );
+                ratio("shipped", "limit", "vs_limit", Bound::AtLeast(shipped));
+                ratio("warn", "limit", "vs_limit", Bound::AtLeast(0.95));
                 let node = if name == HEALTH { 20.0 } else { 10.0 };
-                add(
-                    format!("{name}: shipped-json / node"),
-                    result(name, "shipped-json", "vs_node"),
-                    Bound::AtLeast(node),
-                );
+                ratio("shipped-json", "node", "vs_node", Bound::AtLeast(node));
             }
-            add(
-                format!("{name}: warn / equal-work"),
-                result(name, "warn", "vs_equal_work"),
-                Bound::AtLeast(0.95),
-            );
+            ratio("warn", "equal-work", "vs_equal_work", Bound::AtLeast(0.95));
         }
+        let mut add = |what: String, value: Option<f64>, bound| {
+            targets.push(Target {
+                what,
+                value,
+                bound,
+                runs: None,
+            });
+        };
         let server = |key: &str, field: &str| report["servers"][key][field].as_f64();
         if full {
             add(
@@ -171,7 +171,8 @@ impl Targets {
                     Bound::AtMost(b) => ("at_most", b),
                     Bound::Below(b) => ("below", b),
                 };
-                json!({"what": t.what, "value": t.value, kind: bound, "pass": t.pass()})
+                json!({"what": t.what, "value": t.value, kind: bound, "pass": t.pass(),
+                    "runs": t.runs.map(|(low, high)| [low, high])})
             })
             .collect()
     }
@@ -422,8 +423,12 @@ pub(crate) fn print(r: &Value) {
         let value = t["value"]
             .as_f64()
             .map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+        let runs = match (t["runs"][0].as_f64(), t["runs"][1].as_f64()) {
+            (Some(low), Some(high)) => format!("  (runs {low:.3} to {high:.3})"),
+            _ => String::new(),
+        };
         lines.push(format!(
-            "{:<70} {:>10} {:>8}  {}",
+            "{:<70} {:>10} {:>8}  {}{runs}",
             t["what"].as_str().unwrap_or_default(),
             value,
             bound,
@@ -537,5 +542,29 @@ mod tests {
             Some(Some(false))
         );
         assert!(!targets.all_pass());
+    }
+
+    #[test]
+    fn a_ratio_target_says_how_far_apart_its_runs_were() {
+        let report = json!({
+            "scenarios": [{"scenario": HEALTH, "headline": true, "results": {
+                "shipped": {"vs_limit": 0.84, "vs_limit_runs": [0.84, 0.91, 0.79]},
+                "warn": {"vs_limit": 0.9},
+            }}],
+        });
+        let targets = Targets::judge(&report, false).to_json();
+        let target = |what: &str| {
+            targets
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["what"].as_str().unwrap().ends_with(what))
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(target("shipped / limit")["runs"], json!([0.79, 0.91]));
+        assert_eq!(target("shipped / limit")["pass"], false);
+        // Without the runs (an older report) there is no range to show.
+        assert_eq!(target("warn / limit")["runs"], Value::Null);
     }
 }

@@ -65,6 +65,13 @@ fn the_benchmark_runs_every_scenario_and_reports_what_is_missing() {
         stdout.contains("GET /health (unauthenticated): limit+wire / limit "),
         "{stdout}"
     );
+    // Each ratio target shows the spread of the runs behind its median.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(": shipped / limit") && l.contains("(runs ")),
+        "{stdout}"
+    );
 
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     std::fs::remove_dir_all(&tmp).ok();
